@@ -1,0 +1,195 @@
+"""The command pipeline: parse, (idempotency check), load, decide, append, log; generic over commands."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import random
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+from opentelemetry import propagate, trace
+
+from commands.errors import (
+    BusinessRuleViolation,
+    IdempotencyKeyReused,
+    InvalidCommand,
+    MalformedCommand,
+    UnknownCommand,
+)
+from commands.event_store import CommandMetadata, ConcurrencyConflict, EventStore
+from commands.messages import Command
+from commands.registry import COMMANDS, CommandSpec
+from commands.unit_of_work import UnitOfWork
+from erp.consistency import encode_token
+from tenancy.rls import tenant_transaction
+
+tracer = trace.get_tracer("erp.commands")
+
+IDEMPOTENCY_NAMESPACE = UUID("6f1c1f4e-3b7e-4d0c-9d36-5a0a8b1f2c11")
+
+_FIND_COMMAND = "SELECT command_name, request_hash, result FROM command_log WHERE account_id = $1 AND command_id = $2"
+_LOG_COMMAND = """
+INSERT INTO command_log (account_id, command_id, command_name, request_hash, result)
+VALUES ($1, $2, $3, $4, $5)
+"""
+
+
+class CommandResult(msgspec.Struct, frozen=True, rename="pascal"):
+    """What a successful command returns (and what a retried one returns again)."""
+
+    stream_id: str
+    revision: int
+    positions: dict[str, int]
+    consistency_token: str
+
+
+@dataclass(frozen=True, slots=True)
+class ParsedCommand:
+    spec: CommandSpec
+    message: Command
+    request_hash: bytes
+
+
+def command_id_for(idempotency_key: str | None) -> tuple[UUID, bool]:
+    """(command id, whether it came from the client's Idempotency-Key)."""
+    if idempotency_key is None:
+        return uuid.uuid4(), False
+    try:
+        return UUID(idempotency_key), True
+    except ValueError:
+        return uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key), True
+
+
+class CommandService:
+    """Runs commands for one account; re-decides on a concurrent append unless a revision was pinned."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        store: EventStore | None = None,
+        commands: dict[str, CommandSpec] | None = None,
+        max_attempts: int = 10,
+    ) -> None:
+        self._pool = pool
+        self._store = store or EventStore()
+        self._commands = COMMANDS if commands is None else commands
+        self._max_attempts = max_attempts
+
+    def parse(self, name: str, body: bytes) -> ParsedCommand:
+        """Validate a command body; raises UnknownCommand, MalformedCommand or InvalidCommand."""
+        spec = self._commands.get(name)
+        if spec is None:
+            known = ", ".join(sorted(self._commands))
+            raise UnknownCommand(f"there is no command named {name!r}; known commands: {known}")
+        try:
+            message = msgspec.json.decode(body, type=spec.message)
+        except msgspec.ValidationError as error:
+            try:
+                msgspec.json.decode(body)
+            except msgspec.DecodeError:
+                raise MalformedCommand(f"the body is not valid JSON: {error}") from None
+            raise InvalidCommand(f"{name}: {error}") from None
+        except msgspec.DecodeError as error:
+            raise MalformedCommand(f"the body is not valid JSON: {error}") from None
+        canonical = msgspec.json.encode([name, message])
+        return ParsedCommand(spec, message, hashlib.sha256(canonical).digest())
+
+    async def execute(
+        self, account_id: UUID, command: ParsedCommand, idempotency_key: str | None = None
+    ) -> CommandResult:
+        """Run a parsed command to completion: exactly one append, or a refusal that wrote nothing."""
+        command_id, idempotent = command_id_for(idempotency_key)
+        with tracer.start_as_current_span(
+            f"command {command.spec.name}",
+            attributes={
+                "erp.account_id": str(account_id),
+                "erp.command": command.spec.name,
+                "erp.command_id": str(command_id),
+            },
+        ) as span:
+            carrier: dict[str, str] = {}
+            propagate.inject(carrier)
+            metadata = CommandMetadata(command_id, command_id, command_id, carrier)
+            pinned = command.message.expected_revision is not None
+            rechecked = False
+            for attempt in range(1, self._max_attempts + 1):
+                try:
+                    result = await self._attempt(account_id, command, metadata, idempotent)
+                except ConcurrencyConflict:
+                    # A pinned revision is final, except that an idempotent command looks once
+                    # more: the conflicting append may have been its own concurrent retry.
+                    if attempt == self._max_attempts or (pinned and (not idempotent or rechecked)):
+                        raise
+                    rechecked = pinned
+                except asyncpg.UniqueViolationError as error:
+                    # A concurrent retry of the same Idempotency-Key won; the next attempt returns its result.
+                    if error.constraint_name != "command_log_pkey" or attempt == self._max_attempts:
+                        raise
+                else:
+                    span.set_attribute("erp.stream_id", result.stream_id)
+                    span.set_attribute("erp.revision", result.revision)
+                    for stream_type, position in result.positions.items():
+                        span.set_attribute(f"erp.position.{stream_type}", position)
+                    return result
+                await asyncio.sleep(random.uniform(0, 0.002 * attempt))
+        raise AssertionError("unreachable")
+
+    async def _attempt(
+        self,
+        account_id: UUID,
+        command: ParsedCommand,
+        metadata: CommandMetadata,
+        idempotent: bool,
+    ) -> CommandResult:
+        async with tenant_transaction(self._pool, account_id) as connection:
+            if idempotent:
+                logged = await connection.fetchrow(_FIND_COMMAND, account_id, metadata.command_id)
+                if logged is not None:
+                    return self._replayed(command, logged)
+            uow = UnitOfWork(connection, account_id, self._store)
+            expected = command.message.expected_revision
+            try:
+                aggregate = await command.spec.handler(command.message, uow)
+            except BusinessRuleViolation:
+                primary = uow.primary
+                if expected is not None and primary is not None and primary.revision != expected:
+                    raise ConcurrencyConflict(
+                        primary.stream_id, expected, primary.revision
+                    ) from None
+                raise
+            if expected is not None and aggregate.revision != expected:
+                raise ConcurrencyConflict(aggregate.stream_id, expected, aggregate.revision)
+            appended = await uow.commit(metadata)
+            result = CommandResult(
+                stream_id=aggregate.stream_id,
+                revision=appended.revisions.get(aggregate.stream_id, aggregate.revision),
+                positions=appended.positions,
+                consistency_token=encode_token(appended.positions),
+            )
+            if idempotent:
+                await connection.execute(
+                    _LOG_COMMAND,
+                    account_id,
+                    metadata.command_id,
+                    command.spec.name,
+                    command.request_hash,
+                    msgspec.to_builtins(result),
+                )
+            return result
+
+    @staticmethod
+    def _replayed(command: ParsedCommand, logged: asyncpg.Record) -> CommandResult:
+        if (
+            logged["command_name"] != command.spec.name
+            or logged["request_hash"] != command.request_hash
+        ):
+            raise IdempotencyKeyReused(
+                f"this Idempotency-Key was already used for a different {logged['command_name']} "
+                "request; use a new key for a new command"
+            )
+        return msgspec.convert(logged["result"], CommandResult)

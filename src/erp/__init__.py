@@ -1,0 +1,1 @@
+"""Shared pieces of the ERP backend: settings, database pools, telemetry, the app factory and the CLI."""

@@ -1,0 +1,80 @@
+"""The Litestar app factory: controllers, dependencies, plugins (channels, problem details, tracing)."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import redis.asyncio as redis
+from litestar import Litestar
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+from litestar.datastructures import State
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+
+from commands.routes import ERRORS as COMMAND_ERRORS
+from commands.routes import CommandController
+from erp.bootstrap import Services
+from erp.health import health
+from erp.problems import problem_details_plugin
+from erp.settings import Settings
+from erp.telemetry import configure_telemetry
+from queries.routes import NotificationController, ProjectionController, QueryController
+from tenancy.accounts import KeyCache
+from tenancy.routes import AccountController
+
+MAX_BODY = 1024 * 1024
+
+
+def _services(state: State) -> Services:
+    services: Services = state.services
+    return services
+
+
+def _keys(state: State) -> KeyCache:
+    return _services(state).keys
+
+
+def create_app(settings: Settings | None = None) -> Litestar:
+    """The API, configured from `settings` (the environment by default)."""
+    settings = settings or Settings()
+    configure_telemetry("erp-api")
+    channels = ChannelsPlugin(
+        backend=RedisChannelsPubSubBackend(redis=redis.from_url(settings.redis_url)),
+        arbitrary_channels_allowed=True,
+        subscriber_max_backlog=1000,
+        subscriber_backlog_strategy="dropleft",
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: Litestar) -> AsyncIterator[None]:
+        app.state.services = await Services.start(settings, channels)
+        try:
+            yield
+        finally:
+            await app.state.services.close()
+
+    return Litestar(
+        route_handlers=[
+            AccountController,
+            CommandController,
+            QueryController,
+            NotificationController,
+            ProjectionController,
+            health,
+        ],
+        dependencies={
+            "services": Provide(_services, sync_to_thread=False),
+            "keys": Provide(_keys, sync_to_thread=False),
+        },
+        plugins=[
+            channels,
+            problem_details_plugin(COMMAND_ERRORS),
+            OpenTelemetryPlugin(OpenTelemetryConfig()),
+        ],
+        lifespan=[lifespan],
+        request_max_body_size=MAX_BODY,
+        openapi_config=OpenAPIConfig(title="ERP", version="0.1.0"),
+    )

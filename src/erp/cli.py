@@ -1,0 +1,268 @@
+"""The `erp` command line: dev, api, worker, migrate, accounts, projections and bench."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Annotated
+from uuid import UUID
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from erp.settings import Settings
+
+app = typer.Typer(help="A multi-tenant, event-sourced ERP backend.", no_args_is_help=True)
+accounts_app = typer.Typer(help="Tenant accounts.", no_args_is_help=True)
+projections_app = typer.Typer(help="Read-model projections.", no_args_is_help=True)
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(projections_app, name="projections")
+console = Console()
+
+
+def _api_server(settings: Settings) -> uvicorn.Server:
+    from erp.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        access_log=False,
+    )
+    return uvicorn.Server(config)
+
+
+@app.command()
+def migrate() -> None:
+    """Create the database if needed and apply every migration."""
+    from erp.devserver import create_database
+    from erp.migrate import upgrade
+
+    settings = Settings()
+    if asyncio.run(create_database(settings.database_url)):
+        console.print(f"created database {settings.database_url}")
+    upgrade(settings)
+    console.print("migrations applied")
+
+
+@app.command()
+def api() -> None:
+    """Serve the HTTP API on ERP_HTTP_HOST:ERP_HTTP_PORT."""
+    from erp.telemetry import configure_logging
+
+    configure_logging()
+    _api_server(Settings()).run()
+
+
+@app.command()
+def worker() -> None:
+    """Run the Temporal worker: projector pipelines, rebuilds and onboarding."""
+    from erp.telemetry import configure_logging, configure_telemetry
+    from workflows.worker import run_worker
+
+    configure_logging()
+    configure_telemetry("erp-worker")
+    asyncio.run(run_worker(Settings()))
+
+
+@app.command()
+def dev() -> None:
+    """Start everything for local work: Temporal (if none answers), migrations, worker and API."""
+    from erp.devserver import answers, start_temporal
+    from erp.telemetry import configure_logging, configure_telemetry
+    from workflows.worker import run_worker
+
+    configure_logging()
+    configure_telemetry("erp-dev")
+    settings = Settings()
+    temporal = None
+    if not answers(settings.temporal_address):
+        Path(".erp").mkdir(exist_ok=True)
+        console.print(f"starting a Temporal dev server on {settings.temporal_address} (UI :8233)")
+        temporal = start_temporal(
+            settings.temporal_address, ui_port=8233, db_file=".erp/temporal.db"
+        )
+    migrate()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        worker_task = asyncio.create_task(run_worker(settings, stop))
+        server = _api_server(settings)
+        api_task = asyncio.create_task(server.serve())
+        while not server.started:
+            if api_task.done() or worker_task.done():
+                await asyncio.gather(api_task, worker_task)
+            await asyncio.sleep(0.1)
+        api_key = await _demo_account(settings)
+        _print_demo(settings, api_key)
+        try:
+            await api_task
+        finally:
+            stop.set()
+            await worker_task
+
+    try:
+        asyncio.run(main())
+    except KeyboardInterrupt:
+        pass
+    finally:
+        if temporal is not None:
+            temporal.terminate()
+
+
+async def _demo_account(settings: Settings) -> str:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from erp.temporal import connect_temporal
+    from tenancy.accounts import AccountCatalog
+    from workflows.starters import onboard_account
+
+    engine = create_async_engine(settings.sqlalchemy_url)
+    try:
+        catalog = AccountCatalog(engine)
+        demo = next((a for a in await catalog.list() if a.name == "Demo"), None)
+        if demo is None:
+            demo, api_key = await catalog.register("Demo")
+        else:
+            api_key = await catalog.issue_key(demo.account_id)
+        client = await connect_temporal(settings)
+        await onboard_account(client, settings.task_queue, demo.account_id)
+        return api_key
+    finally:
+        await engine.dispose()
+
+
+def _print_demo(settings: Settings, api_key: str) -> None:
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    order_id = "0b81b458-7671-4e9b-844b-9934255f5406"
+    console.print(f"\n[bold]ERP API on {base}[/]  (OpenAPI: {base}/schema/openapi.json)")
+    console.print(f"demo account API key: [bold]{api_key}[/]\n")
+    console.print("# place an order (the seed's PlaceOrderCommand):", markup=False)
+    console.print(
+        f"curl -s -X POST {base}/commands/PlaceOrder -H 'Authorization: Bearer {api_key}' "
+        f"-H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' "
+        f'-d \'{{"OrderId": "{order_id}", "CustomerName": "Linus Torvalds", '
+        f'"OrderLines": [{{"ProductCode": "KB-1", "Quantity": 2, "UnitPrice": "10.00"}}]}}\'',
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print("# read it back, waiting until the read model has it:", markup=False)
+    console.print(
+        f"curl -s '{base}/queries/GetOrders?CustomerName=Linus%20Torvalds&ConsistentWith=Order:1' "
+        f"-H 'Authorization: Bearer {api_key}'",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print("# watch notifications:", markup=False)
+    console.print(
+        f"curl -sN {base}/notifications -H 'Authorization: Bearer {api_key}'",
+        markup=False,
+        soft_wrap=True,
+    )
+
+
+@accounts_app.command("create")
+def accounts_create(name: str) -> None:
+    """Onboard an account (needs a running worker) and print its API key."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    from erp.temporal import connect_temporal
+    from tenancy.accounts import AccountCatalog
+    from workflows.starters import onboard_account
+
+    settings = Settings()
+
+    async def main() -> None:
+        engine = create_async_engine(settings.sqlalchemy_url)
+        try:
+            account, api_key = await AccountCatalog(engine).register(name)
+            client = await connect_temporal(settings)
+            status = await onboard_account(client, settings.task_queue, account.account_id)
+        finally:
+            await engine.dispose()
+        console.print(f"AccountId {account.account_id}\nApiKey    {api_key}\nStatus    {status}")
+
+    asyncio.run(main())
+
+
+@projections_app.command("status")
+def projections_status() -> None:
+    """Each projection with its head, position and lag."""
+    from erp.db import create_pool
+    from queries.projector import Projector
+    from queries.registry import PROJECTIONS
+
+    async def main() -> None:
+        pool = await create_pool(Settings(), min_size=1, max_size=2)
+        try:
+            for name, projection in PROJECTIONS.items():
+                lag = await Projector(pool, projection).lag()
+                console.print(
+                    f"{name:20} head {lag.head:>10}  position {lag.position:>10}  "
+                    f"behind {lag.events_behind:>8}"
+                )
+        finally:
+            await pool.close()
+
+    asyncio.run(main())
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(
+    name: str,
+    account: Annotated[str | None, typer.Option("--account", help="only this AccountId")] = None,
+) -> None:
+    """Rebuild a projection as a workflow, showing its progress."""
+    from erp.db import create_pool
+    from erp.temporal import connect_temporal
+    from queries.projector import Projector
+    from queries.registry import PROJECTIONS
+    from workflows.starters import start_rebuild
+
+    if name not in PROJECTIONS:
+        raise typer.BadParameter(f"unknown projection {name!r}; known: {', '.join(PROJECTIONS)}")
+    account_id = UUID(account) if account else None
+    settings = Settings()
+
+    async def main() -> None:
+        pool = await create_pool(settings, min_size=1, max_size=2)
+        client = await connect_temporal(settings)
+        projector = Projector(pool, PROJECTIONS[name])
+        handle = await start_rebuild(client, settings.task_queue, name, account_id)
+        console.print(f"workflow {handle.id}")
+        result_task = asyncio.create_task(handle.result())
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.completed}/{task.total} events"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task(f"rebuilding {name}", total=None)
+            while not result_task.done():
+                lag = await projector.lag(account_id)
+                progress.update(task, total=lag.head, completed=lag.position)
+                await asyncio.sleep(0.2)
+            result = result_task.result()
+            progress.update(task, total=result.events_applied, completed=result.events_applied)
+        await pool.close()
+        console.print(f"rebuilt {name}: {result.events_applied} events in {result.batches} batches")
+
+    started = time.monotonic()
+    asyncio.run(main())
+    console.print(f"took {time.monotonic() - started:.1f} s")
+
+
+@app.command()
+def bench(
+    seconds: Annotated[float, typer.Option(help="duration of each load phase")] = 10.0,
+    accounts: Annotated[int, typer.Option(help="tenant accounts to spread load over")] = 100,
+) -> None:
+    """Measure HTTP commands/s, appended events/s and command -> notification latency."""
+    from erp.bench import run_bench
+
+    asyncio.run(run_bench(seconds=seconds, accounts=accounts))

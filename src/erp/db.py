@@ -1,0 +1,37 @@
+"""Database plumbing: the SQLAlchemy metadata every package's tables hang on, and asyncpg pools."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+from sqlalchemy import MetaData
+
+from erp.settings import Settings
+
+metadata = MetaData()
+
+TENANT_ROLE = "erp_tenant"
+"""The role tenant transactions switch to: no BYPASSRLS, so row-level security always applies."""
+
+
+async def _init_connection(connection: asyncpg.Connection[Any]) -> None:
+    await connection.set_type_codec(
+        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
+    )
+
+
+async def create_pool(
+    settings: Settings, *, min_size: int = 2, max_size: int = 20
+) -> asyncpg.Pool[Any]:
+    """An asyncpg pool whose connections speak jsonb as Python objects."""
+    pool = await asyncpg.create_pool(
+        settings.database_url,
+        min_size=min_size,
+        max_size=max_size,
+        init=_init_connection,
+        statement_cache_size=256,
+    )
+    assert pool is not None
+    return pool

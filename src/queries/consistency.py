@@ -1,0 +1,91 @@
+"""Consistency waits: block a query until its read model has caught up with a ConsistencyToken."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import msgspec
+from litestar.channels import ChannelsPlugin
+
+from queries.notifications import Notification, channel_for
+
+RECHECK_INTERVAL = 0.5
+"""How often a waiter re-reads checkpoints in case a notification was lost."""
+
+_CHECKPOINTS = """
+SELECT stream_type, position FROM projection_checkpoints
+WHERE projection = $1 AND account_id = $2 AND stream_type = ANY($3::text[])
+"""
+
+
+def _reached(targets: dict[str, int], positions: dict[str, int]) -> bool:
+    return all(positions.get(t, 0) >= p for t, p in targets.items())
+
+
+class ConsistencyWaiter:
+    """Waits on the account's Redis channel, with checkpoint reads as the ground truth."""
+
+    def __init__(self, pool: asyncpg.Pool[Any], channels: ChannelsPlugin) -> None:
+        self._pool = pool
+        self._channels = channels
+        self._decode = msgspec.json.Decoder(Notification).decode
+
+    async def _positions(
+        self, projection: str, account_id: UUID, types: list[str]
+    ) -> dict[str, int]:
+        async with self._pool.acquire() as connection:
+            rows = await connection.fetch(_CHECKPOINTS, projection, account_id, types)
+        return {r["stream_type"]: r["position"] for r in rows}
+
+    async def wait(
+        self,
+        account_id: UUID,
+        projection: str,
+        stream_types: tuple[str, ...],
+        targets: dict[str, int],
+        timeout: float,
+    ) -> bool:
+        """True once `projection` covers `targets` for the account; False after `timeout` seconds."""
+        targets = {t: p for t, p in targets.items() if t in stream_types}
+        if not targets:
+            return True
+        types = list(targets)
+        positions = await self._positions(projection, account_id, types)
+        if _reached(targets, positions):
+            return True
+        deadline = time.monotonic() + timeout
+        subscriber = await self._channels.subscribe(channel_for(account_id))
+        events = subscriber.iter_events()
+        receive: asyncio.Task[bytes] | None = None
+        try:
+            # Read again now that we listen: a notification sent before we subscribed is not lost.
+            positions = await self._positions(projection, account_id, types)
+            next_check = time.monotonic() + RECHECK_INTERVAL
+            while not _reached(targets, positions):
+                now = time.monotonic()
+                if now >= deadline:
+                    return False
+                if now >= next_check:
+                    positions = await self._positions(projection, account_id, types)
+                    next_check = now + RECHECK_INTERVAL
+                    continue
+                if receive is None:
+                    receive = asyncio.ensure_future(anext(events))
+                done, _ = await asyncio.wait({receive}, timeout=min(deadline, next_check) - now)
+                if not done:
+                    continue
+                note = self._decode(receive.result())
+                receive = None
+                if note.projection == projection and note.stream_type in targets:
+                    positions[note.stream_type] = max(
+                        positions.get(note.stream_type, 0), note.position
+                    )
+            return True
+        finally:
+            if receive is not None:
+                receive.cancel()
+            await self._channels.unsubscribe(subscriber)

@@ -1,0 +1,79 @@
+"""Consistency notifications on Redis pub/sub: one channel per account.
+
+The projector publishes `{"Projection", "StreamType", "Position"}` after each
+committed batch. If Redis is down the latest position per pair is kept and
+published again later; clients also fall back to reading checkpoints, so a
+lost notification delays nobody for long.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+from uuid import UUID
+
+import msgspec
+import redis.asyncio as redis
+from opentelemetry import trace
+from redis.exceptions import RedisError
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("erp.notifications")
+
+CHANNEL_PREFIX = "erp.account."
+
+
+def channel_for(account_id: UUID) -> str:
+    return f"{CHANNEL_PREFIX}{account_id}"
+
+
+class ProjectionAdvanced(msgspec.Struct, frozen=True, rename="pascal"):
+    """A read model of one account now includes every event up to `position` of `stream_type`."""
+
+    projection: str
+    account_id: UUID
+    stream_type: str
+    position: int
+
+
+class Notification(msgspec.Struct, frozen=True, rename="pascal"):
+    """What clients receive (the account is implied by the channel)."""
+
+    projection: str
+    stream_type: str
+    position: int
+
+
+_encoder = msgspec.json.Encoder()
+
+
+class Notifier:
+    """Publishes ProjectionAdvanced to each account's channel; keeps what Redis could not take."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._pending: dict[tuple[str, UUID, str], int] = {}
+
+    async def publish(self, advanced: Iterable[ProjectionAdvanced]) -> None:
+        for a in advanced:
+            key = (a.projection, a.account_id, a.stream_type)
+            self._pending[key] = max(self._pending.get(key, 0), a.position)
+        await self.flush_pending()
+
+    async def flush_pending(self) -> None:
+        if not self._pending:
+            return
+        pending, self._pending = self._pending, {}
+        with tracer.start_as_current_span("notify", attributes={"erp.notifications": len(pending)}):
+            try:
+                async with self._client.pipeline(transaction=False) as pipe:
+                    for (projection, account_id, stream_type), position in pending.items():
+                        pipe.publish(
+                            channel_for(account_id),
+                            _encoder.encode(Notification(projection, stream_type, position)),
+                        )
+                    await pipe.execute()
+            except (RedisError, OSError) as error:
+                log.warning("could not publish %d notifications: %s", len(pending), error)
+                for key, position in pending.items():
+                    self._pending[key] = max(self._pending.get(key, 0), position)

@@ -1,0 +1,279 @@
+"""The projector engine: moves projections forward from the event store, exactly once per event.
+
+One batch is one transaction: it locks the checkpoints of the (account, stream
+type) pairs it works on, reads the events after them in SequenceNumber order,
+applies them and stores the new checkpoints. Because SequenceNumbers become
+visible strictly in order (see commands.event_store), reading `> checkpoint`
+never skips an event, and because the checkpoint moves in the same commit as
+the read model, no event is applied twice, even with two projectors (a zombie
+after a worker was killed, or a rebuild) running at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from opentelemetry import trace
+
+from commands.event_store import RecordedEvent
+from queries.notifications import Notifier, ProjectionAdvanced
+from queries.projection import Projection
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("erp.projector")
+
+EVENTS_CHANNEL = "erp_events"
+
+_LAGGING = """
+SELECT s.account_id, s.stream_type
+FROM stream_sequences s
+LEFT JOIN projection_checkpoints c
+  ON c.projection = $1 AND c.account_id = s.account_id AND c.stream_type = s.stream_type
+WHERE s.stream_type = ANY($2::text[]) AND s.last_sequence > coalesce(c.position, 0)
+ORDER BY s.last_sequence - coalesce(c.position, 0) DESC
+LIMIT $3
+"""
+_ENSURE_CHECKPOINTS = """
+INSERT INTO projection_checkpoints (projection, account_id, stream_type, position)
+SELECT $1, a, t, 0 FROM unnest($2::uuid[], $3::text[]) AS p(a, t)
+ON CONFLICT DO NOTHING
+"""
+_LOCK_CHECKPOINTS = """
+SELECT account_id, stream_type, position FROM projection_checkpoints
+WHERE projection = $1
+  AND (account_id, stream_type) IN (SELECT * FROM unnest($2::uuid[], $3::text[]))
+ORDER BY account_id, stream_type
+FOR UPDATE
+"""
+_EVENTS_AFTER = """
+SELECT e.account_id, e.stream_id, e.stream_type, e.stream_revision, e.sequence_number,
+       e.payload_item_name, e.payload, e.commit_time, e.command_id, e.trace_context
+FROM unnest($1::uuid[], $2::text[], $3::bigint[]) AS c(account_id, stream_type, position)
+CROSS JOIN LATERAL (
+    SELECT * FROM events e
+    WHERE e.account_id = c.account_id AND e.stream_type = c.stream_type
+      AND e.sequence_number > c.position
+    ORDER BY e.sequence_number
+    LIMIT $4
+) e
+"""
+_SAVE_CHECKPOINTS = """
+UPDATE projection_checkpoints c SET position = p.position, updated_at = now()
+FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS p(account_id, stream_type, position)
+WHERE c.projection = $1 AND c.account_id = p.account_id AND c.stream_type = p.stream_type
+"""
+_STATUS = """
+SELECT s.account_id, s.stream_type, s.last_sequence, coalesce(c.position, 0) AS position,
+       c.updated_at
+FROM stream_sequences s
+LEFT JOIN projection_checkpoints c
+  ON c.projection = $1 AND c.account_id = s.account_id AND c.stream_type = s.stream_type
+WHERE s.stream_type = ANY($2::text[]) AND ($3::uuid IS NULL OR s.account_id = $3)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far a projection is behind the store, summed over accounts."""
+
+    projection: str
+    head: int
+    position: int
+
+    @property
+    def events_behind(self) -> int:
+        return self.head - self.position
+
+
+def _recorded(row: asyncpg.Record) -> RecordedEvent:
+    return RecordedEvent(
+        account_id=row["account_id"],
+        stream_id=row["stream_id"],
+        stream_type=row["stream_type"],
+        stream_revision=row["stream_revision"],
+        sequence_number=row["sequence_number"],
+        name=row["payload_item_name"],
+        payload=row["payload"],
+        commit_time=row["commit_time"],
+        command_id=row["command_id"],
+        trace_context=row["trace_context"],
+    )
+
+
+class Projector:
+    """Keeps one projection up to date for every account."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        projection: Projection,
+        notifier: Notifier | None = None,
+        *,
+        batch_size: int = 500,
+        pairs_per_batch: int = 50,
+    ) -> None:
+        self.pool = pool
+        self.projection = projection
+        self.notifier = notifier
+        self.batch_size = batch_size
+        self.pairs_per_batch = pairs_per_batch
+
+    async def run_batch(self, account_id: UUID | None = None) -> list[ProjectionAdvanced]:
+        """Apply one batch for the most lagging accounts; returns what advanced (empty when caught up)."""
+        types = list(self.projection.stream_types)
+        async with self.pool.acquire() as connection:
+            if account_id is None:
+                lagging = await connection.fetch(
+                    _LAGGING, self.projection.name, types, self.pairs_per_batch
+                )
+                pairs = [(r["account_id"], r["stream_type"]) for r in lagging]
+            else:
+                pairs = [(account_id, t) for t in types]
+            if not pairs:
+                return []
+            async with connection.transaction():
+                advanced = await self._apply(connection, pairs)
+        if advanced and self.notifier is not None:
+            await self.notifier.publish(advanced)
+        return advanced
+
+    async def _apply(
+        self, connection: asyncpg.Connection[Any], pairs: Sequence[tuple[UUID, str]]
+    ) -> list[ProjectionAdvanced]:
+        accounts = [a for a, _ in pairs]
+        stream_types = [t for _, t in pairs]
+        name = self.projection.name
+        await connection.execute(_ENSURE_CHECKPOINTS, name, accounts, stream_types)
+        checkpoints = await connection.fetch(_LOCK_CHECKPOINTS, name, accounts, stream_types)
+        if not checkpoints:
+            return []
+        rows = await connection.fetch(
+            _EVENTS_AFTER,
+            [c["account_id"] for c in checkpoints],
+            [c["stream_type"] for c in checkpoints],
+            [c["position"] for c in checkpoints],
+            self.batch_size,
+        )
+        if not rows:
+            return []
+        events = [_recorded(row) for row in rows]
+        with tracer.start_as_current_span(
+            f"project {name}",
+            links=_links(events),
+            attributes={"erp.projection": name, "erp.events": len(events)},
+        ):
+            await self.projection.apply(connection, events)
+        last: dict[tuple[UUID, str], int] = {}
+        for e in events:
+            key = (e.account_id, e.stream_type)
+            last[key] = max(last.get(key, 0), e.sequence_number)
+        await connection.execute(
+            _SAVE_CHECKPOINTS,
+            name,
+            [a for a, _ in last],
+            [t for _, t in last],
+            list(last.values()),
+        )
+        return [ProjectionAdvanced(name, a, t, p) for (a, t), p in last.items()]
+
+    async def catch_up(self, account_id: UUID | None = None) -> int:
+        """Run batches until nothing lags; returns the number of batches that applied events."""
+        batches = 0
+        while await self.run_batch(account_id):
+            batches += 1
+        return batches
+
+    async def reset(self, account_id: UUID | None = None) -> None:
+        """Forget the read model (for one account or all) so it is rebuilt from the first event."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                "SELECT 1 FROM projection_checkpoints WHERE projection = $1 "
+                "AND ($2::uuid IS NULL OR account_id = $2) ORDER BY account_id, stream_type "
+                "FOR UPDATE",
+                self.projection.name,
+                account_id,
+            )
+            await self.projection.clear(connection, account_id)
+            await connection.execute(
+                "DELETE FROM projection_checkpoints WHERE projection = $1 "
+                "AND ($2::uuid IS NULL OR account_id = $2)",
+                self.projection.name,
+                account_id,
+            )
+
+    async def lag(self, account_id: UUID | None = None) -> Lag:
+        """The projection's head (events to apply) and position (events applied)."""
+        async with self.pool.acquire() as connection:
+            rows = await connection.fetch(
+                _STATUS, self.projection.name, list(self.projection.stream_types), account_id
+            )
+        return Lag(
+            self.projection.name,
+            head=sum(r["last_sequence"] for r in rows),
+            position=sum(r["position"] for r in rows),
+        )
+
+    async def run_forever(
+        self,
+        dsn: str,
+        heartbeat: Callable[[], None] = lambda: None,
+        poll_interval: float = 1.0,
+        stop: asyncio.Event | None = None,
+    ) -> None:
+        """Follow the store: wake on NOTIFY (or every `poll_interval`), catch up, repeat.
+
+        Errors propagate, so the caller (a Temporal activity) retries with backoff.
+        """
+        wake = asyncio.Event()
+        listener = await asyncpg.connect(dsn)
+        try:
+            await listener.add_listener(EVENTS_CHANNEL, lambda *_: wake.set())
+            while stop is None or not stop.is_set():
+                heartbeat()
+                if listener.is_closed():
+                    raise ConnectionError("the LISTEN connection to Postgres was closed")
+                wake.clear()
+                if await self.run_batch():
+                    continue
+                if self.notifier is not None:
+                    await self.notifier.flush_pending()
+                try:
+                    await asyncio.wait_for(wake.wait(), timeout=poll_interval)
+                except TimeoutError:
+                    pass
+        finally:
+            await listener.close()
+
+
+def _links(events: Sequence[RecordedEvent]) -> list[trace.Link]:
+    """A span link to each distinct command trace in the batch (at most 128)."""
+    links: dict[str, trace.Link] = {}
+    for e in events:
+        parent = e.trace_context.get("traceparent") if e.trace_context else None
+        if parent is None or parent in links or len(links) >= 128:
+            continue
+        span_context = _parse_traceparent(parent)
+        if span_context is not None:
+            links[parent] = trace.Link(span_context)
+    return list(links.values())
+
+
+def _parse_traceparent(value: str) -> trace.SpanContext | None:
+    parts = value.split("-")
+    if len(parts) != 4:
+        return None
+    try:
+        return trace.SpanContext(
+            trace_id=int(parts[1], 16),
+            span_id=int(parts[2], 16),
+            is_remote=True,
+            trace_flags=trace.TraceFlags(int(parts[3], 16)),
+        )
+    except ValueError:
+        return None

@@ -1,0 +1,175 @@
+"""Query API (GET /queries/{QueryName}), notifications (SSE) and operator projection endpoints."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, Request, get, post
+from litestar.channels import ChannelsPlugin
+from litestar.di import Provide
+from litestar.response import ServerSentEvent
+
+from erp.bootstrap import Services
+from erp.consistency import InvalidToken, decode_token
+from erp.problems import problem
+from queries.notifications import channel_for
+from queries.projector import Projector
+from queries.registry import PROJECTIONS
+from queries.views import QUERIES
+from tenancy.auth import operator_guard, tenant_account
+from tenancy.rls import tenant_transaction
+from workflows.starters import projector_workflow_id, start_rebuild
+
+MAX_TIMEOUT = 30.0
+DEFAULT_TIMEOUT = 5.0
+
+
+class Items(msgspec.Struct, rename="pascal"):
+    items: list[Any]
+
+
+def _timeout(raw: str | None) -> float:
+    if raw is None:
+        return DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not 0 <= value <= MAX_TIMEOUT:
+        raise problem(
+            422, f"Timeout must be a number of seconds from 0 to {MAX_TIMEOUT:g}, got {raw!r}"
+        )
+    return value
+
+
+class QueryController(Controller):
+    path = "/queries"
+    tags = ["queries"]
+    dependencies = {"account_id": Provide(tenant_account)}
+
+    @get("/{query_name:str}", summary="Run a query")
+    async def run(
+        self, request: Request[Any, Any, Any], query_name: str, account_id: UUID, services: Services
+    ) -> Items:
+        """Run `QueryName`. With `ConsistentWith=<token>` it first waits (up to `Timeout` s) for the read model."""
+        spec = QUERIES.get(query_name)
+        if spec is None:
+            raise problem(
+                404, f"there is no query named {query_name!r}; known: {', '.join(QUERIES)}"
+            )
+        raw = dict(request.query_params)
+        token = raw.pop("ConsistentWith", None)
+        timeout = _timeout(raw.pop("Timeout", None))
+        try:
+            params = msgspec.convert(raw, spec.params, strict=False)
+        except msgspec.ValidationError as error:
+            raise problem(422, f"{query_name}: {error}") from None
+        if token is not None:
+            try:
+                targets = decode_token(token)
+            except InvalidToken as error:
+                raise problem(422, str(error)) from None
+            projection = PROJECTIONS[spec.projection]
+            if not await services.waiter.wait(
+                account_id, spec.projection, projection.stream_types, targets, timeout
+            ):
+                raise problem(
+                    503,
+                    f"the {spec.projection} read model has not caught up with {token} "
+                    f"within {timeout:g} s",
+                    {"Retry-After": "1"},
+                )
+        async with tenant_transaction(services.pool, account_id) as connection:
+            return Items(await spec.run(connection, params))
+
+
+class NotificationController(Controller):
+    path = "/notifications"
+    tags = ["queries"]
+    dependencies = {"account_id": Provide(tenant_account)}
+
+    @get("/", summary="Stream read-model notifications (SSE)")
+    async def stream(self, account_id: UUID, channels: ChannelsPlugin) -> ServerSentEvent:
+        """Server-Sent Events: `{"Projection","StreamType","Position"}` for the caller's account only."""
+
+        async def events() -> AsyncIterator[str]:
+            async with channels.start_subscription(channel_for(account_id)) as subscriber:
+                async for message in subscriber.iter_events():
+                    yield message.decode()
+
+        return ServerSentEvent(events())
+
+
+class ProjectionView(msgspec.Struct, rename="pascal"):
+    name: str
+    stream_types: list[str]
+    pipeline: str
+    head: int
+    position: int
+    events_behind: int
+
+
+class RebuildRequest(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"):
+    account_id: UUID | None = None
+
+
+class RebuildStarted(msgspec.Struct, rename="pascal"):
+    workflow_id: str
+
+
+async def _pipeline_status(services: Services, name: str) -> str:
+    try:
+        client = await services.temporal.client()
+        description = await client.get_workflow_handle(projector_workflow_id(name)).describe()
+    except Exception as error:  # Temporal down or workflow missing: say so, don't fail the listing
+        return f"Unknown ({type(error).__name__})"
+    return description.status.name.title() if description.status else "Unknown"
+
+
+class ProjectionController(Controller):
+    path = "/projections"
+    tags = ["operators"]
+    guards = [operator_guard]
+
+    @get("/", summary="List projections with status and lag")
+    async def list(self, services: Services) -> list[ProjectionView]:
+        views = []
+        for name, projection in PROJECTIONS.items():
+            lag = await Projector(services.pool, projection).lag()
+            views.append(
+                ProjectionView(
+                    name,
+                    list(projection.stream_types),
+                    await _pipeline_status(services, name),
+                    lag.head,
+                    lag.position,
+                    lag.events_behind,
+                )
+            )
+        return views
+
+    @post("/{name:str}/rebuild", status_code=202, summary="Rebuild a projection (a workflow)")
+    async def rebuild(
+        self, name: str, services: Services, request: Request[Any, Any, Any]
+    ) -> RebuildStarted:
+        if name not in PROJECTIONS:
+            raise problem(
+                404, f"there is no projection named {name!r}; known: {', '.join(PROJECTIONS)}"
+            )
+        body = await request.body()
+        try:
+            data = (
+                msgspec.json.decode(body, type=RebuildRequest) if body.strip() else RebuildRequest()
+            )
+        except msgspec.ValidationError as error:
+            raise problem(422, str(error)) from None
+        except msgspec.DecodeError as error:
+            raise problem(400, f"the body is not valid JSON: {error}") from None
+        if data.account_id is not None and await services.catalog.get(data.account_id) is None:
+            raise problem(404, f"there is no account {data.account_id}")
+        client = await services.temporal.client()
+        handle = await start_rebuild(client, services.settings.task_queue, name, data.account_id)
+        return RebuildStarted(handle.id)

@@ -1,0 +1,147 @@
+"""The account catalog: register accounts, issue and resolve API keys (stored only as hashes)."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+import uuid
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from sqlalchemy import func, insert, or_, select, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tenancy.tables import accounts, api_keys
+
+KEY_PREFIX = "erp_"
+
+
+class AccountStatus:
+    ONBOARDING = "Onboarding"
+    ACTIVE = "Active"
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    account_id: UUID
+    name: str
+    status: str
+
+
+def hash_key(api_key: str) -> bytes:
+    """API keys are high-entropy secrets, so one SHA-256 is the right hash (no salt or KDF needed)."""
+    return hashlib.sha256(api_key.encode()).digest()
+
+
+def new_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+class AccountCatalog:
+    """Reads and writes the catalog through SQLAlchemy Core (operators' path, not the hot path)."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+
+    async def register(
+        self, name: str, *, expires_at: datetime | None = None
+    ) -> tuple[Account, str]:
+        """A new account in status Onboarding with its first API key (returned once, in clear)."""
+        account = Account(uuid.uuid4(), name, AccountStatus.ONBOARDING)
+        api_key = new_api_key()
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                insert(accounts).values(
+                    account_id=account.account_id, name=name, status=account.status
+                )
+            )
+            await connection.execute(
+                insert(api_keys).values(
+                    key_hash=hash_key(api_key), account_id=account.account_id, expires_at=expires_at
+                )
+            )
+        return account, api_key
+
+    async def issue_key(self, account_id: UUID, *, expires_at: datetime | None = None) -> str:
+        api_key = new_api_key()
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                insert(api_keys).values(
+                    key_hash=hash_key(api_key), account_id=account_id, expires_at=expires_at
+                )
+            )
+        return api_key
+
+    async def revoke_key(self, api_key: str) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                update(api_keys)
+                .where(api_keys.c.key_hash == hash_key(api_key))
+                .values(revoked_at=func.now())
+            )
+
+    async def get(self, account_id: UUID) -> Account | None:
+        async with self._engine.connect() as connection:
+            row = (
+                await connection.execute(
+                    select(accounts.c.account_id, accounts.c.name, accounts.c.status).where(
+                        accounts.c.account_id == account_id
+                    )
+                )
+            ).first()
+        return None if row is None else Account(row.account_id, row.name, row.status)
+
+    async def list(self) -> list[Account]:
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                select(accounts.c.account_id, accounts.c.name, accounts.c.status).order_by(
+                    accounts.c.created_at
+                )
+            )
+            return [Account(r.account_id, r.name, r.status) for r in rows]
+
+    async def set_status(self, account_id: UUID, status: str) -> None:
+        async with self._engine.begin() as connection:
+            await connection.execute(
+                update(accounts).where(accounts.c.account_id == account_id).values(status=status)
+            )
+
+    async def resolve_key(self, api_key: str) -> UUID | None:
+        """The active account a live (unrevoked, unexpired) key belongs to, else None."""
+        query = (
+            select(api_keys.c.account_id)
+            .join(accounts, accounts.c.account_id == api_keys.c.account_id)
+            .where(
+                api_keys.c.key_hash == hash_key(api_key),
+                api_keys.c.revoked_at.is_(None),
+                or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > func.now()),
+                accounts.c.status == AccountStatus.ACTIVE,
+            )
+        )
+        async with self._engine.connect() as connection:
+            return (await connection.execute(query)).scalar_one_or_none()
+
+
+class KeyCache:
+    """Remembers resolved keys briefly so the hot path skips the catalog; revocation applies within `ttl`."""
+
+    def __init__(
+        self, catalog: AccountCatalog, ttl: float = 5.0, max_entries: int = 100_000
+    ) -> None:
+        self._catalog = catalog
+        self._ttl = ttl
+        self._max = max_entries
+        self._entries: dict[str, tuple[float, UUID | None]] = {}
+
+    async def resolve(self, api_key: str) -> UUID | None:
+        now = time.monotonic()
+        cached = self._entries.get(api_key)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        account_id = await self._catalog.resolve_key(api_key)
+        if len(self._entries) >= self._max:
+            self._entries.clear()
+        self._entries[api_key] = (now + self._ttl, account_id)
+        return account_id

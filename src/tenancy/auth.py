@@ -1,0 +1,41 @@
+"""Authentication: a tenant's API key decides its AccountId; operators present the operator token."""
+
+from __future__ import annotations
+
+import hmac
+from typing import Any
+from uuid import UUID
+
+from litestar import Request
+from litestar.connection import ASGIConnection
+from litestar.handlers.base import BaseRouteHandler
+
+from erp.problems import problem
+from tenancy.accounts import KeyCache
+
+
+def bearer_token(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
+    header = connection.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise problem(401, "send 'Authorization: Bearer <api key>'", {"WWW-Authenticate": "Bearer"})
+    return token.strip()
+
+
+async def tenant_account(request: Request[Any, Any, Any], keys: KeyCache) -> UUID:
+    """The AccountId of the request's API key; 401 for a missing, unknown, revoked or expired key."""
+    account_id = await keys.resolve(bearer_token(request))
+    if account_id is None:
+        raise problem(
+            401,
+            "the API key is unknown, revoked or expired, or its account is not active",
+            {"WWW-Authenticate": "Bearer"},
+        )
+    return account_id
+
+
+def operator_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
+    """Guard for operator endpoints: the bearer token must equal ERP_OPERATOR_TOKEN."""
+    expected: str = connection.app.state.services.settings.operator_token
+    if not hmac.compare_digest(bearer_token(connection).encode(), expected.encode()):
+        raise problem(401, "this endpoint needs the operator token", {"WWW-Authenticate": "Bearer"})

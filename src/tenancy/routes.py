@@ -1,0 +1,71 @@
+"""Operator API for accounts: POST /accounts, GET /accounts/{AccountId}."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import msgspec
+from litestar import Controller, get, post
+from temporalio.client import WorkflowFailureError
+
+from erp.bootstrap import Services
+from erp.problems import problem
+from tenancy.accounts import Account, AccountCatalog
+from tenancy.auth import operator_guard
+from workflows.starters import onboard_account
+
+
+class CreateAccount(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"):
+    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+
+
+class CreatedAccount(msgspec.Struct, rename="pascal"):
+    account_id: UUID
+    api_key: str
+    status: str
+
+
+class AccountView(msgspec.Struct, rename="pascal"):
+    account_id: UUID
+    name: str
+    status: str
+
+
+async def onboard(services: Services, account: Account) -> str:
+    """Run the onboarding workflow for a registered account; returns the status it reached."""
+    client = await services.temporal.client()
+    try:
+        return await onboard_account(client, services.settings.task_queue, account.account_id)
+    except WorkflowFailureError as error:
+        raise problem(
+            503, f"onboarding {account.account_id} did not finish: {error.cause}"
+        ) from None
+
+
+class AccountController(Controller):
+    path = "/accounts"
+    tags = ["operators"]
+    guards = [operator_guard]
+
+    @post("/", status_code=201, summary="Onboard an account")
+    async def create(self, data: CreateAccount, services: Services) -> CreatedAccount:
+        """Register an account, give it its event-store partition (a workflow) and its first API key."""
+        name = data.name.strip()
+        if not name:
+            raise problem(422, "Name must not be blank")
+        account, api_key = await services.catalog.register(name)
+        status = await onboard(services, account)
+        return CreatedAccount(account.account_id, api_key, status)
+
+    @get("/{account_id:uuid}", summary="Show an account")
+    async def show(self, account_id: UUID, services: Services) -> AccountView:
+        account = await _get(services.catalog, account_id)
+        return AccountView(account.account_id, account.name, account.status)
+
+
+async def _get(catalog: AccountCatalog, account_id: UUID) -> Account:
+    account = await catalog.get(account_id)
+    if account is None:
+        raise problem(404, f"there is no account {account_id}")
+    return account

@@ -1,0 +1,104 @@
+"""Temporal activities: the projector loop, rebuild steps and onboarding steps."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from temporalio import activity
+
+from queries.notifications import Notifier
+from queries.projector import Projector
+from queries.registry import PROJECTIONS
+from tenancy.accounts import AccountStatus
+from tenancy.onboarding import create_event_partition
+from workflows.messages import (
+    AccountInput,
+    OnboardResult,
+    ProjectorInput,
+    RebuildInput,
+    RebuildResult,
+)
+
+HEARTBEAT_EVERY = 2.0
+
+
+class ErpActivities:
+    """Activities sharing the worker's Postgres pool and Redis notifier."""
+
+    def __init__(self, pool: asyncpg.Pool[Any], notifier: Notifier, dsn: str) -> None:
+        self._pool = pool
+        self._notifier = notifier
+        self._dsn = dsn
+
+    def _projector(self, name: str) -> Projector:
+        projection = PROJECTIONS.get(name)
+        if projection is None:
+            raise ValueError(f"unknown projection {name!r}")
+        return Projector(self._pool, projection, self._notifier)
+
+    @activity.defn
+    async def run_projector(self, data: ProjectorInput) -> None:
+        """Keep a projection current until `run_for_seconds` pass (heartbeating all along)."""
+        projector = self._projector(data.projection)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.call_later(data.run_for_seconds, stop.set)
+        await projector.run_forever(self._dsn, heartbeat=activity.heartbeat, stop=stop)
+
+    @activity.defn
+    async def reset_projection(self, data: RebuildInput) -> None:
+        account = UUID(data.account_id) if data.account_id else None
+        await self._projector(data.projection).reset(account)
+
+    @activity.defn
+    async def replay_projection(self, data: RebuildInput) -> RebuildResult:
+        """Apply batches until the projection has caught up; heartbeats carry progress."""
+        account = UUID(data.account_id) if data.account_id else None
+        projector = self._projector(data.projection)
+        batches = 0
+        last_beat = 0.0
+        while True:
+            advanced = await projector.run_batch(account)
+            if not advanced:
+                lag = await projector.lag(account)
+                if lag.events_behind <= 0:
+                    break
+                await asyncio.sleep(0.05)  # another projector holds the batch; let it finish
+                continue
+            batches += 1
+            now = time.monotonic()
+            if now - last_beat >= HEARTBEAT_EVERY:
+                lag = await projector.lag(account)
+                activity.heartbeat({"head": lag.head, "position": lag.position})
+                last_beat = now
+        lag = await projector.lag(account)
+        return RebuildResult(data.projection, data.account_id, batches, lag.position)
+
+    @activity.defn
+    async def create_account_partition(self, data: AccountInput) -> str:
+        async with self._pool.acquire() as connection:
+            return await create_event_partition(connection, UUID(data.account_id))
+
+    @activity.defn
+    async def activate_account(self, data: AccountInput) -> OnboardResult:
+        account_id = UUID(data.account_id)
+        async with self._pool.acquire() as connection:
+            await connection.execute(
+                "UPDATE accounts SET status = $2 WHERE account_id = $1",
+                account_id,
+                AccountStatus.ACTIVE,
+            )
+        return OnboardResult(data.account_id, f"events_{account_id.hex}", AccountStatus.ACTIVE)
+
+    def all(self) -> list[Any]:
+        return [
+            self.run_projector,
+            self.reset_projection,
+            self.replay_projection,
+            self.create_account_partition,
+            self.activate_account,
+        ]

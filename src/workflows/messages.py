@@ -1,0 +1,38 @@
+"""Workflow and activity inputs and outputs: one dataclass each."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ProjectorInput:
+    projection: str
+    run_for_seconds: float = 3000.0
+    """The activity returns after this long and the workflow continues as new, keeping history short."""
+
+
+@dataclass(frozen=True)
+class RebuildInput:
+    projection: str
+    account_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RebuildResult:
+    projection: str
+    account_id: str | None
+    batches: int
+    events_applied: int
+
+
+@dataclass(frozen=True)
+class AccountInput:
+    account_id: str
+
+
+@dataclass(frozen=True)
+class OnboardResult:
+    account_id: str
+    partition: str
+    status: str

@@ -1,0 +1,84 @@
+"""Temporal workflows: the projector pipeline, projection rebuilds and account onboarding."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from temporalio import workflow
+from temporalio.common import RetryPolicy
+
+with workflow.unsafe.imports_passed_through():
+    from workflows.activities import ErpActivities
+    from workflows.messages import (
+        AccountInput,
+        OnboardResult,
+        ProjectorInput,
+        RebuildInput,
+        RebuildResult,
+    )
+
+RETRY = RetryPolicy(
+    initial_interval=timedelta(seconds=1),
+    backoff_coefficient=2.0,
+    maximum_interval=timedelta(seconds=30),
+)
+
+
+@workflow.defn
+class ProjectorWorkflow:
+    """Keeps one projection's long-running, heartbeating activity alive, forever."""
+
+    @workflow.run
+    async def run(self, data: ProjectorInput) -> None:
+        await workflow.execute_activity_method(
+            ErpActivities.run_projector,
+            data,
+            start_to_close_timeout=timedelta(seconds=data.run_for_seconds + 600),
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=RETRY,
+        )
+        workflow.continue_as_new(data)
+
+
+@workflow.defn
+class RebuildProjectionWorkflow:
+    """Clears a read model (one account or all) and replays it from the first event."""
+
+    @workflow.run
+    async def run(self, data: RebuildInput) -> RebuildResult:
+        await workflow.execute_activity_method(
+            ErpActivities.reset_projection,
+            data,
+            start_to_close_timeout=timedelta(minutes=5),
+            retry_policy=RETRY,
+        )
+        return await workflow.execute_activity_method(
+            ErpActivities.replay_projection,
+            data,
+            start_to_close_timeout=timedelta(hours=12),
+            heartbeat_timeout=timedelta(seconds=30),
+            retry_policy=RETRY,
+        )
+
+
+@workflow.defn
+class OnboardAccountWorkflow:
+    """Gives a registered account its event-store partition, then activates it."""
+
+    @workflow.run
+    async def run(self, data: AccountInput) -> OnboardResult:
+        await workflow.execute_activity_method(
+            ErpActivities.create_account_partition,
+            data,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RETRY,
+        )
+        return await workflow.execute_activity_method(
+            ErpActivities.activate_account,
+            data,
+            start_to_close_timeout=timedelta(minutes=1),
+            retry_policy=RETRY,
+        )
+
+
+WORKFLOWS = [ProjectorWorkflow, RebuildProjectionWorkflow, OnboardAccountWorkflow]

@@ -15,9 +15,7 @@ from commands.messages import Command, check_money
 Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
-class OrderLine(
-    msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="pascal"
-):
+class OrderLine(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True, rename="pascal"):
     """One line of an order."""
 
     product_code: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]

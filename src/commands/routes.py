@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 from litestar import Controller, Request, post
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, HeaderParameter
 from litestar.plugins.problem_details import ProblemDetailsException
 
 from commands.errors import (
@@ -46,12 +47,15 @@ class CommandController(Controller):
     async def run(
         self,
         request: Request[Any, Any, Any],
-        command_name: str,
-        account_id: UUID,
-        services: Services,
+        command_name: FromPath[str],
+        account_id: NamedDependency[UUID],
+        services: NamedDependency[Services],
+        key: Annotated[
+            str | None,
+            HeaderParameter(name="Idempotency-Key", description="Retries with the same key run once."),
+        ] = None,
     ) -> CommandResult:
         """Run `CommandName` for the caller's account. Send `Idempotency-Key` to make retries safe."""
-        key = request.headers.get("idempotency-key")
         if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
             raise problem(422, f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
         parsed = services.commands.parse(command_name, await request.body())

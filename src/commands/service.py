@@ -32,7 +32,9 @@ tracer = trace.get_tracer("erp.commands")
 
 IDEMPOTENCY_NAMESPACE = UUID("6f1c1f4e-3b7e-4d0c-9d36-5a0a8b1f2c11")
 
-_FIND_COMMAND = "SELECT command_name, request_hash, result FROM command_log WHERE account_id = $1 AND command_id = $2"
+_FIND_COMMAND = (
+    "SELECT command_name, request_hash, result FROM command_log WHERE account_id = $1 AND command_id = $2"
+)
 _LOG_COMMAND = """
 INSERT INTO command_log (account_id, command_id, command_name, request_hash, result)
 VALUES ($1, $2, $3, $4, $5)
@@ -158,9 +160,7 @@ class CommandService:
             except BusinessRuleViolation:
                 primary = uow.primary
                 if expected is not None and primary is not None and primary.revision != expected:
-                    raise ConcurrencyConflict(
-                        primary.stream_id, expected, primary.revision
-                    ) from None
+                    raise ConcurrencyConflict(primary.stream_id, expected, primary.revision) from None
                 raise
             if expected is not None and aggregate.revision != expected:
                 raise ConcurrencyConflict(aggregate.stream_id, expected, aggregate.revision)
@@ -184,10 +184,7 @@ class CommandService:
 
     @staticmethod
     def _replayed(command: ParsedCommand, logged: asyncpg.Record) -> CommandResult:
-        if (
-            logged["command_name"] != command.spec.name
-            or logged["request_hash"] != command.request_hash
-        ):
+        if logged["command_name"] != command.spec.name or logged["request_hash"] != command.request_hash:
             raise IdempotencyKeyReused(
                 f"this Idempotency-Key was already used for a different {logged['command_name']} "
                 "request; use a new key for a new command"

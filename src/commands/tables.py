@@ -34,9 +34,7 @@ events = Table(
     Column("causation_id", UUID(as_uuid=True), nullable=False),
     Column("trace_context", JSONB, nullable=False, server_default="{}"),
     PrimaryKeyConstraint("account_id", "stream_id", "stream_revision", name="events_pkey"),
-    UniqueConstraint(
-        "account_id", "stream_type", "sequence_number", name="events_account_type_sequence_key"
-    ),
+    UniqueConstraint("account_id", "stream_type", "sequence_number", name="events_account_type_sequence_key"),
     postgresql_partition_by="LIST (account_id)",
 )
 

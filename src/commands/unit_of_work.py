@@ -16,9 +16,7 @@ A = TypeVar("A", bound=Aggregate)
 class UnitOfWork:
     """Loads aggregates on one tenant-scoped connection and appends all their new events at once."""
 
-    def __init__(
-        self, connection: asyncpg.Connection[Any], account_id: UUID, store: EventStore
-    ) -> None:
+    def __init__(self, connection: asyncpg.Connection[Any], account_id: UUID, store: EventStore) -> None:
         self.connection = connection
         self.account_id = account_id
         self._store = store

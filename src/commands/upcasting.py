@@ -22,9 +22,7 @@ class Upcasters:
             raise ValueError(f"an upcaster for {name} v{from_version} is already registered")
         self._steps[key] = step
 
-    def upcast(
-        self, name: str, version: int, payload: dict[str, Any]
-    ) -> tuple[str, dict[str, Any]]:
+    def upcast(self, name: str, version: int, payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
         """Apply every registered step from `version` upward."""
         while (step := self._steps.get((name, version))) is not None:
             name, payload = step(payload)

@@ -83,9 +83,7 @@ def dev() -> None:
     if not answers(settings.temporal_address):
         Path(".erp").mkdir(exist_ok=True)
         console.print(f"starting a Temporal dev server on {settings.temporal_address} (UI :8233)")
-        temporal = start_temporal(
-            settings.temporal_address, ui_port=8233, db_file=".erp/temporal.db"
-        )
+        temporal = start_temporal(settings.temporal_address, ui_port=8233, db_file=".erp/temporal.db")
     migrate()
 
     async def main() -> None:

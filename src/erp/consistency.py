@@ -16,9 +16,7 @@ class InvalidToken(ValueError):
 
 def encode_token(positions: dict[str, int]) -> str:
     """The token for having seen `positions` ({StreamType: SequenceNumber})."""
-    return ",".join(
-        f"{stream_type}:{position}" for stream_type, position in sorted(positions.items())
-    )
+    return ",".join(f"{stream_type}:{position}" for stream_type, position in sorted(positions.items()))
 
 
 def decode_token(token: str) -> dict[str, int]:

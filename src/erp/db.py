@@ -17,14 +17,10 @@ TENANT_ROLE = "erp_tenant"
 
 
 async def _init_connection(connection: asyncpg.Connection[Any]) -> None:
-    await connection.set_type_codec(
-        "jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog"
-    )
+    await connection.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
-async def create_pool(
-    settings: Settings, *, min_size: int = 2, max_size: int = 20
-) -> asyncpg.Pool[Any]:
+async def create_pool(settings: Settings, *, min_size: int = 2, max_size: int = 20) -> asyncpg.Pool[Any]:
     """An asyncpg pool whose connections speak jsonb as Python objects."""
     pool = await asyncpg.create_pool(
         settings.database_url,

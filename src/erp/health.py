@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 from litestar import Response, get
+from litestar.di import NamedDependency
 
 from erp.bootstrap import Services
 
@@ -34,7 +35,7 @@ async def _temporal(services: Services) -> None:
 
 
 @get("/health", tags=["health"], summary="Health of the API's dependencies")
-async def health(services: Services) -> Response[Health]:
+async def health(services: NamedDependency[Services]) -> Response[Health]:
     postgres, redis, temporal = await asyncio.gather(
         _check(services.pool.fetchval("SELECT 1")),
         _check(services.redis.ping()),

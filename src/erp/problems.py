@@ -21,9 +21,7 @@ from temporalio.service import RPCError
 log = logging.getLogger(__name__)
 
 
-def problem(
-    status: int, detail: str, headers: dict[str, str] | None = None
-) -> ProblemDetailsException:
+def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> ProblemDetailsException:
     """A problem+json error with the standard title for `status`."""
     return ProblemDetailsException(
         status_code=status,

@@ -34,9 +34,7 @@ class ConsistencyWaiter:
         self._channels = channels
         self._decode = msgspec.json.Decoder(Notification).decode
 
-    async def _positions(
-        self, projection: str, account_id: UUID, types: list[str]
-    ) -> dict[str, int]:
+    async def _positions(self, projection: str, account_id: UUID, types: list[str]) -> dict[str, int]:
         async with self._pool.acquire() as connection:
             rows = await connection.fetch(_CHECKPOINTS, projection, account_id, types)
         return {r["stream_type"]: r["position"] for r in rows}
@@ -47,9 +45,9 @@ class ConsistencyWaiter:
         projection: str,
         stream_types: tuple[str, ...],
         targets: dict[str, int],
-        timeout: float,
+        within: float,
     ) -> bool:
-        """True once `projection` covers `targets` for the account; False after `timeout` seconds."""
+        """True once `projection` covers `targets` for the account; False after `within` seconds."""
         targets = {t: p for t, p in targets.items() if t in stream_types}
         if not targets:
             return True
@@ -57,7 +55,7 @@ class ConsistencyWaiter:
         positions = await self._positions(projection, account_id, types)
         if _reached(targets, positions):
             return True
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + within
         subscriber = await self._channels.subscribe(channel_for(account_id))
         events = subscriber.iter_events()
         receive: asyncio.Task[bytes] | None = None
@@ -81,9 +79,7 @@ class ConsistencyWaiter:
                 note = self._decode(receive.result())
                 receive = None
                 if note.projection == projection and note.stream_type in targets:
-                    positions[note.stream_type] = max(
-                        positions.get(note.stream_type, 0), note.position
-                    )
+                    positions[note.stream_type] = max(positions.get(note.stream_type, 0), note.position)
             return True
         finally:
             if receive is not None:

@@ -29,11 +29,9 @@ class OrdersProjection:
     """Orders placed and cancelled, per account."""
 
     name = "orders"
-    stream_types = ("Order",)
+    stream_types: tuple[str, ...] = ("Order",)
 
-    async def apply(
-        self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent]
-    ) -> None:
+    async def apply(self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent]) -> None:
         placed: tuple[list[Any], ...] = ([], [], [], [], [], [])
         cancelled: list[tuple[Any, ...]] = []
         for e in events:
@@ -46,7 +44,7 @@ class OrdersProjection:
                         UUID(p["OrderId"]),
                         p["CustomerName"],
                         Decimal(p["Total"]),
-                        p["OrderLines"],
+                        json.dumps(p["OrderLines"]),
                         e.commit_time,
                     ),
                     strict=True,

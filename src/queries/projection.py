@@ -18,9 +18,7 @@ class Projection(Protocol):
     name: str
     stream_types: tuple[str, ...]
 
-    async def apply(
-        self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent]
-    ) -> None:
+    async def apply(self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent]) -> None:
         """Apply `events` (ordered by SequenceNumber within each account and stream type)."""
 
     async def clear(self, connection: asyncpg.Connection[Any], account_id: UUID | None) -> None:

@@ -12,6 +12,7 @@ after a worker was killed, or a rebuild) running at once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -129,9 +130,7 @@ class Projector:
         types = list(self.projection.stream_types)
         async with self.pool.acquire() as connection:
             if account_id is None:
-                lagging = await connection.fetch(
-                    _LAGGING, self.projection.name, types, self.pairs_per_batch
-                )
+                lagging = await connection.fetch(_LAGGING, self.projection.name, types, self.pairs_per_batch)
                 pairs = [(r["account_id"], r["stream_type"]) for r in lagging]
             else:
                 pairs = [(account_id, t) for t in types]
@@ -243,10 +242,8 @@ class Projector:
                     continue
                 if self.notifier is not None:
                     await self.notifier.flush_pending()
-                try:
+                with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=poll_interval)
-                except TimeoutError:
-                    pass
         finally:
             await listener.close()
 

@@ -9,7 +9,8 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.channels import ChannelsPlugin
-from litestar.di import Provide
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath
 from litestar.response import ServerSentEvent
 
 from erp.bootstrap import Services
@@ -39,9 +40,7 @@ def _timeout(raw: str | None) -> float:
     except ValueError:
         value = -1.0
     if not 0 <= value <= MAX_TIMEOUT:
-        raise problem(
-            422, f"Timeout must be a number of seconds from 0 to {MAX_TIMEOUT:g}, got {raw!r}"
-        )
+        raise problem(422, f"Timeout must be a number of seconds from 0 to {MAX_TIMEOUT:g}, got {raw!r}")
     return value
 
 
@@ -52,14 +51,16 @@ class QueryController(Controller):
 
     @get("/{query_name:str}", summary="Run a query")
     async def run(
-        self, request: Request[Any, Any, Any], query_name: str, account_id: UUID, services: Services
+        self,
+        request: Request[Any, Any, Any],
+        query_name: FromPath[str],
+        account_id: NamedDependency[UUID],
+        services: NamedDependency[Services],
     ) -> Items:
-        """Run `QueryName`. With `ConsistentWith=<token>` it first waits (up to `Timeout` s) for the read model."""
+        """Run `QueryName`; with `ConsistentWith=<token>`, first wait (up to `Timeout` s) for the read model."""
         spec = QUERIES.get(query_name)
         if spec is None:
-            raise problem(
-                404, f"there is no query named {query_name!r}; known: {', '.join(QUERIES)}"
-            )
+            raise problem(404, f"there is no query named {query_name!r}; known: {', '.join(QUERIES)}")
         raw = dict(request.query_params)
         token = raw.pop("ConsistentWith", None)
         timeout = _timeout(raw.pop("Timeout", None))
@@ -78,8 +79,7 @@ class QueryController(Controller):
             ):
                 raise problem(
                     503,
-                    f"the {spec.projection} read model has not caught up with {token} "
-                    f"within {timeout:g} s",
+                    f"the {spec.projection} read model has not caught up with {token} within {timeout:g} s",
                     {"Retry-After": "1"},
                 )
         async with tenant_transaction(services.pool, account_id) as connection:
@@ -92,7 +92,9 @@ class NotificationController(Controller):
     dependencies = {"account_id": Provide(tenant_account)}
 
     @get("/", summary="Stream read-model notifications (SSE)")
-    async def stream(self, account_id: UUID, channels: ChannelsPlugin) -> ServerSentEvent:
+    async def stream(
+        self, account_id: NamedDependency[UUID], channels: NamedDependency[ChannelsPlugin]
+    ) -> ServerSentEvent:
         """Server-Sent Events: `{"Projection","StreamType","Position"}` for the caller's account only."""
 
         async def events() -> AsyncIterator[str]:
@@ -135,7 +137,7 @@ class ProjectionController(Controller):
     guards = [operator_guard]
 
     @get("/", summary="List projections with status and lag")
-    async def list(self, services: Services) -> list[ProjectionView]:
+    async def list(self, services: NamedDependency[Services]) -> list[ProjectionView]:
         views = []
         for name, projection in PROJECTIONS.items():
             lag = await Projector(services.pool, projection).lag()
@@ -153,17 +155,16 @@ class ProjectionController(Controller):
 
     @post("/{name:str}/rebuild", status_code=202, summary="Rebuild a projection (a workflow)")
     async def rebuild(
-        self, name: str, services: Services, request: Request[Any, Any, Any]
+        self,
+        name: FromPath[str],
+        services: NamedDependency[Services],
+        request: Request[Any, Any, Any],
     ) -> RebuildStarted:
         if name not in PROJECTIONS:
-            raise problem(
-                404, f"there is no projection named {name!r}; known: {', '.join(PROJECTIONS)}"
-            )
+            raise problem(404, f"there is no projection named {name!r}; known: {', '.join(PROJECTIONS)}")
         body = await request.body()
         try:
-            data = (
-                msgspec.json.decode(body, type=RebuildRequest) if body.strip() else RebuildRequest()
-            )
+            data = msgspec.json.decode(body, type=RebuildRequest) if body.strip() else RebuildRequest()
         except msgspec.ValidationError as error:
             raise problem(422, str(error)) from None
         except msgspec.DecodeError as error:

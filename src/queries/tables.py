@@ -23,9 +23,7 @@ projection_checkpoints = Table(
     Column("stream_type", Text, nullable=False),
     Column("position", BigInteger, nullable=False),
     Column("updated_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
-    PrimaryKeyConstraint(
-        "projection", "account_id", "stream_type", name="projection_checkpoints_pkey"
-    ),
+    PrimaryKeyConstraint("projection", "account_id", "stream_type", name="projection_checkpoints_pkey"),
 )
 
 orders = Table(

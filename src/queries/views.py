@@ -40,8 +40,7 @@ WHERE customer_name = $1 ORDER BY placed_at, order_id
 async def get_orders(connection: asyncpg.Connection[Any], params: GetOrders) -> list[OrderView]:
     rows = await connection.fetch(_GET_ORDERS, params.customer_name)
     return [
-        OrderView(r["order_id"], r["customer_name"], r["status"], r["total"], r["order_lines"])
-        for r in rows
+        OrderView(r["order_id"], r["customer_name"], r["status"], r["total"], r["order_lines"]) for r in rows
     ]
 
 

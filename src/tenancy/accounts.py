@@ -45,17 +45,13 @@ class AccountCatalog:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def register(
-        self, name: str, *, expires_at: datetime | None = None
-    ) -> tuple[Account, str]:
+    async def register(self, name: str, *, expires_at: datetime | None = None) -> tuple[Account, str]:
         """A new account in status Onboarding with its first API key (returned once, in clear)."""
         account = Account(uuid.uuid4(), name, AccountStatus.ONBOARDING)
         api_key = new_api_key()
         async with self._engine.begin() as connection:
             await connection.execute(
-                insert(accounts).values(
-                    account_id=account.account_id, name=name, status=account.status
-                )
+                insert(accounts).values(account_id=account.account_id, name=name, status=account.status)
             )
             await connection.execute(
                 insert(api_keys).values(
@@ -77,9 +73,7 @@ class AccountCatalog:
     async def revoke_key(self, api_key: str) -> None:
         async with self._engine.begin() as connection:
             await connection.execute(
-                update(api_keys)
-                .where(api_keys.c.key_hash == hash_key(api_key))
-                .values(revoked_at=func.now())
+                update(api_keys).where(api_keys.c.key_hash == hash_key(api_key)).values(revoked_at=func.now())
             )
 
     async def get(self, account_id: UUID) -> Account | None:
@@ -127,9 +121,7 @@ class AccountCatalog:
 class KeyCache:
     """Remembers resolved keys briefly so the hot path skips the catalog; revocation applies within `ttl`."""
 
-    def __init__(
-        self, catalog: AccountCatalog, ttl: float = 5.0, max_entries: int = 100_000
-    ) -> None:
+    def __init__(self, catalog: AccountCatalog, ttl: float = 5.0, max_entries: int = 100_000) -> None:
         self._catalog = catalog
         self._ttl = ttl
         self._max = max_entries

@@ -8,6 +8,7 @@ from uuid import UUID
 
 from litestar import Request
 from litestar.connection import ASGIConnection
+from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 
 from erp.problems import problem
@@ -22,7 +23,7 @@ def bearer_token(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
     return token.strip()
 
 
-async def tenant_account(request: Request[Any, Any, Any], keys: KeyCache) -> UUID:
+async def tenant_account(request: Request[Any, Any, Any], keys: NamedDependency[KeyCache]) -> UUID:
     """The AccountId of the request's API key; 401 for a missing, unknown, revoked or expired key."""
     account_id = await keys.resolve(bearer_token(request))
     if account_id is None:

@@ -16,7 +16,6 @@ async def create_event_partition(connection: asyncpg.Connection[Any], account_id
     """The account's own partition of the event store (no-op if it exists)."""
     name = partition_name(account_id)
     await connection.execute(
-        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events "
-        f"FOR VALUES IN ('{UUID(str(account_id))}')"
+        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events FOR VALUES IN ('{UUID(str(account_id))}')"
     )
     return name

@@ -19,8 +19,7 @@ def tenant_setup_sql(account_id: UUID) -> str:
     so lets both statements travel in one round trip.
     """
     return (
-        f"SET LOCAL ROLE {TENANT_ROLE}; "
-        f"SELECT set_config('erp.account_id', '{UUID(str(account_id))}', true)"
+        f"SET LOCAL ROLE {TENANT_ROLE}; SELECT set_config('erp.account_id', '{UUID(str(account_id))}', true)"
     )
 
 

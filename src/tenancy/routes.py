@@ -7,6 +7,8 @@ from uuid import UUID
 
 import msgspec
 from litestar import Controller, get, post
+from litestar.di import NamedDependency
+from litestar.params import FromPath
 from temporalio.client import WorkflowFailureError
 
 from erp.bootstrap import Services
@@ -38,9 +40,7 @@ async def onboard(services: Services, account: Account) -> str:
     try:
         return await onboard_account(client, services.settings.task_queue, account.account_id)
     except WorkflowFailureError as error:
-        raise problem(
-            503, f"onboarding {account.account_id} did not finish: {error.cause}"
-        ) from None
+        raise problem(503, f"onboarding {account.account_id} did not finish: {error.cause}") from None
 
 
 class AccountController(Controller):
@@ -49,7 +49,7 @@ class AccountController(Controller):
     guards = [operator_guard]
 
     @post("/", status_code=201, summary="Onboard an account")
-    async def create(self, data: CreateAccount, services: Services) -> CreatedAccount:
+    async def create(self, data: CreateAccount, services: NamedDependency[Services]) -> CreatedAccount:
         """Register an account, give it its event-store partition (a workflow) and its first API key."""
         name = data.name.strip()
         if not name:
@@ -59,7 +59,7 @@ class AccountController(Controller):
         return CreatedAccount(account.account_id, api_key, status)
 
     @get("/{account_id:uuid}", summary="Show an account")
-    async def show(self, account_id: UUID, services: Services) -> AccountView:
+    async def show(self, account_id: FromPath[UUID], services: NamedDependency[Services]) -> AccountView:
         account = await _get(services.catalog, account_id)
         return AccountView(account.account_id, account.name, account.status)
 

@@ -13,4 +13,5 @@ def run_script(sql: str) -> None:
     time; DDL scripts with functions and DO blocks are clearer kept whole.
     """
     driver_connection = op.get_bind().connection.driver_connection
+    assert driver_connection is not None
     await_only(driver_connection.execute(sql))

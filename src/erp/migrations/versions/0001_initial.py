@@ -159,5 +159,6 @@ def upgrade() -> None:
 def downgrade() -> None:
     run_script(
         "DROP TABLE orders, projection_checkpoints, command_log, stream_sequences, streams, events, "
-        "api_keys, accounts CASCADE; DROP FUNCTION erp_events_are_immutable(); DROP FUNCTION erp_notify_events();"
+        "api_keys, accounts CASCADE; "
+        "DROP FUNCTION erp_events_are_immutable(); DROP FUNCTION erp_notify_events();"
     )

@@ -1,0 +1,161 @@
+"""Shared fixtures: a fresh database, a real Temporal dev server, the worker and the API.
+
+Everything here talks to the real Postgres (127.0.0.1:5432), Redis
+(127.0.0.1:6379) and a Temporal dev server that the session starts itself.
+Each session migrates its own database under a fresh name and drops it at the end.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from dataclasses import replace
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import httpx
+import pytest
+import uvicorn
+
+from erp.app import create_app
+from erp.db import create_pool
+from erp.devserver import create_database, drop_database, free_port, start_temporal, with_database
+from erp.migrate import upgrade_async
+from erp.settings import Settings
+from tenancy.onboarding import create_event_partition
+from workflows.worker import run_worker
+
+OPERATOR_TOKEN = "test-operator-token"
+BASE_DATABASE_URL = os.environ.get(
+    "ERP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+
+
+@pytest.fixture(scope="session")
+def temporal_address() -> Iterator[str]:
+    address = f"127.0.0.1:{free_port()}"
+    process = start_temporal(address)
+    yield address
+    process.terminate()
+    process.wait(timeout=30)
+
+
+async def fresh_database() -> str:
+    url = with_database(BASE_DATABASE_URL, f"erp_test_{uuid.uuid4().hex[:12]}")
+    await create_database(url)
+    await upgrade_async(Settings(database_url=url))
+    return url
+
+
+@pytest.fixture(scope="session")
+async def database_url() -> AsyncIterator[str]:
+    url = await fresh_database()
+    yield url
+    await drop_database(url)
+
+
+@pytest.fixture(scope="session")
+def settings(database_url: str, temporal_address: str) -> Settings:
+    return Settings(
+        database_url=database_url,
+        temporal_address=temporal_address,
+        task_queue=f"erp-test-{uuid.uuid4().hex[:8]}",
+        operator_token=OPERATOR_TOKEN,
+        http_port=free_port(),
+    )
+
+
+@pytest.fixture(scope="session")
+async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool[Any]]:
+    pool = await create_pool(settings, min_size=2, max_size=30)
+    yield pool
+    await pool.close()
+
+
+async def make_account(pool: asyncpg.Pool[Any], name: str = "Test") -> UUID:
+    """An active account with its partition, created directly in SQL (no workflow)."""
+    account_id = uuid.uuid4()
+    async with pool.acquire() as connection:
+        await connection.execute(
+            "INSERT INTO accounts (account_id, name, status) VALUES ($1, $2, 'Active')",
+            account_id,
+            name,
+        )
+        await create_event_partition(connection, account_id)
+    return account_id
+
+
+@pytest.fixture
+async def account_id(pool: asyncpg.Pool[Any]) -> UUID:
+    return await make_account(pool)
+
+
+@pytest.fixture(scope="session")
+async def worker(settings: Settings) -> AsyncIterator[None]:
+    stop = asyncio.Event()
+    task = asyncio.create_task(run_worker(settings, stop))
+    await asyncio.sleep(0)
+    yield
+    stop.set()
+    await asyncio.wait_for(task, 30)
+
+
+async def serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    while not server.started:
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.05)
+    return server, task
+
+
+@pytest.fixture(scope="session")
+async def api(settings: Settings, worker: None) -> AsyncIterator[str]:
+    server, task = await serve(create_app(settings), settings.http_port)
+    yield f"http://127.0.0.1:{settings.http_port}"
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def http(api: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=api, timeout=30) as client:
+        yield client
+
+
+@pytest.fixture
+def operator() -> dict[str, str]:
+    return {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+class Tenant:
+    """An onboarded account as a client sees it."""
+
+    def __init__(self, account_id: UUID, api_key: str) -> None:
+        self.account_id = account_id
+        self.api_key = api_key
+        self.headers = {"Authorization": f"Bearer {api_key}"}
+
+
+async def onboard(http: httpx.AsyncClient, name: str = "Tenant") -> Tenant:
+    response = await http.post(
+        "/accounts", json={"Name": name}, headers={"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["Status"] == "Active"
+    return Tenant(UUID(body["AccountId"]), body["ApiKey"])
+
+
+@pytest.fixture
+async def tenant(http: httpx.AsyncClient) -> Tenant:
+    return await onboard(http)
+
+
+def with_port(settings: Settings) -> Settings:
+    return replace(settings, http_port=free_port())

@@ -57,7 +57,7 @@ class QueryController(Controller):
         account_id: NamedDependency[UUID],
         services: NamedDependency[Services],
     ) -> Items:
-        """Run `QueryName`; with `ConsistentWith=<token>`, first wait (up to `Timeout` s) for the read model."""
+        """Run `QueryName`; `ConsistentWith=<token>` first waits (up to `Timeout` s) for the read model."""
         spec = QUERIES.get(query_name)
         if spec is None:
             raise problem(404, f"there is no query named {query_name!r}; known: {', '.join(QUERIES)}")

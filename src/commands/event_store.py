@@ -5,6 +5,9 @@ Guarantees (DESIGN.md, invariants 1-3 and 6):
 * StreamRevision runs 1, 2, 3, ... per stream. `append` checks every stream's
   expected revision against the `streams` row it locks, so a stale expectation
   raises `ConcurrencyConflict` and nothing is written.
+
+The work happens in SQL functions (migration 0002), one round trip per call,
+each scoped to the account by row-level security.
 * SequenceNumber runs 1, 2, 3, ... per (AccountId, StreamType). Numbers come
   from a counter row that stays locked until the appending transaction ends,
   so transactions of one (account, stream type) commit in sequence order and a
@@ -15,10 +18,11 @@ Guarantees (DESIGN.md, invariants 1-3 and 6):
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
@@ -89,130 +93,102 @@ class AppendResult:
     positions: dict[str, int]
 
 
-_LOCK_STREAM = """
-UPDATE streams SET revision = $3
-WHERE account_id = $1 AND stream_id = $2 AND revision = $4
+_LOAD_STREAM = "SELECT * FROM erp_load_stream($1, $2, $3)"
+_APPEND = """
+SELECT stream_type, last_sequence
+FROM erp_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
 """
-_CREATE_STREAM = """
-INSERT INTO streams (account_id, stream_id, stream_type, revision) VALUES ($1, $2, $3, $4)
-ON CONFLICT (account_id, stream_id) DO NOTHING
-"""
-_STREAM_REVISION = "SELECT revision FROM streams WHERE account_id = $1 AND stream_id = $2"
-_NEXT_SEQUENCES = """
-INSERT INTO stream_sequences AS s (account_id, stream_type, last_sequence) VALUES ($1, $2, $3)
-ON CONFLICT (account_id, stream_type)
-DO UPDATE SET last_sequence = s.last_sequence + EXCLUDED.last_sequence
-RETURNING last_sequence
-"""
-_INSERT_EVENTS = """
-INSERT INTO events (account_id, stream_id, stream_revision, payload_item_name, payload,
-                    stream_type, sequence_number, command_id, correlation_id, causation_id,
-                    trace_context)
-SELECT $1, e.stream_id, e.stream_revision, e.name, e.payload, e.stream_type, e.sequence_number,
-       $2, $3, $4, $5
-FROM unnest($6::text[], $7::int[], $8::text[], $9::jsonb[], $10::text[], $11::bigint[])
-     AS e(stream_id, stream_revision, name, payload, stream_type, sequence_number)
-"""
-_LOAD_STREAM = """
-SELECT account_id, stream_id, stream_type, stream_revision, sequence_number, payload_item_name,
-       payload, commit_time, command_id, trace_context, schema_version
-FROM events WHERE account_id = $1 AND stream_id = $2 AND stream_revision > $3
-ORDER BY stream_revision
-"""
+CONFLICT_SQLSTATE = "ER409"
+
+
+class Executor(Protocol):
+    """A pool or a connection: the store runs each call as one statement on it."""
+
+    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
+
+
+@dataclass(frozen=True, slots=True)
+class CommandLogEntry:
+    """Makes an append idempotent: stored with it, keyed by the command id."""
+
+    command_name: str
+    request_hash: bytes
+    result: Mapping[str, Any]
+    """Recorded with the append; the store adds the `Positions` it assigned."""
 
 
 class EventStore:
-    """Appends and loads events on a connection the caller scoped to one account."""
+    """Appends and loads one account's events; row-level security scopes every call."""
 
     def __init__(self, upcasters: Upcasters | None = None) -> None:
         self._upcasters = upcasters or Upcasters()
 
     async def load(
-        self,
-        connection: asyncpg.Connection[Any],
-        account_id: UUID,
-        stream_id: str,
-        after_revision: int = 0,
+        self, executor: Executor, account_id: UUID, stream_id: str, after_revision: int = 0
     ) -> list[RecordedEvent]:
         """The stream's events after `after_revision`, oldest first, upcast to today's schema."""
-        rows = await connection.fetch(_LOAD_STREAM, account_id, stream_id, after_revision)
+        rows = await executor.fetch(_LOAD_STREAM, account_id, stream_id, after_revision)
         return [self._recorded(row) for row in rows]
 
     async def append(
         self,
-        connection: asyncpg.Connection[Any],
+        executor: Executor,
         account_id: UUID,
         writes: Sequence[StreamWrite],
         metadata: CommandMetadata,
+        log: CommandLogEntry | None = None,
     ) -> AppendResult:
         """Append all `writes` atomically; raise `ConcurrencyConflict` if any stream moved.
 
-        Must run inside the caller's transaction, so the caller can add more
-        (the command log) to the same commit.
+        One statement does it all (see migration 0002). On a pool it is its own
+        transaction; on a connection inside a transaction it joins that one.
         """
         writes = sorted((w for w in writes if w.events), key=lambda w: w.stream_id)
         if not writes:
             return AppendResult(revisions={}, positions={})
-        for write in writes:
-            await self._advance_stream(connection, account_id, write)
-
-        counts: dict[str, int] = {}
-        for write in writes:
-            counts[write.stream_type] = counts.get(write.stream_type, 0) + len(write.events)
-        positions: dict[str, int] = {}
-        for stream_type in sorted(counts):  # a fixed lock order prevents deadlocks
-            positions[stream_type] = await connection.fetchval(
-                _NEXT_SEQUENCES, account_id, stream_type, counts[stream_type]
-            )
-
-        next_sequence = {t: positions[t] - counts[t] + 1 for t in counts}
-        columns: tuple[list[Any], ...] = ([], [], [], [], [], [])
-        revisions: dict[str, int] = {}
+        event_columns: tuple[list[Any], ...] = ([], [], [], [], [])
         for write in writes:
             for offset, pending in enumerate(write.events, start=1):
-                sequence = next_sequence[write.stream_type]
-                next_sequence[write.stream_type] = sequence + 1
                 for column, value in zip(
-                    columns,
+                    event_columns,
                     (
                         write.stream_id,
                         write.expected_revision + offset,
+                        write.stream_type,
                         pending.name,
                         pending.payload,
-                        write.stream_type,
-                        sequence,
                     ),
                     strict=True,
                 ):
                     column.append(value)
-            revisions[write.stream_id] = write.expected_revision + len(write.events)
-        await connection.execute(
-            _INSERT_EVENTS,
-            account_id,
-            metadata.command_id,
-            metadata.correlation_id,
-            metadata.causation_id,
-            dict(metadata.trace_context),
-            *columns,
+        try:
+            rows = await executor.fetch(
+                _APPEND,
+                account_id,
+                [w.stream_id for w in writes],
+                [w.stream_type for w in writes],
+                [w.expected_revision for w in writes],
+                [len(w.events) for w in writes],
+                *event_columns,
+                metadata.command_id,
+                metadata.correlation_id,
+                metadata.causation_id,
+                dict(metadata.trace_context),
+                log.command_name if log else None,
+                log.request_hash if log else None,
+                dict(log.result) if log else None,
+            )
+        except asyncpg.PostgresError as error:
+            if error.sqlstate != CONFLICT_SQLSTATE:
+                raise
+            detail = json.loads(error.detail or "{}")
+            raise ConcurrencyConflict(
+                detail.get("StreamId", "?"), detail.get("Expected", -1), detail.get("Actual")
+            ) from None
+        return AppendResult(
+            revisions={w.stream_id: w.expected_revision + len(w.events) for w in writes},
+            positions={row["stream_type"]: row["last_sequence"] for row in rows},
         )
-        return AppendResult(revisions=revisions, positions=positions)
-
-    async def _advance_stream(
-        self, connection: asyncpg.Connection[Any], account_id: UUID, write: StreamWrite
-    ) -> None:
-        new_revision = write.expected_revision + len(write.events)
-        if write.expected_revision == 0:
-            status = await connection.execute(
-                _CREATE_STREAM, account_id, write.stream_id, write.stream_type, new_revision
-            )
-        else:
-            status = await connection.execute(
-                _LOCK_STREAM, account_id, write.stream_id, new_revision, write.expected_revision
-            )
-        if status.endswith(" 1"):
-            return
-        actual = await connection.fetchval(_STREAM_REVISION, account_id, write.stream_id)
-        raise ConcurrencyConflict(write.stream_id, write.expected_revision, actual)
 
     def _recorded(self, row: asyncpg.Record) -> RecordedEvent:
         name, payload = self._upcasters.upcast(

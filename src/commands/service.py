@@ -21,24 +21,18 @@ from commands.errors import (
     MalformedCommand,
     UnknownCommand,
 )
-from commands.event_store import CommandMetadata, ConcurrencyConflict, EventStore
+from commands.event_store import CommandLogEntry, CommandMetadata, ConcurrencyConflict, EventStore
 from commands.messages import Command
 from commands.registry import COMMANDS, CommandSpec
 from commands.unit_of_work import UnitOfWork
+from commands.wakeup import ProjectorWakeup
 from erp.consistency import encode_token
-from tenancy.rls import tenant_transaction
 
 tracer = trace.get_tracer("erp.commands")
 
 IDEMPOTENCY_NAMESPACE = UUID("6f1c1f4e-3b7e-4d0c-9d36-5a0a8b1f2c11")
 
-_FIND_COMMAND = (
-    "SELECT command_name, request_hash, result FROM command_log WHERE account_id = $1 AND command_id = $2"
-)
-_LOG_COMMAND = """
-INSERT INTO command_log (account_id, command_id, command_name, request_hash, result)
-VALUES ($1, $2, $3, $4, $5)
-"""
+_FIND_COMMAND = "SELECT command_name, request_hash, result FROM erp_find_command($1, $2)"
 
 
 class CommandResult(msgspec.Struct, frozen=True, rename="pascal"):
@@ -48,6 +42,10 @@ class CommandResult(msgspec.Struct, frozen=True, rename="pascal"):
     revision: int
     positions: dict[str, int]
     consistency_token: str
+
+    @classmethod
+    def of(cls, stream_id: str, revision: int, positions: dict[str, int]) -> CommandResult:
+        return cls(stream_id, revision, positions, encode_token(positions))
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,8 +74,10 @@ class CommandService:
         store: EventStore | None = None,
         commands: dict[str, CommandSpec] | None = None,
         max_attempts: int = 10,
+        wakeup: ProjectorWakeup | None = None,
     ) -> None:
         self._pool = pool
+        self._wakeup = wakeup
         self._store = store or EventStore()
         self._commands = COMMANDS if commands is None else commands
         self._max_attempts = max_attempts
@@ -148,39 +148,33 @@ class CommandService:
         metadata: CommandMetadata,
         idempotent: bool,
     ) -> CommandResult:
-        async with tenant_transaction(self._pool, account_id) as connection:
-            if idempotent:
-                logged = await connection.fetchrow(_FIND_COMMAND, account_id, metadata.command_id)
-                if logged is not None:
-                    return self._replayed(command, logged)
-            uow = UnitOfWork(connection, account_id, self._store)
-            expected = command.message.expected_revision
-            try:
-                aggregate = await command.spec.handler(command.message, uow)
-            except BusinessRuleViolation:
-                primary = uow.primary
-                if expected is not None and primary is not None and primary.revision != expected:
-                    raise ConcurrencyConflict(primary.stream_id, expected, primary.revision) from None
-                raise
-            if expected is not None and aggregate.revision != expected:
-                raise ConcurrencyConflict(aggregate.stream_id, expected, aggregate.revision)
-            appended = await uow.commit(metadata)
-            result = CommandResult(
-                stream_id=aggregate.stream_id,
-                revision=appended.revisions.get(aggregate.stream_id, aggregate.revision),
-                positions=appended.positions,
-                consistency_token=encode_token(appended.positions),
+        if idempotent:
+            logged = await self._pool.fetchrow(_FIND_COMMAND, account_id, metadata.command_id)
+            if logged is not None:
+                return self._replayed(command, logged)
+        uow = UnitOfWork(self._pool, account_id, self._store)
+        expected = command.message.expected_revision
+        try:
+            aggregate = await command.spec.handler(command.message, uow)
+        except BusinessRuleViolation:
+            primary = uow.primary
+            if expected is not None and primary is not None and primary.revision != expected:
+                raise ConcurrencyConflict(primary.stream_id, expected, primary.revision) from None
+            raise
+        if expected is not None and aggregate.revision != expected:
+            raise ConcurrencyConflict(aggregate.stream_id, expected, aggregate.revision)
+        revision = aggregate.revision + len(aggregate.pending_events())
+        log = None
+        if idempotent:
+            log = CommandLogEntry(
+                command.spec.name,
+                command.request_hash,
+                {"StreamId": aggregate.stream_id, "Revision": revision},
             )
-            if idempotent:
-                await connection.execute(
-                    _LOG_COMMAND,
-                    account_id,
-                    metadata.command_id,
-                    command.spec.name,
-                    command.request_hash,
-                    msgspec.to_builtins(result),
-                )
-            return result
+        appended = await uow.commit(metadata, log)
+        if self._wakeup is not None and appended.positions:
+            self._wakeup.poke()
+        return CommandResult.of(aggregate.stream_id, revision, appended.positions)
 
     @staticmethod
     def _replayed(command: ParsedCommand, logged: asyncpg.Record) -> CommandResult:
@@ -189,4 +183,5 @@ class CommandService:
                 f"this Idempotency-Key was already used for a different {logged['command_name']} "
                 "request; use a new key for a new command"
             )
-        return msgspec.convert(logged["result"], CommandResult)
+        result = logged["result"]
+        return CommandResult.of(result["StreamId"], result["Revision"], result["Positions"])

@@ -2,22 +2,31 @@
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import TypeVar
 from uuid import UUID
 
-import asyncpg
-
 from commands.aggregate import Aggregate
-from commands.event_store import AppendResult, CommandMetadata, EventStore, StreamWrite
+from commands.event_store import (
+    AppendResult,
+    CommandLogEntry,
+    CommandMetadata,
+    EventStore,
+    Executor,
+    StreamWrite,
+)
 
 A = TypeVar("A", bound=Aggregate)
 
 
 class UnitOfWork:
-    """Loads aggregates on one tenant-scoped connection and appends all their new events at once."""
+    """Loads aggregates for one account and appends all their new events in one atomic call.
 
-    def __init__(self, connection: asyncpg.Connection[Any], account_id: UUID, store: EventStore) -> None:
-        self.connection = connection
+    Loading and appending are separate statements: optimistic concurrency (each
+    stream's expected revision) makes the append fail if anything moved between.
+    """
+
+    def __init__(self, executor: Executor, account_id: UUID, store: EventStore) -> None:
+        self.executor = executor
         self.account_id = account_id
         self._store = store
         self._seen: dict[str, Aggregate] = {}
@@ -34,11 +43,11 @@ class UnitOfWork:
         aggregate = aggregate_type(stream_id)
         if self.primary is None:
             self.primary = aggregate
-        aggregate.replay(await self._store.load(self.connection, self.account_id, stream_id))
+        aggregate.replay(await self._store.load(self.executor, self.account_id, stream_id))
         self._seen[stream_id] = aggregate
         return aggregate
 
-    async def commit(self, metadata: CommandMetadata) -> AppendResult:
+    async def commit(self, metadata: CommandMetadata, log: CommandLogEntry | None = None) -> AppendResult:
         """Append every touched aggregate's pending events, each checked against its loaded revision."""
         writes = [
             StreamWrite(
@@ -49,4 +58,4 @@ class UnitOfWork:
             )
             for aggregate in self._seen.values()
         ]
-        return await self._store.append(self.connection, self.account_id, writes, metadata)
+        return await self._store.append(self.executor, self.account_id, writes, metadata, log)

@@ -22,7 +22,6 @@ from erp.problems import problem_details_plugin
 from erp.settings import Settings
 from erp.telemetry import configure_telemetry
 from queries.routes import NotificationController, ProjectionController, QueryController
-from tenancy.accounts import KeyCache
 from tenancy.routes import AccountController
 
 MAX_BODY = 1024 * 1024
@@ -33,14 +32,10 @@ def _services(state: State) -> Services:
     return services
 
 
-def _keys(state: State) -> KeyCache:
-    return _services(state).keys
-
-
 def create_app(settings: Settings | None = None) -> Litestar:
     """The API, configured from `settings` (the environment by default)."""
     settings = settings or Settings()
-    configure_telemetry("erp-api")
+    tracing = configure_telemetry("erp-api") is not None
     channels = ChannelsPlugin(
         backend=RedisChannelsPubSubBackend(redis=redis.from_url(settings.redis_url)),
         arbitrary_channels_allowed=True,
@@ -65,14 +60,11 @@ def create_app(settings: Settings | None = None) -> Litestar:
             ProjectionController,
             health,
         ],
-        dependencies={
-            "services": Provide(_services, sync_to_thread=False),
-            "keys": Provide(_keys, sync_to_thread=False),
-        },
+        dependencies={"services": Provide(_services, sync_to_thread=False)},
         plugins=[
             channels,
             problem_details_plugin(COMMAND_ERRORS),
-            OpenTelemetryPlugin(OpenTelemetryConfig()),
+            *([OpenTelemetryPlugin(OpenTelemetryConfig())] if tracing else []),
         ],
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,

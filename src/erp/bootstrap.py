@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import Client
 
 from commands.service import CommandService
+from commands.wakeup import ProjectorWakeup
 from erp.db import create_pool
 from erp.settings import Settings
 from erp.temporal import connect_temporal
@@ -53,7 +54,8 @@ class Services:
         self.redis = redis_client
         self.catalog = catalog
         self.keys = KeyCache(catalog)
-        self.commands = CommandService(pool)
+        self.wakeup = ProjectorWakeup(pool)
+        self.commands = CommandService(pool, wakeup=self.wakeup)
         self.waiter = ConsistencyWaiter(pool, channels)
         self.temporal = TemporalGateway(settings)
 
@@ -65,6 +67,7 @@ class Services:
         return cls(settings, pool, engine, redis_client, AccountCatalog(engine), channels)
 
     async def close(self) -> None:
+        await self.wakeup.close()
         await self.pool.close()
         await self.engine.dispose()
         await self.redis.aclose()

@@ -50,12 +50,26 @@ def migrate() -> None:
 
 
 @app.command()
-def api() -> None:
+def api(
+    workers: Annotated[int, typer.Option(help="API processes sharing the port")] = 1,
+) -> None:
     """Serve the HTTP API on ERP_HTTP_HOST:ERP_HTTP_PORT."""
     from erp.telemetry import configure_logging
 
     configure_logging()
-    _api_server(Settings()).run()
+    if workers == 1:
+        _api_server(Settings()).run()
+        return
+    settings = Settings()
+    uvicorn.run(
+        "erp.app:create_app",
+        factory=True,
+        host=settings.http_host,
+        port=settings.http_port,
+        workers=workers,
+        log_level="warning",
+        access_log=False,
+    )
 
 
 @app.command()
@@ -259,8 +273,10 @@ def projections_rebuild(
 def bench(
     seconds: Annotated[float, typer.Option(help="duration of each load phase")] = 10.0,
     accounts: Annotated[int, typer.Option(help="tenant accounts to spread load over")] = 100,
+    json_path: Annotated[str | None, typer.Option("--json", help="also write the figures here")] = None,
+    api_workers: Annotated[int, typer.Option(help="API processes")] = 1,
 ) -> None:
     """Measure HTTP commands/s, appended events/s and command -> notification latency."""
     from erp.bench import run_bench
 
-    asyncio.run(run_bench(seconds=seconds, accounts=accounts))
+    asyncio.run(run_bench(seconds=seconds, accounts=accounts, json_path=json_path, api_workers=api_workers))

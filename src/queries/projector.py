@@ -23,13 +23,13 @@ import asyncpg
 from opentelemetry import trace
 
 from commands.event_store import RecordedEvent
+from commands.wakeup import EVENTS_CHANNEL
 from queries.notifications import Notifier, ProjectionAdvanced
 from queries.projection import Projection
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("erp.projector")
 
-EVENTS_CHANNEL = "erp_events"
 
 _LAGGING = """
 SELECT s.account_id, s.stream_type

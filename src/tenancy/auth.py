@@ -23,8 +23,13 @@ def bearer_token(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
     return token.strip()
 
 
-async def tenant_account(request: Request[Any, Any, Any], keys: NamedDependency[KeyCache]) -> UUID:
-    """The AccountId of the request's API key; 401 for a missing, unknown, revoked or expired key."""
+async def tenant_account(request: Request[Any, Any, Any], services: NamedDependency[Any]) -> UUID:
+    """The AccountId of the request's API key; 401 for a missing, unknown, revoked or expired key.
+
+    It depends on `services` (rather than beside it) so Litestar resolves the two
+    one after the other instead of spawning a task group per request.
+    """
+    keys: KeyCache = services.keys
     account_id = await keys.resolve(bearer_token(request))
     if account_id is None:
         raise problem(

@@ -119,14 +119,6 @@ BEGIN
 END $$;
 CREATE TRIGGER events_immutable BEFORE UPDATE OR DELETE ON events
     FOR EACH ROW EXECUTE FUNCTION erp_events_are_immutable();
--- Wake projectors: one notification per appending statement, naming the account.
-CREATE FUNCTION erp_notify_events() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    PERFORM pg_notify('erp_events', coalesce(current_setting('erp.account_id', true), ''));
-    RETURN NULL;
-END $$;
-CREATE TRIGGER events_notify AFTER INSERT ON events
-    FOR EACH STATEMENT EXECUTE FUNCTION erp_notify_events();
 CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON events
     FOR EACH STATEMENT EXECUTE FUNCTION erp_events_are_immutable();
 
@@ -160,5 +152,5 @@ def downgrade() -> None:
     run_script(
         "DROP TABLE orders, projection_checkpoints, command_log, stream_sequences, streams, events, "
         "api_keys, accounts CASCADE; "
-        "DROP FUNCTION erp_events_are_immutable(); DROP FUNCTION erp_notify_events();"
+        "DROP FUNCTION erp_events_are_immutable();"
     )

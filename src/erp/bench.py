@@ -1,0 +1,392 @@
+"""`erp bench`: throughput and latency on this machine, printed with ratios to the targets.
+
+It starts its own database, Temporal dev server, worker and API (as separate
+processes, as in production), onboards accounts over HTTP, then measures:
+
+1. PlaceOrder commands/s over HTTP, with concurrent clients over all accounts;
+2. events/s appended through the event store directly, concurrent writers over all accounts,
+   and how fast the projector applied them;
+3. command -> notification latency: one command at a time, from sending the HTTP request
+   to receiving the account's Redis notification that covers its position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import random
+import statistics
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+from uuid import UUID
+
+import aiohttp
+import psutil
+import redis.asyncio as redis
+from rich.console import Console
+from rich.table import Table
+
+from commands.event_store import CommandMetadata, EventStore, PendingEvent, StreamWrite
+from commands.wakeup import ProjectorWakeup
+from erp.db import create_pool
+from erp.devserver import create_database, drop_database, free_port, start_temporal, with_database
+from erp.migrate import upgrade_async
+from erp.settings import Settings
+from queries.notifications import channel_for
+
+console = Console()
+OPERATOR = "bench-operator-token"
+
+TARGETS = {
+    "http_commands_per_s": 1000.0,
+    "appended_events_per_s": 5000.0,
+    "latency_p50_ms": 10.0,
+    "latency_p99_ms": 50.0,
+}
+REFERENCE = {"commands_per_s": 915.0, "projected_events_per_s": 1246.0, "command_to_read_model_ms": 104.0}
+
+
+@dataclass
+class Results:
+    machine: str
+    accounts: int
+    http_commands: int = 0
+    http_errors: int = 0
+    http_commands_per_s: float = 0.0
+    http_latency_p50_ms: float = 0.0
+    http_latency_p99_ms: float = 0.0
+    appended_events: int = 0
+    appended_events_per_s: float = 0.0
+    projected_events_per_s: float = 0.0
+    latency_p50_ms: float = 0.0
+    latency_p99_ms: float = 0.0
+    api_rss_mb: float = 0.0
+    worker_rss_mb: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+
+def machine() -> str:
+    memory = psutil.virtual_memory().total / 2**30
+    return (
+        f"{platform.machine()}, {os.cpu_count()} cores, {memory:.0f} GiB, Python {platform.python_version()}"
+    )
+
+
+def percentile(samples: list[float], q: float) -> float:
+    if not samples:
+        return float("nan")
+    ordered = sorted(samples)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+def order_body() -> dict[str, Any]:
+    return {
+        "OrderId": str(uuid.uuid4()),
+        "CustomerName": random.choice(["Linus Torvalds", "Ada Lovelace", "Grace Hopper"]),
+        "OrderLines": [{"ProductCode": "KB-1", "Quantity": 2, "UnitPrice": "10.00"}],
+    }
+
+
+class Stack:
+    """Database, Temporal, worker and API processes of the bench's own."""
+
+    def __init__(self, api_workers: int) -> None:
+        self.api_workers = api_workers
+        self.database_url = with_database(
+            os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
+            f"erp_bench_{uuid.uuid4().hex[:10]}",
+        )
+        self.temporal_address = f"127.0.0.1:{free_port()}"
+        self.port = free_port()
+        self.processes: list[subprocess.Popen[bytes]] = []
+        self.settings = Settings(
+            database_url=self.database_url,
+            temporal_address=self.temporal_address,
+            task_queue="erp-bench",
+            operator_token=OPERATOR,
+            http_port=self.port,
+        )
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
+        env = {
+            **os.environ,
+            "DATABASE_URL": self.database_url,
+            "TEMPORAL_ADDRESS": self.temporal_address,
+            "ERP_TASK_QUEUE": "erp-bench",
+            "ERP_OPERATOR_TOKEN": OPERATOR,
+            "ERP_HTTP_PORT": str(self.port),
+            "ERP_LOG_LEVEL": "WARNING",
+        }
+        erp = str(Path(sys.executable).parent / "erp")
+        process = subprocess.Popen([erp, *args], env=env, stdout=subprocess.DEVNULL)
+        self.processes.append(process)
+        return process
+
+    async def start(self) -> None:
+        await create_database(self.database_url)
+        await upgrade_async(self.settings)
+        self.processes.append(start_temporal(self.temporal_address))
+        self.worker = self._spawn("worker")
+        self.api = self._spawn("api", "--workers", str(self.api_workers))
+        async with aiohttp.ClientSession() as session:
+            for _ in range(300):
+                try:
+                    async with session.get(f"{self.base}/health") as response:
+                        if response.status == 200:
+                            return
+                except aiohttp.ClientError:
+                    pass
+                await asyncio.sleep(0.1)
+        raise RuntimeError("the API did not become healthy within 30 s")
+
+    def rss_mb(self, process: subprocess.Popen[bytes]) -> float:
+        """Resident memory of a process and its children (the API's worker processes)."""
+        parent = psutil.Process(process.pid)
+        processes = [parent, *parent.children(recursive=True)]
+        return sum(p.memory_info().rss for p in processes) / 2**20
+
+    async def stop(self) -> None:
+        for process in reversed(self.processes):
+            process.terminate()
+        for process in self.processes:
+            try:
+                process.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+        await drop_database(self.database_url)
+
+
+async def onboard(session: aiohttp.ClientSession, base: str, count: int) -> list[tuple[UUID, str]]:
+    limit = asyncio.Semaphore(8)
+
+    async def one(i: int) -> tuple[UUID, str]:
+        async with (
+            limit,
+            session.post(
+                f"{base}/accounts",
+                json={"Name": f"Bench {i}"},
+                headers={"Authorization": f"Bearer {OPERATOR}"},
+            ) as response,
+        ):
+            body = await response.json()
+            if response.status != 201:
+                raise RuntimeError(f"onboarding failed: {response.status} {body}")
+            return UUID(body["AccountId"]), body["ApiKey"]
+
+    return list(await asyncio.gather(*(one(i) for i in range(count))))
+
+
+async def run_for(seconds: float, workers: int, step: Callable[[int], Awaitable[None]]) -> float:
+    """Run `step` in `workers` concurrent loops for `seconds`; returns the elapsed time."""
+    deadline = time.monotonic() + seconds
+    started = time.monotonic()
+
+    async def loop(n: int) -> None:
+        while time.monotonic() < deadline:
+            await step(n)
+
+    await asyncio.gather(*(loop(n) for n in range(workers)))
+    return time.monotonic() - started
+
+
+async def http_commands(
+    session: aiohttp.ClientSession,
+    base: str,
+    tenants: list[tuple[UUID, str]],
+    seconds: float,
+    results: Results,
+    clients: int = 48,
+) -> None:
+    latencies: list[float] = []
+    errors = 0
+
+    async def step(n: int) -> None:
+        nonlocal errors
+        _, key = tenants[random.randrange(len(tenants))]
+        started = time.perf_counter()
+        async with session.post(
+            f"{base}/commands/PlaceOrder",
+            json=order_body(),
+            headers={"Authorization": f"Bearer {key}"},
+        ) as response:
+            await response.read()
+            if response.status == 200:
+                latencies.append(time.perf_counter() - started)
+            else:
+                errors += 1
+
+    elapsed = await run_for(seconds, clients, step)
+    results.http_commands = len(latencies)
+    results.http_errors = errors
+    results.http_commands_per_s = len(latencies) / elapsed
+    results.http_latency_p50_ms = percentile(latencies, 0.50) * 1000
+    results.http_latency_p99_ms = percentile(latencies, 0.99) * 1000
+
+
+async def lag(settings: Settings) -> int:
+    pool = await create_pool(settings, min_size=1, max_size=1)
+    try:
+        value = await pool.fetchval(
+            "SELECT coalesce(sum(s.last_sequence - coalesce(c.position, 0)), 0) FROM stream_sequences s "
+            "LEFT JOIN projection_checkpoints c ON c.projection = 'orders' "
+            "AND c.account_id = s.account_id AND c.stream_type = s.stream_type"
+        )
+        return int(value)
+    finally:
+        await pool.close()
+
+
+async def store_appends(
+    settings: Settings, accounts: list[UUID], seconds: float, results: Results, writers: int = 32
+) -> None:
+    pool = await create_pool(settings, min_size=writers, max_size=writers)
+    store = EventStore()
+    wakeup = ProjectorWakeup(pool)
+    appended = 0
+
+    async def step(n: int) -> None:
+        nonlocal appended
+        account_id = accounts[n % len(accounts)]
+        order_id = uuid.uuid4()
+        body = order_body()
+        payload = {**body, "OrderId": str(order_id), "Total": "20.00"}
+        await store.append(
+            pool,
+            account_id,
+            [StreamWrite(f"Order-{order_id}", "Order", 0, [PendingEvent("OrderPlaced", payload)])],
+            CommandMetadata(order_id, order_id, order_id),
+        )
+        wakeup.poke()
+        appended += 1
+
+    try:
+        started = time.monotonic()
+        elapsed = await run_for(seconds, writers, step)
+        results.appended_events = appended
+        results.appended_events_per_s = appended / elapsed
+        await wait_caught_up(settings)
+        results.projected_events_per_s = appended / (time.monotonic() - started)
+    finally:
+        await wakeup.close()
+        await pool.close()
+
+
+async def notification_latency(
+    session: aiohttp.ClientSession,
+    base: str,
+    settings: Settings,
+    tenant: tuple[UUID, str],
+    results: Results,
+    samples: int = 300,
+) -> None:
+    account_id, key = tenant
+    client = redis.from_url(settings.redis_url)
+    pubsub = client.pubsub()
+    await pubsub.subscribe(channel_for(account_id))
+    await pubsub.get_message(timeout=1)  # the subscribe confirmation
+    latencies: list[float] = []
+    try:
+        for _ in range(samples):
+            started = time.perf_counter()
+            async with session.post(
+                f"{base}/commands/PlaceOrder",
+                json=order_body(),
+                headers={"Authorization": f"Bearer {key}"},
+            ) as response:
+                position = (await response.json())["Positions"]["Order"]
+            while True:
+                message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=5)
+                if message is None:
+                    raise RuntimeError("no notification within 5 s")
+                if json.loads(message["data"])["Position"] >= position:
+                    break
+            latencies.append(time.perf_counter() - started)
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await client.aclose()
+    results.latency_p50_ms = statistics.median(latencies) * 1000
+    results.latency_p99_ms = percentile(latencies, 0.99) * 1000
+
+
+def ratio(value: float, other: float | None, higher_is_better: bool) -> str:
+    """How many times better than `other` (above 1 is better), or blank."""
+    if other is None or value != value or value == 0:
+        return ""
+    return f"{(value / other if higher_is_better else other / value):.2f}x"
+
+
+async def wait_caught_up(settings: Settings) -> None:
+    while await lag(settings) > 0:  # noqa: ASYNC110  (polling a database, not an in-process event)
+        await asyncio.sleep(0.05)
+
+
+def report(results: Results) -> None:
+    table = Table(title=f"erp bench — {results.machine}, {results.accounts} accounts")
+    table.add_column("measure")
+    table.add_column("value", justify="right")
+    table.add_column("target", justify="right")
+    table.add_column("vs target", justify="right")
+    table.add_column("vs reference library", justify="right")
+    rows = [
+        ("PlaceOrder over HTTP, commands/s", results.http_commands_per_s, 1000.0, True, 915.0),
+        ("  HTTP latency p50 ms (under load)", results.http_latency_p50_ms, None, False, None),
+        ("  HTTP latency p99 ms (under load)", results.http_latency_p99_ms, None, False, None),
+        ("events appended/s (store, 32 writers)", results.appended_events_per_s, 5000.0, True, None),
+        ("events projected/s", results.projected_events_per_s, None, True, 1246.0),
+        ("command -> notification p50 ms", results.latency_p50_ms, 10.0, False, 104.0),
+        ("command -> notification p99 ms", results.latency_p99_ms, 50.0, False, None),
+    ]
+    for name, value, target, higher_is_better, reference in rows:
+        table.add_row(
+            name,
+            f"{value:,.1f}",
+            "" if target is None else f"{target:,.0f}",
+            ratio(value, target, higher_is_better),
+            ratio(value, reference, higher_is_better),
+        )
+    console.print(table)
+    console.print(
+        f"HTTP commands: {results.http_commands} ok, {results.http_errors} errors; "
+        f"RSS: API {results.api_rss_mb:.0f} MB, worker {results.worker_rss_mb:.0f} MB"
+    )
+
+
+async def run_bench(
+    seconds: float = 10.0, accounts: int = 100, json_path: str | None = None, api_workers: int = 1
+) -> Results:
+    results = Results(machine=machine(), accounts=accounts)
+    stack = Stack(api_workers)
+    console.print(f"starting database, Temporal, worker and API (port {stack.port}) ...")
+    await stack.start()
+    try:
+        connector = aiohttp.TCPConnector(limit=256)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            console.print(f"onboarding {accounts} accounts ...")
+            tenants = await onboard(session, stack.base, accounts)
+            console.print(f"PlaceOrder over HTTP for {seconds:g} s ...")
+            await http_commands(session, stack.base, tenants, seconds, results)
+            await wait_caught_up(stack.settings)
+            console.print(f"appending through the store for {seconds:g} s ...")
+            await store_appends(stack.settings, [a for a, _ in tenants], seconds, results)
+            console.print("command -> notification latency ...")
+            await notification_latency(session, stack.base, stack.settings, tenants[0], results)
+            results.api_rss_mb = stack.rss_mb(stack.api)
+            results.worker_rss_mb = stack.rss_mb(stack.worker)
+    finally:
+        await stack.stop()
+    report(results)
+    if json_path:
+        await asyncio.to_thread(Path(json_path).write_text, json.dumps(asdict(results), indent=2))
+    return results

@@ -29,9 +29,7 @@ from tenancy.onboarding import create_event_partition
 from workflows.worker import run_worker
 
 OPERATOR_TOKEN = "test-operator-token"
-BASE_DATABASE_URL = os.environ.get(
-    "ERP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
+BASE_DATABASE_URL = os.environ.get("ERP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
 
 
 @pytest.fixture(scope="session")

@@ -22,12 +22,25 @@ from __future__ import annotations
 
 import functools
 import inspect
-from collections.abc import Callable, Iterable
-from typing import Any, ClassVar, TypeVar, get_type_hints
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any, ClassVar, Protocol, TypeVar, get_type_hints
 
 import msgspec
 
-from commands.event_store import PendingEvent, RecordedEvent
+from commands.event_store import PendingEvent
+
+
+class StoredEvent(Protocol):
+    """What replay needs of a stored event (RecordedEvent and CachedEvent both qualify)."""
+
+    @property
+    def stream_revision(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
 
 
 class DomainEvent(msgspec.Struct, frozen=True, kw_only=True, rename="pascal"):
@@ -91,7 +104,7 @@ class Aggregate:
         """Every event this aggregate can raise."""
         return [event_type for event_type, _ in cls._appliers.values()]
 
-    def replay(self, history: Iterable[RecordedEvent]) -> None:
+    def replay(self, history: Iterable[StoredEvent]) -> None:
         """Rebuild state from stored events."""
         for recorded in history:
             event_type, apply = self._appliers[recorded.name]

@@ -16,6 +16,7 @@ from opentelemetry import propagate, trace
 
 from commands.errors import (
     BusinessRuleViolation,
+    CommandError,
     IdempotencyKeyReused,
     InvalidCommand,
     MalformedCommand,
@@ -24,6 +25,7 @@ from commands.errors import (
 from commands.event_store import CommandLogEntry, CommandMetadata, ConcurrencyConflict, EventStore
 from commands.messages import Command
 from commands.registry import COMMANDS, CommandSpec
+from commands.stream_cache import StreamCache
 from commands.unit_of_work import UnitOfWork
 from commands.wakeup import ProjectorWakeup
 from erp.consistency import encode_token
@@ -33,6 +35,10 @@ tracer = trace.get_tracer("erp.commands")
 IDEMPOTENCY_NAMESPACE = UUID("6f1c1f4e-3b7e-4d0c-9d36-5a0a8b1f2c11")
 
 _FIND_COMMAND = "SELECT command_name, request_hash, result FROM erp_find_command($1, $2)"
+
+
+class _Unverified(Exception):
+    """A try on cached state failed or was doubtful; it wrote nothing, so decide again on loaded state."""
 
 
 class CommandResult(msgspec.Struct, frozen=True, rename="pascal"):
@@ -66,7 +72,12 @@ def command_id_for(idempotency_key: str | None) -> tuple[UUID, bool]:
 
 
 class CommandService:
-    """Runs commands for one account; re-decides on a concurrent append unless a revision was pinned."""
+    """Runs commands for one account; re-decides on a concurrent append unless a revision was pinned.
+
+    With a stream cache, the first try decides on cached state with no load at
+    all; anything doubtful (a conflict, a refusal, a stream only read) sends the
+    command through the normal, loading tries, so the cache changes speed only.
+    """
 
     def __init__(
         self,
@@ -75,9 +86,11 @@ class CommandService:
         commands: dict[str, CommandSpec] | None = None,
         max_attempts: int = 10,
         wakeup: ProjectorWakeup | None = None,
+        cache: StreamCache | None = None,
     ) -> None:
         self._pool = pool
         self._wakeup = wakeup
+        self._cache = cache
         self._store = store or EventStore()
         self._commands = COMMANDS if commands is None else commands
         self._max_attempts = max_attempts
@@ -117,6 +130,13 @@ class CommandService:
             carrier: dict[str, str] = {}
             propagate.inject(carrier)
             metadata = CommandMetadata(command_id, command_id, command_id, carrier)
+            if self._cache is not None:
+                try:
+                    return self._traced(
+                        span, await self._attempt(account_id, command, metadata, idempotent, trusted=True)
+                    )
+                except _Unverified:
+                    pass  # decide again on loaded state
             pinned = command.message.expected_revision is not None
             rechecked = False
             for attempt in range(1, self._max_attempts + 1):
@@ -133,13 +153,17 @@ class CommandService:
                     if error.constraint_name != "command_log_pkey" or attempt == self._max_attempts:
                         raise
                 else:
-                    span.set_attribute("erp.stream_id", result.stream_id)
-                    span.set_attribute("erp.revision", result.revision)
-                    for stream_type, position in result.positions.items():
-                        span.set_attribute(f"erp.position.{stream_type}", position)
-                    return result
+                    return self._traced(span, result)
                 await asyncio.sleep(random.uniform(0, 0.002 * attempt))
         raise AssertionError("unreachable")
+
+    @staticmethod
+    def _traced(span: trace.Span, result: CommandResult) -> CommandResult:
+        span.set_attribute("erp.stream_id", result.stream_id)
+        span.set_attribute("erp.revision", result.revision)
+        for stream_type, position in result.positions.items():
+            span.set_attribute(f"erp.position.{stream_type}", position)
+        return result
 
     async def _attempt(
         self,
@@ -147,12 +171,32 @@ class CommandService:
         command: ParsedCommand,
         metadata: CommandMetadata,
         idempotent: bool,
+        *,
+        trusted: bool = False,
+    ) -> CommandResult:
+        """One try. A `trusted` try decides on cached state and raises _Unverified on any doubt."""
+        if not trusted:
+            return await self._decide_and_append(account_id, command, metadata, idempotent, trusted)
+        try:
+            return await self._decide_and_append(account_id, command, metadata, idempotent, trusted)
+        except (CommandError, ConcurrencyConflict, asyncpg.UniqueViolationError) as error:
+            if isinstance(error, InvalidCommand | IdempotencyKeyReused):
+                raise
+            raise _Unverified from error
+
+    async def _decide_and_append(
+        self,
+        account_id: UUID,
+        command: ParsedCommand,
+        metadata: CommandMetadata,
+        idempotent: bool,
+        trusted: bool,
     ) -> CommandResult:
         if idempotent:
             logged = await self._pool.fetchrow(_FIND_COMMAND, account_id, metadata.command_id)
             if logged is not None:
                 return self._replayed(command, logged)
-        uow = UnitOfWork(self._pool, account_id, self._store)
+        uow = UnitOfWork(self._pool, account_id, self._store, self._cache, trust_cache=trusted)
         expected = command.message.expected_revision
         try:
             aggregate = await command.spec.handler(command.message, uow)
@@ -163,6 +207,8 @@ class CommandService:
             raise
         if expected is not None and aggregate.revision != expected:
             raise ConcurrencyConflict(aggregate.stream_id, expected, aggregate.revision)
+        if trusted and uow.read_without_writing:
+            raise _Unverified("a stream was only read; its cached state cannot be trusted")
         revision = aggregate.revision + len(aggregate.pending_events())
         log = None
         if idempotent:

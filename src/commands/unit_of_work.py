@@ -14,6 +14,7 @@ from commands.event_store import (
     Executor,
     StreamWrite,
 )
+from commands.stream_cache import CachedEvent, History, StreamCache
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -23,13 +24,28 @@ class UnitOfWork:
 
     Loading and appending are separate statements: optimistic concurrency (each
     stream's expected revision) makes the append fail if anything moved between.
+
+    With `trust_cache`, aggregates come from the stream cache without asking the
+    store (a stream not in the cache is taken to be new); the caller must
+    re-run the command on loaded state if that attempt fails in any way.
     """
 
-    def __init__(self, executor: Executor, account_id: UUID, store: EventStore) -> None:
+    def __init__(
+        self,
+        executor: Executor,
+        account_id: UUID,
+        store: EventStore,
+        cache: StreamCache | None = None,
+        *,
+        trust_cache: bool = False,
+    ) -> None:
         self.executor = executor
         self.account_id = account_id
         self._store = store
+        self._cache = cache
+        self.trust_cache = trust_cache and cache is not None
         self._seen: dict[str, Aggregate] = {}
+        self._histories: dict[str, History] = {}
         self.primary: Aggregate | None = None
         """The first aggregate loaded: the stream a command's ExpectedRevision refers to."""
 
@@ -43,9 +59,27 @@ class UnitOfWork:
         aggregate = aggregate_type(stream_id)
         if self.primary is None:
             self.primary = aggregate
-        aggregate.replay(await self._store.load(self.executor, self.account_id, stream_id))
+        history = await self._history(stream_id)
+        aggregate.replay(history)
         self._seen[stream_id] = aggregate
+        self._histories[stream_id] = history
         return aggregate
+
+    async def _history(self, stream_id: str) -> History:
+        cached = self._cache.get(self.account_id, stream_id) if self._cache else None
+        if self.trust_cache:
+            return cached or ()
+        after = cached[-1].stream_revision if cached else 0
+        loaded = await self._store.load(self.executor, self.account_id, stream_id, after)
+        history = (cached or ()) + tuple(CachedEvent(e.stream_revision, e.name, e.payload) for e in loaded)
+        if self._cache is not None and history:
+            self._cache.put(self.account_id, stream_id, history)
+        return history
+
+    @property
+    def read_without_writing(self) -> bool:
+        """Whether some aggregate was only read: its revision is not checked by the append."""
+        return any(not aggregate.pending_events() for aggregate in self._seen.values())
 
     async def commit(self, metadata: CommandMetadata, log: CommandLogEntry | None = None) -> AppendResult:
         """Append every touched aggregate's pending events, each checked against its loaded revision."""
@@ -58,4 +92,13 @@ class UnitOfWork:
             )
             for aggregate in self._seen.values()
         ]
-        return await self._store.append(self.executor, self.account_id, writes, metadata, log)
+        result = await self._store.append(self.executor, self.account_id, writes, metadata, log)
+        if self._cache is not None:
+            for write in writes:
+                if write.events:
+                    new = tuple(
+                        CachedEvent(write.expected_revision + offset, pending.name, pending.payload)
+                        for offset, pending in enumerate(write.events, start=1)
+                    )
+                    self._cache.put(self.account_id, write.stream_id, self._histories[write.stream_id] + new)
+        return result

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import Client
 
 from commands.service import CommandService
+from commands.stream_cache import StreamCache
 from commands.wakeup import ProjectorWakeup
 from erp.db import create_pool
 from erp.settings import Settings
@@ -55,7 +56,7 @@ class Services:
         self.catalog = catalog
         self.keys = KeyCache(catalog)
         self.wakeup = ProjectorWakeup(pool)
-        self.commands = CommandService(pool, wakeup=self.wakeup)
+        self.commands = CommandService(pool, wakeup=self.wakeup, cache=StreamCache())
         self.waiter = ConsistencyWaiter(pool, channels)
         self.temporal = TemporalGateway(settings)
 

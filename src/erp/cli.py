@@ -10,6 +10,7 @@ from uuid import UUID
 
 import typer
 import uvicorn
+import uvloop
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -80,7 +81,7 @@ def worker() -> None:
 
     configure_logging()
     configure_telemetry("erp-worker")
-    asyncio.run(run_worker(Settings()))
+    uvloop.run(run_worker(Settings()))
 
 
 @app.command()
@@ -279,4 +280,4 @@ def bench(
     """Measure HTTP commands/s, appended events/s and command -> notification latency."""
     from erp.bench import run_bench
 
-    asyncio.run(run_bench(seconds=seconds, accounts=accounts, json_path=json_path, api_workers=api_workers))
+    uvloop.run(run_bench(seconds=seconds, accounts=accounts, json_path=json_path, api_workers=api_workers))

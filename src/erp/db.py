@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import asyncpg
+import msgspec
 from sqlalchemy import MetaData
 
 from erp.settings import Settings
@@ -16,8 +16,16 @@ TENANT_ROLE = "erp_tenant"
 """The role tenant transactions switch to: no BYPASSRLS, so row-level security always applies."""
 
 
+_encode = msgspec.json.Encoder().encode
+_decode = msgspec.json.Decoder().decode
+
+
+def _jsonb_text(value: Any) -> str:
+    return _encode(value).decode()
+
+
 async def _init_connection(connection: asyncpg.Connection[Any]) -> None:
-    await connection.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await connection.set_type_codec("jsonb", encoder=_jsonb_text, decoder=_decode, schema="pg_catalog")
 
 
 async def _keep_session(connection: asyncpg.Connection[Any]) -> None:

@@ -1,7 +1,7 @@
 """The projector engine: moves projections forward from the event store, exactly once per event.
 
-One batch is one transaction: it locks the checkpoints of the (account, stream
-type) pairs it works on, reads the events after them in SequenceNumber order,
+One batch is one transaction: it claims (locks) the checkpoints of the most
+lagging (account, stream type) pairs, reads the events after them in SequenceNumber order,
 applies them and stores the new checkpoints. Because SequenceNumbers become
 visible strictly in order (see commands.event_store), reading `> checkpoint`
 never skips an event, and because the checkpoint moves in the same commit as
@@ -31,26 +31,26 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("erp.projector")
 
 
-_LAGGING = """
-SELECT s.account_id, s.stream_type
-FROM stream_sequences s
-LEFT JOIN projection_checkpoints c
-  ON c.projection = $1 AND c.account_id = s.account_id AND c.stream_type = s.stream_type
-WHERE s.stream_type = ANY($2::text[]) AND s.last_sequence > coalesce(c.position, 0)
-ORDER BY s.last_sequence - coalesce(c.position, 0) DESC
-LIMIT $3
-"""
-_ENSURE_CHECKPOINTS = """
+_ADD_MISSING_CHECKPOINTS = """
 INSERT INTO projection_checkpoints (projection, account_id, stream_type, position)
-SELECT $1, a, t, 0 FROM unnest($2::uuid[], $3::text[]) AS p(a, t)
+SELECT $1, s.account_id, s.stream_type, 0
+FROM stream_sequences s
+WHERE s.stream_type = ANY($2::text[]) AND ($3::uuid IS NULL OR s.account_id = $3)
+  AND NOT EXISTS (
+      SELECT 1 FROM projection_checkpoints c
+      WHERE c.projection = $1 AND c.account_id = s.account_id AND c.stream_type = s.stream_type)
 ON CONFLICT DO NOTHING
 """
-_LOCK_CHECKPOINTS = """
-SELECT account_id, stream_type, position FROM projection_checkpoints
-WHERE projection = $1
-  AND (account_id, stream_type) IN (SELECT * FROM unnest($2::uuid[], $3::text[]))
-ORDER BY account_id, stream_type
-FOR UPDATE
+# SKIP LOCKED: two projectors (a zombie, a rebuild) work on different accounts instead of waiting.
+_CLAIM_LAGGING = """
+SELECT c.account_id, c.stream_type, c.position
+FROM projection_checkpoints c
+JOIN stream_sequences s ON s.account_id = c.account_id AND s.stream_type = c.stream_type
+WHERE c.projection = $1 AND c.stream_type = ANY($2::text[]) AND s.last_sequence > c.position
+  AND ($3::uuid IS NULL OR c.account_id = $3)
+ORDER BY s.last_sequence - c.position DESC
+LIMIT $4
+FOR UPDATE OF c SKIP LOCKED
 """
 _EVENTS_AFTER = """
 SELECT e.account_id, e.stream_id, e.stream_type, e.stream_revision, e.sequence_number,
@@ -129,34 +129,33 @@ class Projector:
         """Apply one batch for the most lagging accounts; returns what advanced (empty when caught up)."""
         types = list(self.projection.stream_types)
         async with self.pool.acquire() as connection:
-            if account_id is None:
-                lagging = await connection.fetch(_LAGGING, self.projection.name, types, self.pairs_per_batch)
-                pairs = [(r["account_id"], r["stream_type"]) for r in lagging]
-            else:
-                pairs = [(account_id, t) for t in types]
-            if not pairs:
-                return []
-            async with connection.transaction():
-                advanced = await self._apply(connection, pairs)
+            for _ in range(2):
+                async with connection.transaction():
+                    advanced = await self._apply(connection, types, account_id)
+                if advanced:
+                    break
+                # Nothing claimable: maybe streams whose checkpoints do not exist yet.
+                status = await connection.execute(
+                    _ADD_MISSING_CHECKPOINTS, self.projection.name, types, account_id
+                )
+                if status.endswith(" 0"):
+                    break
         if advanced and self.notifier is not None:
             await self.notifier.publish(advanced)
         return advanced
 
     async def _apply(
-        self, connection: asyncpg.Connection[Any], pairs: Sequence[tuple[UUID, str]]
+        self, connection: asyncpg.Connection[Any], types: list[str], account_id: UUID | None
     ) -> list[ProjectionAdvanced]:
-        accounts = [a for a, _ in pairs]
-        stream_types = [t for _, t in pairs]
         name = self.projection.name
-        await connection.execute(_ENSURE_CHECKPOINTS, name, accounts, stream_types)
-        checkpoints = await connection.fetch(_LOCK_CHECKPOINTS, name, accounts, stream_types)
-        if not checkpoints:
+        claimed = await connection.fetch(_CLAIM_LAGGING, name, types, account_id, self.pairs_per_batch)
+        if not claimed:
             return []
         rows = await connection.fetch(
             _EVENTS_AFTER,
-            [c["account_id"] for c in checkpoints],
-            [c["stream_type"] for c in checkpoints],
-            [c["position"] for c in checkpoints],
+            [c["account_id"] for c in claimed],
+            [c["stream_type"] for c in claimed],
+            [c["position"] for c in claimed],
             self.batch_size,
         )
         if not rows:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
 from typing import Any
@@ -60,11 +61,10 @@ async def test_a_stale_cache_never_decides(pool: asyncpg.Pool[Any], account_id: 
 async def test_a_stale_cache_does_not_turn_a_good_pinned_revision_into_409(
     pool: asyncpg.Pool[Any], account_id: UUID
 ) -> None:
-    a, b = two_processes(pool)
+    a = CommandService(pool, cache=StreamCache())
     order_id = uuid.uuid4()
     placed = await a.execute(account_id, a.parse("PlaceOrder", place(order_id)))
     assert placed.revision == 1
-    # b places nothing but a new order id; a's cache of this order stays right
     result = await a.execute(account_id, a.parse("CancelOrder", cancel(order_id, ExpectedRevision=1)))
     assert result.revision == 2
 
@@ -99,10 +99,8 @@ async def test_concurrent_cancels_of_one_order_cancel_it_once(
     services = [CommandService(pool, cache=StreamCache()) for _ in range(4)] + [CommandService(pool)]
     order_id = uuid.uuid4()
     for service in services:  # every cache now holds the Placed order
-        try:
+        with contextlib.suppress(BusinessRuleViolation):
             await service.execute(account_id, service.parse("PlaceOrder", place(order_id)))
-        except BusinessRuleViolation:
-            pass
 
     async def try_cancel(service: CommandService) -> bool:
         try:

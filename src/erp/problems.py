@@ -8,7 +8,8 @@ from http import HTTPStatus
 from typing import Any
 
 import asyncpg
-from litestar.exceptions import HTTPException, ValidationException
+import msgspec
+from litestar.exceptions import HTTPException, SerializationException, ValidationException
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -33,10 +34,24 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> 
 
 
 def _from_http(exc: HTTPException) -> ProblemDetailsException:
-    detail = exc.detail
-    if isinstance(exc, ValidationException) and exc.extra:
-        detail = f"{detail}: {exc.extra}"
-    return problem(exc.status_code, detail, exc.headers)
+    if isinstance(exc, ValidationException):
+        # Well-formed input with a wrong, missing or unknown field: 422, naming the field.
+        return problem(422, _validation_detail(exc), exc.headers)
+    if exc.status_code == 400 and isinstance(exc.__cause__, SerializationException | msgspec.DecodeError):
+        return problem(400, f"the body is not valid JSON: {exc.detail}", exc.headers)
+    return problem(exc.status_code, exc.detail, exc.headers)
+
+
+def _validation_detail(exc: ValidationException) -> str:
+    if not isinstance(exc.extra, list) or not exc.extra:
+        return exc.detail
+    parts = []
+    for item in exc.extra:
+        if isinstance(item, dict):
+            key = item.get("key", "")
+            where = f"{key}: " if key and key != "data" else ""
+            parts.append(f"{where}{item.get('message', '')}")
+    return "; ".join(parts) or exc.detail
 
 
 def _unavailable(exc: Exception) -> ProblemDetailsException:

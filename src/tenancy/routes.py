@@ -8,7 +8,7 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath
+from litestar.params import FromPath, JSONBody
 from temporalio.client import WorkflowFailureError
 
 from erp.bootstrap import Services
@@ -49,7 +49,9 @@ class AccountController(Controller):
     guards = [operator_guard]
 
     @post("/", status_code=201, summary="Onboard an account")
-    async def create(self, data: CreateAccount, services: NamedDependency[Services]) -> CreatedAccount:
+    async def create(
+        self, data: JSONBody[CreateAccount], services: NamedDependency[Services]
+    ) -> CreatedAccount:
         """Register an account, give it its event-store partition (a workflow) and its first API key."""
         name = data.name.strip()
         if not name:

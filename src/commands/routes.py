@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Annotated, Any
-from uuid import UUID
 
 from litestar import Controller, Request, post
 from litestar.di import NamedDependency, Provide
@@ -23,7 +22,8 @@ from commands.event_store import ConcurrencyConflict
 from commands.service import CommandResult
 from erp.bootstrap import Services
 from erp.problems import problem
-from tenancy.auth import tenant_account
+from tenancy.auth import tenant_route
+from tenancy.routing import Route
 
 MAX_IDEMPOTENCY_KEY = 200
 
@@ -41,14 +41,14 @@ ERRORS: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
 class CommandController(Controller):
     path = "/commands"
     tags = ["commands"]
-    dependencies = {"account_id": Provide(tenant_account)}
+    dependencies = {"tenant": Provide(tenant_route)}
 
     @post("/{command_name:str}", status_code=200, summary="Run a command")
     async def run(
         self,
         request: Request[Any, Any, Any],
         command_name: FromPath[str],
-        account_id: NamedDependency[UUID],
+        tenant: NamedDependency[Route],
         services: NamedDependency[Services],
         key: Annotated[
             str | None,
@@ -58,5 +58,6 @@ class CommandController(Controller):
         """Run `CommandName` for the caller's account. Send `Idempotency-Key` to make retries safe."""
         if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
             raise problem(422, f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
-        parsed = services.commands.parse(command_name, await request.body())
-        return await services.commands.execute(account_id, parsed, key)
+        commands = services.commands(tenant)
+        parsed = commands.parse(command_name, await request.body())
+        return await commands.execute(tenant.account_id, parsed, key)

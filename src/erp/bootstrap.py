@@ -14,11 +14,11 @@ from temporalio.client import Client
 from commands.service import CommandService
 from commands.stream_cache import StreamCache
 from commands.wakeup import ProjectorWakeup
-from erp.db import create_pool
 from erp.settings import Settings
 from erp.temporal import connect_temporal
 from queries.consistency import ConsistencyWaiter
 from tenancy.accounts import AccountCatalog, KeyCache
+from tenancy.routing import Databases, Route
 
 
 class TemporalGateway:
@@ -43,32 +43,43 @@ class Services:
     def __init__(
         self,
         settings: Settings,
-        pool: asyncpg.Pool[Any],
+        databases: Databases,
         engine: AsyncEngine,
         redis_client: redis.Redis,
-        catalog: AccountCatalog,
         channels: ChannelsPlugin,
     ) -> None:
         self.settings = settings
-        self.pool = pool
+        self.databases = databases
         self.engine = engine
         self.redis = redis_client
-        self.catalog = catalog
-        self.keys = KeyCache(catalog)
-        self.wakeup = ProjectorWakeup(pool)
-        self.commands = CommandService(pool, wakeup=self.wakeup, cache=StreamCache())
-        self.waiter = ConsistencyWaiter(pool, channels)
+        self.catalog = AccountCatalog(engine)
+        self.keys = KeyCache(self.catalog)
+        self.waiter = ConsistencyWaiter(channels)
         self.temporal = TemporalGateway(settings)
+        self._wakeups = {name: ProjectorWakeup(pool) for name, pool in databases}
+        self._commands = {
+            name: CommandService(pool, wakeup=self._wakeups[name], cache=StreamCache())
+            for name, pool in databases
+        }
+
+    def commands(self, route: Route) -> CommandService:
+        """The command pipeline of the account's database."""
+        return self._commands[route.database]
+
+    def pool(self, route: Route) -> asyncpg.Pool[Any]:
+        """The pool of the account's database."""
+        return self.databases.pool(route.database)
 
     @classmethod
     async def start(cls, settings: Settings, channels: ChannelsPlugin) -> Services:
-        pool = await create_pool(settings, min_size=4, max_size=20)
+        databases = await Databases.open(settings, min_size=2, max_size=20)
         engine = create_async_engine(settings.sqlalchemy_url, pool_size=5, pool_pre_ping=True)
         redis_client = redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        return cls(settings, pool, engine, redis_client, AccountCatalog(engine), channels)
+        return cls(settings, databases, engine, redis_client, channels)
 
     async def close(self) -> None:
-        await self.wakeup.close()
-        await self.pool.close()
+        for wakeup in self._wakeups.values():
+            await wakeup.close()
+        await self.databases.close()
         await self.engine.dispose()
         await self.redis.aclose()

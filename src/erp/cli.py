@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import typer
@@ -13,8 +15,13 @@ import uvicorn
 import uvloop
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from temporalio.client import WorkflowHandle
 
 from erp.settings import Settings
+from queries.projector import Projector
+from tenancy.accounts import AccountCatalog
+from tenancy.routing import Databases
+from workflows.messages import RebuildResult
 
 app = typer.Typer(help="A multi-tenant, event-sourced ERP backend.", no_args_is_help=True)
 accounts_app = typer.Typer(help="Tenant accounts.", no_args_is_help=True)
@@ -44,10 +51,11 @@ def migrate() -> None:
     from erp.migrate import upgrade
 
     settings = Settings()
-    if asyncio.run(create_database(settings.database_url)):
-        console.print(f"created database {settings.database_url}")
-    upgrade(settings)
-    console.print("migrations applied")
+    for name, url in settings.databases.items():
+        if asyncio.run(create_database(url)):
+            console.print(f"created database {name}: {url}")
+        upgrade(settings.for_database(name))
+        console.print(f"migrations applied to {name}")
 
 
 @app.command()
@@ -127,26 +135,34 @@ def dev() -> None:
             temporal.terminate()
 
 
-async def _demo_account(settings: Settings) -> str:
+@asynccontextmanager
+async def _catalog(settings: Settings) -> AsyncIterator[tuple[AccountCatalog, Databases]]:
+    """The account catalog and the tenant databases, closed afterwards."""
     from sqlalchemy.ext.asyncio import create_async_engine
 
-    from erp.temporal import connect_temporal
-    from tenancy.accounts import AccountCatalog
-    from workflows.starters import onboard_account
-
     engine = create_async_engine(settings.sqlalchemy_url)
+    databases = await Databases.open(settings, min_size=1, max_size=4)
     try:
-        catalog = AccountCatalog(engine)
+        yield AccountCatalog(engine), databases
+    finally:
+        await databases.close()
+        await engine.dispose()
+
+
+async def _demo_account(settings: Settings) -> str:
+    from erp.temporal import connect_temporal
+    from workflows.starters import onboard_account, open_account
+
+    async with _catalog(settings) as (catalog, databases):
+        client = await connect_temporal(settings)
         demo = next((a for a in await catalog.list() if a.name == "Demo"), None)
         if demo is None:
-            demo, api_key = await catalog.register("Demo")
-        else:
-            api_key = await catalog.issue_key(demo.account_id)
-        client = await connect_temporal(settings)
-        await onboard_account(client, settings.task_queue, demo.account_id)
-        return api_key
-    finally:
-        await engine.dispose()
+            _, api_key, _ = await open_account(
+                catalog, databases.main, databases.names(), client, settings.task_queue, "Demo"
+            )
+            return api_key
+        await onboard_account(client, settings.task_queue, demo)
+        return await catalog.issue_key(demo.account_id)
 
 
 def _print_demo(settings: Settings, api_key: str) -> None:
@@ -181,45 +197,43 @@ def _print_demo(settings: Settings, api_key: str) -> None:
 @accounts_app.command("create")
 def accounts_create(name: str) -> None:
     """Onboard an account (needs a running worker) and print its API key."""
-    from sqlalchemy.ext.asyncio import create_async_engine
-
     from erp.temporal import connect_temporal
-    from tenancy.accounts import AccountCatalog
-    from workflows.starters import onboard_account
+    from workflows.starters import open_account
 
     settings = Settings()
 
     async def main() -> None:
-        engine = create_async_engine(settings.sqlalchemy_url)
-        try:
-            account, api_key = await AccountCatalog(engine).register(name)
+        async with _catalog(settings) as (catalog, databases):
             client = await connect_temporal(settings)
-            status = await onboard_account(client, settings.task_queue, account.account_id)
-        finally:
-            await engine.dispose()
-        console.print(f"AccountId {account.account_id}\nApiKey    {api_key}\nStatus    {status}")
+            account, api_key, status = await open_account(
+                catalog, databases.main, databases.names(), client, settings.task_queue, name
+            )
+        console.print(
+            f"AccountId {account.account_id}\nApiKey    {api_key}\nStatus    {status}\n"
+            f"Database  {account.database}"
+        )
 
     asyncio.run(main())
 
 
 @projections_app.command("status")
 def projections_status() -> None:
-    """Each projection with its head, position and lag."""
-    from erp.db import create_pool
+    """Each projection in each tenant database with its head, position and lag."""
     from queries.projector import Projector
     from queries.registry import PROJECTIONS
 
     async def main() -> None:
-        pool = await create_pool(Settings(), min_size=1, max_size=2)
+        databases = await Databases.open(Settings(), min_size=1, max_size=2)
         try:
             for name, projection in PROJECTIONS.items():
-                lag = await Projector(pool, projection).lag()
-                console.print(
-                    f"{name:20} head {lag.head:>10}  position {lag.position:>10}  "
-                    f"behind {lag.events_behind:>8}"
-                )
+                for database, pool in databases:
+                    lag = await Projector(pool, projection).lag()
+                    console.print(
+                        f"{name:16} {database:10} head {lag.head:>10}  position {lag.position:>10}  "
+                        f"behind {lag.events_behind:>8}"
+                    )
         finally:
-            await pool.close()
+            await databases.close()
 
     asyncio.run(main())
 
@@ -230,9 +244,7 @@ def projections_rebuild(
     account: Annotated[str | None, typer.Option("--account", help="only this AccountId")] = None,
 ) -> None:
     """Rebuild a projection as a workflow, showing its progress."""
-    from erp.db import create_pool
     from erp.temporal import connect_temporal
-    from queries.projector import Projector
     from queries.registry import PROJECTIONS
     from workflows.starters import start_rebuild
 
@@ -242,32 +254,49 @@ def projections_rebuild(
     settings = Settings()
 
     async def main() -> None:
-        pool = await create_pool(settings, min_size=1, max_size=2)
-        client = await connect_temporal(settings)
-        projector = Projector(pool, PROJECTIONS[name])
-        handle = await start_rebuild(client, settings.task_queue, name, account_id)
-        console.print(f"workflow {handle.id}")
-        result_task = asyncio.create_task(handle.result())
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.completed}/{task.total} events"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task(f"rebuilding {name}", total=None)
-            while not result_task.done():
-                lag = await projector.lag(account_id)
-                progress.update(task, total=lag.head, completed=lag.position)
-                await asyncio.sleep(0.2)
-            result = result_task.result()
-            progress.update(task, total=result.events_applied, completed=result.events_applied)
-        await pool.close()
-        console.print(f"rebuilt {name}: {result.events_applied} events in {result.batches} batches")
+        async with _catalog(settings) as (catalog, databases):
+            names = databases.names()
+            if account_id is not None:
+                found = await catalog.get(account_id)
+                if found is None:
+                    raise typer.BadParameter(f"there is no account {account_id}")
+                names = [found.database]
+            client = await connect_temporal(settings)
+            handle = await start_rebuild(client, settings.task_queue, name, names, account_id)
+            projectors = [Projector(databases.pool(n), PROJECTIONS[name]) for n in names]
+            await _follow_rebuild(name, handle, projectors, account_id)
 
     started = time.monotonic()
     asyncio.run(main())
     console.print(f"took {time.monotonic() - started:.1f} s")
+
+
+async def _follow_rebuild(
+    name: str,
+    handle: WorkflowHandle[Any, RebuildResult],
+    projectors: list[Projector],
+    account_id: UUID | None,
+) -> None:
+    """A progress bar over the projection's position until the rebuild workflow ends."""
+    console.print(f"workflow {handle.id}")
+    result_task = asyncio.create_task(handle.result())
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} events"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(f"rebuilding {name}", total=None)
+        while not result_task.done():
+            lags = [await projector.lag(account_id) for projector in projectors]
+            progress.update(
+                task, total=sum(lag.head for lag in lags), completed=sum(lag.position for lag in lags)
+            )
+            await asyncio.sleep(0.2)
+        result = result_task.result()
+        progress.update(task, total=result.events_applied, completed=result.events_applied)
+    console.print(f"rebuilt {name}: {result.events_applied} events in {result.batches} batches")
 
 
 @app.command()

@@ -37,7 +37,7 @@ async def _temporal(services: Services) -> None:
 @get("/health", tags=["health"], summary="Health of the API's dependencies")
 async def health(services: NamedDependency[Services]) -> Response[Health]:
     postgres, redis, temporal = await asyncio.gather(
-        _check(services.pool.fetchval("SELECT 1")),
+        _check(asyncio.gather(*(pool.fetchval("SELECT 1") for _, pool in services.databases))),
         _check(services.redis.ping()),
         _check(_temporal(services)),
     )

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 
 def _env(name: str, default: str) -> str:
     value = os.environ.get(name)
     return value if value else default
+
+
+MAIN_DATABASE = "main"
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +28,23 @@ class Settings:
     operator_token: str = field(default_factory=lambda: _env("ERP_OPERATOR_TOKEN", "dev-operator-token"))
     http_port: int = field(default_factory=lambda: int(_env("ERP_HTTP_PORT", "8000")))
     http_host: str = field(default_factory=lambda: _env("ERP_HTTP_HOST", "127.0.0.1"))
+    extra_databases: str = field(default_factory=lambda: _env("ERP_DATABASES", ""))
+    """More tenant databases, `name=url,name=url`; accounts are placed across all of them."""
+
+    @property
+    def databases(self) -> dict[str, str]:
+        """Every tenant database by name: `main` (DATABASE_URL, also home of the catalog) first."""
+        databases = {MAIN_DATABASE: self.database_url}
+        for item in filter(None, (part.strip() for part in self.extra_databases.split(","))):
+            name, sep, url = item.partition("=")
+            if not sep or not name.strip() or not url.strip():
+                raise ValueError(f"ERP_DATABASES entries look like name=url, got {item!r}")
+            databases[name.strip()] = url.strip()
+        return databases
+
+    def for_database(self, name: str) -> Settings:
+        """These settings pointed at one tenant database (for migrations and pools)."""
+        return replace(self, database_url=self.databases[name], extra_databases="")
 
     @property
     def sqlalchemy_url(self) -> str:

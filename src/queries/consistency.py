@@ -29,18 +29,20 @@ def _reached(targets: dict[str, int], positions: dict[str, int]) -> bool:
 class ConsistencyWaiter:
     """Waits on the account's Redis channel, with checkpoint reads as the ground truth."""
 
-    def __init__(self, pool: asyncpg.Pool[Any], channels: ChannelsPlugin) -> None:
-        self._pool = pool
+    def __init__(self, channels: ChannelsPlugin) -> None:
         self._channels = channels
         self._decode = msgspec.json.Decoder(Notification).decode
 
-    async def _positions(self, projection: str, account_id: UUID, types: list[str]) -> dict[str, int]:
-        async with self._pool.acquire() as connection:
-            rows = await connection.fetch(_CHECKPOINTS, projection, account_id, types)
+    @staticmethod
+    async def _positions(
+        pool: asyncpg.Pool[Any], projection: str, account_id: UUID, types: list[str]
+    ) -> dict[str, int]:
+        rows = await pool.fetch(_CHECKPOINTS, projection, account_id, types)
         return {r["stream_type"]: r["position"] for r in rows}
 
     async def wait(
         self,
+        pool: asyncpg.Pool[Any],
         account_id: UUID,
         projection: str,
         stream_types: tuple[str, ...],
@@ -52,7 +54,7 @@ class ConsistencyWaiter:
         if not targets:
             return True
         types = list(targets)
-        positions = await self._positions(projection, account_id, types)
+        positions = await self._positions(pool, projection, account_id, types)
         if _reached(targets, positions):
             return True
         deadline = time.monotonic() + within
@@ -61,14 +63,14 @@ class ConsistencyWaiter:
         receive: asyncio.Task[bytes] | None = None
         try:
             # Read again now that we listen: a notification sent before we subscribed is not lost.
-            positions = await self._positions(projection, account_id, types)
+            positions = await self._positions(pool, projection, account_id, types)
             next_check = time.monotonic() + RECHECK_INTERVAL
             while not _reached(targets, positions):
                 now = time.monotonic()
                 if now >= deadline:
                     return False
                 if now >= next_check:
-                    positions = await self._positions(projection, account_id, types)
+                    positions = await self._positions(pool, projection, account_id, types)
                     next_check = now + RECHECK_INTERVAL
                     continue
                 if receive is None:

@@ -20,8 +20,9 @@ from queries.notifications import channel_for
 from queries.projector import Projector
 from queries.registry import PROJECTIONS
 from queries.views import QUERIES
-from tenancy.auth import operator_guard, tenant_account
+from tenancy.auth import operator_guard, tenant_route
 from tenancy.rls import tenant_transaction
+from tenancy.routing import Route
 from workflows.starters import projector_workflow_id, start_rebuild
 
 MAX_TIMEOUT = 30.0
@@ -47,14 +48,14 @@ def _timeout(raw: str | None) -> float:
 class QueryController(Controller):
     path = "/queries"
     tags = ["queries"]
-    dependencies = {"account_id": Provide(tenant_account)}
+    dependencies = {"tenant": Provide(tenant_route)}
 
     @get("/{query_name:str}", summary="Run a query")
     async def run(
         self,
         request: Request[Any, Any, Any],
         query_name: FromPath[str],
-        account_id: NamedDependency[UUID],
+        tenant: NamedDependency[Route],
         services: NamedDependency[Services],
     ) -> Items:
         """Run `QueryName`; `ConsistentWith=<token>` first waits (up to `Timeout` s) for the read model."""
@@ -75,30 +76,35 @@ class QueryController(Controller):
                 raise problem(422, str(error)) from None
             projection = PROJECTIONS[spec.projection]
             if not await services.waiter.wait(
-                account_id, spec.projection, projection.stream_types, targets, timeout
+                services.pool(tenant),
+                tenant.account_id,
+                spec.projection,
+                projection.stream_types,
+                targets,
+                timeout,
             ):
                 raise problem(
                     503,
                     f"the {spec.projection} read model has not caught up with {token} within {timeout:g} s",
                     {"Retry-After": "1"},
                 )
-        async with tenant_transaction(services.pool, account_id) as connection:
+        async with tenant_transaction(services.pool(tenant), tenant.account_id) as connection:
             return Items(await spec.run(connection, params))
 
 
 class NotificationController(Controller):
     path = "/notifications"
     tags = ["queries"]
-    dependencies = {"account_id": Provide(tenant_account)}
+    dependencies = {"tenant": Provide(tenant_route)}
 
     @get("/", summary="Stream read-model notifications (SSE)")
     async def stream(
-        self, account_id: NamedDependency[UUID], channels: NamedDependency[ChannelsPlugin]
+        self, tenant: NamedDependency[Route], channels: NamedDependency[ChannelsPlugin]
     ) -> ServerSentEvent:
         """Server-Sent Events: `{"Projection","StreamType","Position"}` for the caller's account only."""
 
         async def events() -> AsyncIterator[str]:
-            async with channels.start_subscription(channel_for(account_id)) as subscriber:
+            async with channels.start_subscription(channel_for(tenant.account_id)) as subscriber:
                 async for message in subscriber.iter_events():
                     yield message.decode()
 
@@ -107,6 +113,7 @@ class NotificationController(Controller):
 
 class ProjectionView(msgspec.Struct, rename="pascal"):
     name: str
+    database: str
     stream_types: list[str]
     pipeline: str
     head: int
@@ -122,10 +129,11 @@ class RebuildStarted(msgspec.Struct, rename="pascal"):
     workflow_id: str
 
 
-async def _pipeline_status(services: Services, name: str) -> str:
+async def _pipeline_status(services: Services, name: str, database: str) -> str:
     try:
         client = await services.temporal.client()
-        description = await client.get_workflow_handle(projector_workflow_id(name)).describe()
+        handle = client.get_workflow_handle(projector_workflow_id(name, database))
+        description = await handle.describe()
     except Exception as error:  # Temporal down or workflow missing: say so, don't fail the listing
         return f"Unknown ({type(error).__name__})"
     return description.status.name.title() if description.status else "Unknown"
@@ -140,17 +148,19 @@ class ProjectionController(Controller):
     async def list(self, services: NamedDependency[Services]) -> list[ProjectionView]:
         views = []
         for name, projection in PROJECTIONS.items():
-            lag = await Projector(services.pool, projection).lag()
-            views.append(
-                ProjectionView(
-                    name,
-                    list(projection.stream_types),
-                    await _pipeline_status(services, name),
-                    lag.head,
-                    lag.position,
-                    lag.events_behind,
+            for database, pool in services.databases:
+                lag = await Projector(pool, projection).lag()
+                views.append(
+                    ProjectionView(
+                        name,
+                        database,
+                        list(projection.stream_types),
+                        await _pipeline_status(services, name, database),
+                        lag.head,
+                        lag.position,
+                        lag.events_behind,
+                    )
                 )
-            )
         return views
 
     @post("/{name:str}/rebuild", status_code=202, summary="Rebuild a projection (a workflow)")
@@ -169,8 +179,12 @@ class ProjectionController(Controller):
             raise problem(422, str(error)) from None
         except msgspec.DecodeError as error:
             raise problem(400, f"the body is not valid JSON: {error}") from None
-        if data.account_id is not None and await services.catalog.get(data.account_id) is None:
-            raise problem(404, f"there is no account {data.account_id}")
+        databases = services.databases.names()
+        if data.account_id is not None:
+            account = await services.catalog.get(data.account_id)
+            if account is None:
+                raise problem(404, f"there is no account {data.account_id}")
+            databases = [account.database]
         client = await services.temporal.client()
-        handle = await start_rebuild(client, services.settings.task_queue, name, data.account_id)
+        handle = await start_rebuild(client, services.settings.task_queue, name, databases, data.account_id)
         return RebuildStarted(handle.id)

@@ -13,6 +13,7 @@ from uuid import UUID
 from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tenancy.routing import Route
 from tenancy.tables import accounts, api_keys
 
 KEY_PREFIX = "erp_"
@@ -28,6 +29,7 @@ class Account:
     account_id: UUID
     name: str
     status: str
+    database: str
 
 
 def hash_key(api_key: str) -> bytes:
@@ -45,13 +47,20 @@ class AccountCatalog:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
 
-    async def register(self, name: str, *, expires_at: datetime | None = None) -> tuple[Account, str]:
-        """A new account in status Onboarding with its first API key (returned once, in clear)."""
-        account = Account(uuid.uuid4(), name, AccountStatus.ONBOARDING)
+    async def register(
+        self, name: str, database: str, *, expires_at: datetime | None = None
+    ) -> tuple[Account, str]:
+        """A new account in status Onboarding, placed in `database`, with its first API key.
+
+        The key is returned once, in clear; only its hash is stored.
+        """
+        account = Account(uuid.uuid4(), name, AccountStatus.ONBOARDING, database)
         api_key = new_api_key()
         async with self._engine.begin() as connection:
             await connection.execute(
-                insert(accounts).values(account_id=account.account_id, name=name, status=account.status)
+                insert(accounts).values(
+                    account_id=account.account_id, name=name, status=account.status, database=database
+                )
             )
             await connection.execute(
                 insert(api_keys).values(
@@ -80,21 +89,21 @@ class AccountCatalog:
         async with self._engine.connect() as connection:
             row = (
                 await connection.execute(
-                    select(accounts.c.account_id, accounts.c.name, accounts.c.status).where(
-                        accounts.c.account_id == account_id
-                    )
+                    select(
+                        accounts.c.account_id, accounts.c.name, accounts.c.status, accounts.c.database
+                    ).where(accounts.c.account_id == account_id)
                 )
             ).first()
-        return None if row is None else Account(row.account_id, row.name, row.status)
+        return None if row is None else Account(row.account_id, row.name, row.status, row.database)
 
     async def list(self) -> list[Account]:
         async with self._engine.connect() as connection:
             rows = await connection.execute(
-                select(accounts.c.account_id, accounts.c.name, accounts.c.status).order_by(
-                    accounts.c.created_at
-                )
+                select(
+                    accounts.c.account_id, accounts.c.name, accounts.c.status, accounts.c.database
+                ).order_by(accounts.c.created_at)
             )
-            return [Account(r.account_id, r.name, r.status) for r in rows]
+            return [Account(r.account_id, r.name, r.status, r.database) for r in rows]
 
     async def set_status(self, account_id: UUID, status: str) -> None:
         async with self._engine.begin() as connection:
@@ -102,10 +111,10 @@ class AccountCatalog:
                 update(accounts).where(accounts.c.account_id == account_id).values(status=status)
             )
 
-    async def resolve_key(self, api_key: str) -> UUID | None:
-        """The active account a live (unrevoked, unexpired) key belongs to, else None."""
+    async def resolve_key(self, api_key: str) -> Route | None:
+        """Where the active account of a live (unrevoked, unexpired) key lives, else None."""
         query = (
-            select(api_keys.c.account_id)
+            select(api_keys.c.account_id, accounts.c.database)
             .join(accounts, accounts.c.account_id == api_keys.c.account_id)
             .where(
                 api_keys.c.key_hash == hash_key(api_key),
@@ -115,7 +124,8 @@ class AccountCatalog:
             )
         )
         async with self._engine.connect() as connection:
-            return (await connection.execute(query)).scalar_one_or_none()
+            row = (await connection.execute(query)).first()
+        return None if row is None else Route(row.account_id, row.database)
 
 
 class KeyCache:
@@ -125,15 +135,15 @@ class KeyCache:
         self._catalog = catalog
         self._ttl = ttl
         self._max = max_entries
-        self._entries: dict[str, tuple[float, UUID | None]] = {}
+        self._entries: dict[str, tuple[float, Route | None]] = {}
 
-    async def resolve(self, api_key: str) -> UUID | None:
+    async def resolve(self, api_key: str) -> Route | None:
         now = time.monotonic()
         cached = self._entries.get(api_key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        account_id = await self._catalog.resolve_key(api_key)
+        route = await self._catalog.resolve_key(api_key)
         if len(self._entries) >= self._max:
             self._entries.clear()
-        self._entries[api_key] = (now + self._ttl, account_id)
-        return account_id
+        self._entries[api_key] = (now + self._ttl, route)
+        return route

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hmac
 from typing import Any
-from uuid import UUID
 
 from litestar import Request
 from litestar.connection import ASGIConnection
@@ -13,6 +12,7 @@ from litestar.handlers.base import BaseRouteHandler
 
 from erp.problems import problem
 from tenancy.accounts import KeyCache
+from tenancy.routing import Route
 
 
 def bearer_token(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
@@ -23,21 +23,23 @@ def bearer_token(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
     return token.strip()
 
 
-async def tenant_account(request: Request[Any, Any, Any], services: NamedDependency[Any]) -> UUID:
-    """The AccountId of the request's API key; 401 for a missing, unknown, revoked or expired key.
+async def tenant_route(request: Request[Any, Any, Any], services: NamedDependency[Any]) -> Route:
+    """Where the request's account lives, decided by its API key alone.
+
+    401 for a missing, unknown, revoked or expired key, or an account that is not active.
 
     It depends on `services` (rather than beside it) so Litestar resolves the two
     one after the other instead of spawning a task group per request.
     """
     keys: KeyCache = services.keys
-    account_id = await keys.resolve(bearer_token(request))
-    if account_id is None:
+    route = await keys.resolve(bearer_token(request))
+    if route is None:
         raise problem(
             401,
             "the API key is unknown, revoked or expired, or its account is not active",
             {"WWW-Authenticate": "Bearer"},
         )
-    return account_id
+    return route
 
 
 def operator_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]

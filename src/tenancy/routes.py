@@ -15,7 +15,7 @@ from erp.bootstrap import Services
 from erp.problems import problem
 from tenancy.accounts import Account, AccountCatalog
 from tenancy.auth import operator_guard
-from workflows.starters import onboard_account
+from workflows.starters import open_account
 
 
 class CreateAccount(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"):
@@ -34,15 +34,6 @@ class AccountView(msgspec.Struct, rename="pascal"):
     status: str
 
 
-async def onboard(services: Services, account: Account) -> str:
-    """Run the onboarding workflow for a registered account; returns the status it reached."""
-    client = await services.temporal.client()
-    try:
-        return await onboard_account(client, services.settings.task_queue, account.account_id)
-    except WorkflowFailureError as error:
-        raise problem(503, f"onboarding {account.account_id} did not finish: {error.cause}") from None
-
-
 class AccountController(Controller):
     path = "/accounts"
     tags = ["operators"]
@@ -56,8 +47,18 @@ class AccountController(Controller):
         name = data.name.strip()
         if not name:
             raise problem(422, "Name must not be blank")
-        account, api_key = await services.catalog.register(name)
-        status = await onboard(services, account)
+        client = await services.temporal.client()
+        try:
+            account, api_key, status = await open_account(
+                services.catalog,
+                services.databases.main,
+                services.databases.names(),
+                client,
+                services.settings.task_queue,
+                name,
+            )
+        except WorkflowFailureError as error:
+            raise problem(503, f"onboarding did not finish: {error.cause}") from None
         return CreatedAccount(account.account_id, api_key, status)
 
     @get("/{account_id:uuid}", summary="Show an account")

@@ -11,6 +11,7 @@ accounts = Table(
     Column("account_id", UUID(as_uuid=True), primary_key=True),
     Column("name", Text, nullable=False),
     Column("status", Text, nullable=False),
+    Column("database", Text, nullable=False, server_default="main"),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
 )
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 @dataclass(frozen=True)
 class ProjectorInput:
     projection: str
+    database: str = "main"
     run_for_seconds: float = 3000.0
     """The activity returns after this long and the workflow continues as new, keeping history short."""
 
@@ -15,6 +16,15 @@ class ProjectorInput:
 @dataclass(frozen=True)
 class RebuildInput:
     projection: str
+    databases: list[str]
+    """Tenant databases to rebuild in, one after the other (the account's only, for one account)."""
+    account_id: str | None = None
+
+
+@dataclass(frozen=True)
+class RebuildStep:
+    projection: str
+    database: str
     account_id: str | None = None
 
 
@@ -29,6 +39,7 @@ class RebuildResult:
 @dataclass(frozen=True)
 class AccountInput:
     account_id: str
+    database: str = "main"
 
 
 @dataclass(frozen=True)

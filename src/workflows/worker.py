@@ -9,10 +9,10 @@ from datetime import timedelta
 import redis.asyncio as redis
 from temporalio.worker import Worker
 
-from erp.db import create_pool
 from erp.settings import Settings
 from erp.temporal import connect_temporal
 from queries.notifications import Notifier
+from tenancy.routing import Databases
 from workflows.activities import ErpActivities
 from workflows.starters import start_projectors
 from workflows.workflows import WORKFLOWS
@@ -22,9 +22,9 @@ log = logging.getLogger(__name__)
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Serve the task queue until `stop` is set (or forever)."""
-    pool = await create_pool(settings, min_size=2, max_size=10)
+    databases = await Databases.open(settings, min_size=2, max_size=10)
     client_redis = redis.from_url(settings.redis_url)
-    activities = ErpActivities(pool, Notifier(client_redis), settings.database_url)
+    activities = ErpActivities(databases, Notifier(client_redis), settings)
     client = await connect_temporal(settings)
     try:
         worker = Worker(
@@ -36,9 +36,9 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
             graceful_shutdown_timeout=timedelta(seconds=5),
         )
         async with worker:
-            await start_projectors(client, settings.task_queue)
+            await start_projectors(client, settings.task_queue, databases.names())
             log.info("worker serving task queue %s", settings.task_queue)
             await (stop.wait() if stop is not None else asyncio.Future())
     finally:
         await client_redis.aclose()
-        await pool.close()
+        await databases.close()

@@ -15,6 +15,7 @@ with workflow.unsafe.imports_passed_through():
         ProjectorInput,
         RebuildInput,
         RebuildResult,
+        RebuildStep,
     )
 
 RETRY = RetryPolicy(
@@ -46,19 +47,25 @@ class RebuildProjectionWorkflow:
 
     @workflow.run
     async def run(self, data: RebuildInput) -> RebuildResult:
-        await workflow.execute_activity_method(
-            ErpActivities.reset_projection,
-            data,
-            start_to_close_timeout=timedelta(minutes=5),
-            retry_policy=RETRY,
-        )
-        return await workflow.execute_activity_method(
-            ErpActivities.replay_projection,
-            data,
-            start_to_close_timeout=timedelta(hours=12),
-            heartbeat_timeout=timedelta(seconds=30),
-            retry_policy=RETRY,
-        )
+        batches = events = 0
+        for database in data.databases:
+            step = RebuildStep(data.projection, database, data.account_id)
+            await workflow.execute_activity_method(
+                ErpActivities.reset_projection,
+                step,
+                start_to_close_timeout=timedelta(minutes=5),
+                retry_policy=RETRY,
+            )
+            result = await workflow.execute_activity_method(
+                ErpActivities.replay_projection,
+                step,
+                start_to_close_timeout=timedelta(hours=12),
+                heartbeat_timeout=timedelta(seconds=30),
+                retry_policy=RETRY,
+            )
+            batches += result.batches
+            events += result.events_applied
+        return RebuildResult(data.projection, data.account_id, batches, events)
 
 
 @workflow.defn

@@ -20,6 +20,7 @@ from commands.errors import (
     IdempotencyKeyReused,
     InvalidCommand,
     MalformedCommand,
+    StreamNotFound,
     UnknownCommand,
 )
 from commands.event_store import CommandLogEntry, CommandMetadata, ConcurrencyConflict, EventStore
@@ -200,9 +201,16 @@ class CommandService:
         expected = command.message.expected_revision
         try:
             aggregate = await command.spec.handler(command.message, uow)
-        except BusinessRuleViolation:
+        except (BusinessRuleViolation, StreamNotFound) as refusal:
+            if idempotent:
+                # Our own concurrent retry may have committed since we looked: answer as it did.
+                logged = await self._pool.fetchrow(_FIND_COMMAND, account_id, metadata.command_id)
+                if logged is not None:
+                    return self._replayed(command, logged)
             primary = uow.primary
-            if expected is not None and primary is not None and primary.revision != expected:
+            stale = expected is not None and primary is not None and primary.revision != expected
+            if stale and isinstance(refusal, BusinessRuleViolation):
+                assert expected is not None and primary is not None
                 raise ConcurrencyConflict(primary.stream_id, expected, primary.revision) from None
             raise
         if expected is not None and aggregate.revision != expected:

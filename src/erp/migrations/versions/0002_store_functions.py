@@ -18,8 +18,16 @@ branch_labels = None
 depends_on = None
 
 UPGRADE = """
+-- Scopes the transaction to one account. A transaction already scoped to another
+-- account is refused: a store call must never widen what the rest of it can see.
 CREATE FUNCTION erp_enter_account(p_account uuid) RETURNS void LANGUAGE plpgsql AS $$
+DECLARE
+    v_current text := coalesce(current_setting('erp.account_id', true), '');
 BEGIN
+    IF v_current NOT IN ('', p_account::text) THEN
+        RAISE EXCEPTION 'this transaction belongs to account %, not %', v_current, p_account
+            USING ERRCODE = 'insufficient_privilege';
+    END IF;
     SET LOCAL ROLE erp_tenant;
     PERFORM set_config('erp.account_id', p_account::text, true);
 END $$;

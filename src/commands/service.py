@@ -24,8 +24,9 @@ from commands.errors import (
     UnknownCommand,
 )
 from commands.event_store import CommandLogEntry, CommandMetadata, ConcurrencyConflict, EventStore
+from commands.handlers import CommandSpec
 from commands.messages import Command
-from commands.registry import COMMANDS, CommandSpec
+from commands.registry import COMMANDS
 from commands.stream_cache import StreamCache
 from commands.unit_of_work import UnitOfWork
 from commands.wakeup import ProjectorWakeup

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+import asyncpg
 from alembic import command
 from alembic.config import Config
 
@@ -22,8 +23,21 @@ def alembic_config(settings: Settings) -> Config:
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
-    """Bring the database up to `revision` (idempotent)."""
+    """Bring the database up to `revision`, then create or extend the model's read-model tables."""
     command.upgrade(alembic_config(settings), revision)
+    if revision == "head":
+        asyncio.run(_model_tables(settings))
+
+
+async def _model_tables(settings: Settings) -> None:
+    from commands.erp_model import ERP
+    from queries.model_tables import ensure_model_tables
+
+    connection = await asyncpg.connect(settings.database_url)
+    try:
+        await ensure_model_tables(connection, ERP)
+    finally:
+        await connection.close()
 
 
 async def upgrade_async(settings: Settings, revision: str = "head") -> None:

@@ -18,8 +18,14 @@ class Projection(Protocol):
     name: str
     stream_types: tuple[str, ...]
 
-    async def apply(self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent]) -> None:
-        """Apply `events` (ordered by SequenceNumber within each account and stream type)."""
+    async def apply(
+        self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent]
+    ) -> list[tuple[RecordedEvent, str]]:
+        """Apply `events` (ordered by SequenceNumber within each account and stream type).
+
+        Returns the events it cannot apply, each with the reason; the projector
+        parks them (in the same transaction) and moves on.
+        """
 
     async def clear(self, connection: asyncpg.Connection[Any], account_id: UUID | None) -> None:
         """Delete the read model's rows for one account, or for all when `account_id` is None."""

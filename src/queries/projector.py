@@ -166,7 +166,9 @@ class Projector:
             links=_links(events),
             attributes={"erp.projection": name, "erp.events": len(events)},
         ):
-            await self.projection.apply(connection, events)
+            parked = await self.projection.apply(connection, events)
+            if parked:
+                await self._park(connection, parked)
         last: dict[tuple[UUID, str], int] = {}
         for e in events:
             key = (e.account_id, e.stream_type)
@@ -179,6 +181,36 @@ class Projector:
             list(last.values()),
         )
         return [ProjectionAdvanced(name, a, t, p) for (a, t), p in last.items()]
+
+    async def _park(
+        self, connection: asyncpg.Connection[Any], parked: list[tuple[RecordedEvent, str]]
+    ) -> None:
+        """Set aside events the read model cannot apply, so the rest of the stream keeps flowing."""
+        for event, reason in parked:
+            log.error(
+                "parking %s #%d of account %s in %s: %s",
+                event.stream_type,
+                event.sequence_number,
+                event.account_id,
+                self.projection.name,
+                reason,
+            )
+        await connection.executemany(
+            "INSERT INTO parked_events (projection, account_id, stream_type, sequence_number, stream_id, "
+            "payload_item_name, reason) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            [
+                (
+                    self.projection.name,
+                    e.account_id,
+                    e.stream_type,
+                    e.sequence_number,
+                    e.stream_id,
+                    e.name,
+                    reason,
+                )
+                for e, reason in parked
+            ],
+        )
 
     async def catch_up(self, account_id: UUID | None = None) -> int:
         """Run batches until nothing lags; returns the number of batches that applied events."""

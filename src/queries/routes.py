@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -74,20 +75,23 @@ class QueryController(Controller):
                 targets = decode_token(token)
             except InvalidToken as error:
                 raise problem(422, str(error)) from None
-            projection = PROJECTIONS[spec.projection]
-            if not await services.waiter.wait(
-                services.pool(tenant),
-                tenant.account_id,
-                spec.projection,
-                projection.stream_types,
-                targets,
-                timeout,
-            ):
-                raise problem(
-                    503,
-                    f"the {spec.projection} read model has not caught up with {token} within {timeout:g} s",
-                    {"Retry-After": "1"},
-                )
+            deadline = time.monotonic() + timeout
+            for name in spec.projections:
+                projection = PROJECTIONS[name]
+                remaining = max(0.0, deadline - time.monotonic())
+                if not await services.waiter.wait(
+                    services.pool(tenant),
+                    tenant.account_id,
+                    name,
+                    projection.stream_types,
+                    targets,
+                    remaining,
+                ):
+                    raise problem(
+                        503,
+                        f"the {name} read model has not caught up with {token} within {timeout:g} s",
+                        {"Retry-After": "1"},
+                    )
         async with tenant_transaction(services.pool(tenant), tenant.account_id) as connection:
             return Items(await spec.run(connection, params))
 

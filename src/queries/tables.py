@@ -1,17 +1,15 @@
-"""Read-model tables and the projectors' checkpoints."""
+"""The projectors' checkpoints (read-model tables are generated from the model: queries.model_tables)."""
 
 from sqlalchemy import (
     BigInteger,
     Column,
     DateTime,
-    Index,
-    Numeric,
     PrimaryKeyConstraint,
     Table,
     Text,
     func,
 )
-from sqlalchemy.dialects.postgresql import JSONB, UUID
+from sqlalchemy.dialects.postgresql import UUID
 
 from erp.db import metadata
 
@@ -26,18 +24,19 @@ projection_checkpoints = Table(
     PrimaryKeyConstraint("projection", "account_id", "stream_type", name="projection_checkpoints_pkey"),
 )
 
-orders = Table(
-    "orders",
+
+parked_events = Table(
+    "parked_events",
     metadata,
+    Column("projection", Text, nullable=False),
     Column("account_id", UUID(as_uuid=True), nullable=False),
-    Column("order_id", UUID(as_uuid=True), nullable=False),
-    Column("customer_name", Text, nullable=False),
-    Column("status", Text, nullable=False),
-    Column("total", Numeric(18, 2), nullable=False),
-    Column("order_lines", JSONB, nullable=False),
-    Column("cancel_reason", Text),
-    Column("placed_at", DateTime(timezone=True), nullable=False),
-    Column("updated_at", DateTime(timezone=True), nullable=False),
-    PrimaryKeyConstraint("account_id", "order_id", name="orders_pkey"),
-    Index("orders_customer_idx", "account_id", "customer_name"),
+    Column("stream_type", Text, nullable=False),
+    Column("sequence_number", BigInteger, nullable=False),
+    Column("stream_id", Text, nullable=False),
+    Column("payload_item_name", Text, nullable=False),
+    Column("reason", Text, nullable=False),
+    Column("parked_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint(
+        "projection", "account_id", "stream_type", "sequence_number", name="parked_events_pkey"
+    ),
 )

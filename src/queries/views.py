@@ -1,15 +1,24 @@
-"""The read side's queries, in plain SQL over read models; each runs under the tenant's RLS session."""
+"""The read side's queries, in plain SQL over the model's read-model tables.
+
+Each runs under the tenant's row-level-security session, so none filters by
+account itself. Names are joined at query time from the party tables (the
+seed's "helper table joined at query time"), so renaming a customer's party
+shows up in every query that shows the customer.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import Decimal
 from typing import Annotated, Any
 from uuid import UUID
 
 import asyncpg
 import msgspec
+
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 
 class QueryParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="pascal"):
@@ -19,41 +28,218 @@ class QueryParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rena
 class GetOrders(QueryParams):
     """The seed's `GetOrders {CustomerName}`."""
 
-    customer_name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    customer_name: Name
 
 
-class OrderView(msgspec.Struct, rename="pascal"):
+class GetCustomers(QueryParams):
+    workarea_id: UUID | None = None
+
+
+class GetCustomer(QueryParams):
+    customer_id: UUID
+
+
+class GetOpenInvoices(QueryParams):
+    customer_id: UUID | None = None
+
+
+class GetDeliveries(QueryParams):
+    workarea_id: UUID
+
+
+class View(msgspec.Struct, rename="pascal", omit_defaults=True):
+    """Base of every item; optional fields are left out when empty."""
+
+
+class OrderView(View):
     order_id: UUID
     customer_name: str
     status: str
     total: Decimal
     order_lines: list[dict[str, Any]]
+    customer_id: UUID | None = None
+    custom: dict[str, Any] | None = None
 
 
-# No account filter here on purpose: row-level security adds it.
-_GET_ORDERS = """
-SELECT order_id, customer_name, status, total, order_lines FROM orders
-WHERE customer_name = $1 ORDER BY placed_at, order_id
+class CustomerView(View):
+    customer_id: UUID
+    party_id: UUID
+    name: str | None
+    status: str
+    workarea_id: UUID
+    spending_limit: Decimal
+    open_amount: Decimal
+    own_organisation_id: UUID | None = None
+    email: str | None = None
+    addresses: list[dict[str, Any]] | None = None
+    custom: dict[str, Any] | None = None
+
+
+class InvoiceView(View):
+    invoice_id: UUID
+    order_id: UUID
+    amount: Decimal
+    customer_name: str
+    issued_at: datetime
+    customer_id: UUID | None = None
+
+
+class DeliveryView(View):
+    delivery_id: UUID
+    order_id: UUID
+    workarea_id: UUID
+    customer_name: str
+    delivered_at: datetime
+
+
+PARTY_NAME = "coalesce(pp.name, po.name)"
+JOIN_PARTY = """
+LEFT JOIN rm_person pp ON pp.account_id = c.account_id AND pp.id = c.party_id
+LEFT JOIN rm_organisation po ON po.account_id = c.account_id AND po.id = c.party_id
 """
+ORDER_CUSTOMER = f"""
+LEFT JOIN rm_customer c ON c.account_id = o.account_id AND c.id = o.customer_id
+{JOIN_PARTY}
+"""
+
+_GET_ORDERS = f"""
+SELECT o.order_id, coalesce({PARTY_NAME}, o.customer_name) AS customer_name, o.status, o.total,
+       o.order_lines, o.customer_id, o.custom
+FROM rm_order o {ORDER_CUSTOMER}
+WHERE coalesce({PARTY_NAME}, o.customer_name) = $1
+ORDER BY o.created_at, o.order_id
+"""
+
+
+def _custom(value: Any) -> dict[str, Any] | None:
+    return value or None
 
 
 async def get_orders(connection: asyncpg.Connection[Any], params: GetOrders) -> list[OrderView]:
     rows = await connection.fetch(_GET_ORDERS, params.customer_name)
     return [
-        OrderView(r["order_id"], r["customer_name"], r["status"], r["total"], r["order_lines"]) for r in rows
+        OrderView(
+            r["order_id"],
+            r["customer_name"],
+            r["status"],
+            r["total"],
+            r["order_lines"],
+            r["customer_id"],
+            _custom(r["custom"]),
+        )
+        for r in rows
+    ]
+
+
+_CUSTOMERS = f"""
+SELECT c.id, c.party_id, {PARTY_NAME} AS name, c.status, c.workarea_id, c.spending_limit,
+       coalesce(c.open_amount, 0) AS open_amount, c.own_organisation_id, c.custom,
+       coalesce(pp.email, po.email) AS email,
+       coalesce(pp.addresses, po.addresses) AS addresses
+FROM rm_customer c {JOIN_PARTY}
+"""
+
+
+def _customer(r: asyncpg.Record, detail: bool) -> CustomerView:
+    return CustomerView(
+        r["id"],
+        r["party_id"],
+        r["name"],
+        r["status"],
+        r["workarea_id"],
+        r["spending_limit"],
+        r["open_amount"],
+        r["own_organisation_id"],
+        r["email"] if detail else None,
+        (r["addresses"] or []) if detail else None,
+        _custom(r["custom"]),
+    )
+
+
+async def get_customers(connection: asyncpg.Connection[Any], params: GetCustomers) -> list[CustomerView]:
+    rows = await connection.fetch(
+        f"{_CUSTOMERS} WHERE $1::uuid IS NULL OR c.workarea_id = $1 ORDER BY name, c.id", params.workarea_id
+    )
+    return [_customer(r, detail=False) for r in rows]
+
+
+async def get_customer(connection: asyncpg.Connection[Any], params: GetCustomer) -> list[CustomerView]:
+    rows = await connection.fetch(f"{_CUSTOMERS} WHERE c.id = $1", params.customer_id)
+    return [_customer(r, detail=True) for r in rows]
+
+
+_OPEN_INVOICES = f"""
+SELECT i.id, i.order_id, i.amount, i.customer_id, i.created_at,
+       coalesce({PARTY_NAME}, o.customer_name) AS customer_name
+FROM rm_invoice i
+JOIN rm_order o ON o.account_id = i.account_id AND o.id = i.order_id
+{ORDER_CUSTOMER}
+WHERE i.status = 'Open' AND ($1::uuid IS NULL OR i.customer_id = $1)
+ORDER BY i.created_at, i.id
+"""
+
+
+async def get_open_invoices(
+    connection: asyncpg.Connection[Any], params: GetOpenInvoices
+) -> list[InvoiceView]:
+    rows = await connection.fetch(_OPEN_INVOICES, params.customer_id)
+    return [
+        InvoiceView(
+            r["id"], r["order_id"], r["amount"], r["customer_name"], r["created_at"], r["customer_id"]
+        )
+        for r in rows
+    ]
+
+
+_DELIVERIES = f"""
+SELECT d.id, d.order_id, d.workarea_id, d.created_at,
+       coalesce({PARTY_NAME}, o.customer_name) AS customer_name
+FROM rm_delivery d
+JOIN rm_order o ON o.account_id = d.account_id AND o.id = d.order_id
+{ORDER_CUSTOMER}
+WHERE d.workarea_id = $1
+ORDER BY d.created_at, d.id
+"""
+
+
+async def get_deliveries(connection: asyncpg.Connection[Any], params: GetDeliveries) -> list[DeliveryView]:
+    rows = await connection.fetch(_DELIVERIES, params.workarea_id)
+    return [
+        DeliveryView(r["id"], r["order_id"], r["workarea_id"], r["customer_name"], r["created_at"])
+        for r in rows
     ]
 
 
 @dataclass(frozen=True, slots=True)
 class QuerySpec:
-    """A query the API serves and the projection it reads."""
+    """A query the API serves, its item type and the projections it reads."""
 
     name: str
     params: type[QueryParams]
-    projection: str
+    item: type[View]
+    projections: tuple[str, ...]
     run: Callable[[asyncpg.Connection[Any], Any], Awaitable[list[Any]]]
 
 
 QUERIES: dict[str, QuerySpec] = {
-    spec.name: spec for spec in (QuerySpec("GetOrders", GetOrders, "orders", get_orders),)
+    spec.name: spec
+    for spec in (
+        QuerySpec("GetOrders", GetOrders, OrderView, ("orders", "customers"), get_orders),
+        QuerySpec("GetCustomers", GetCustomers, CustomerView, ("customers",), get_customers),
+        QuerySpec("GetCustomer", GetCustomer, CustomerView, ("customers",), get_customer),
+        QuerySpec(
+            "GetOpenInvoices",
+            GetOpenInvoices,
+            InvoiceView,
+            ("activities", "orders", "customers"),
+            get_open_invoices,
+        ),
+        QuerySpec(
+            "GetDeliveries",
+            GetDeliveries,
+            DeliveryView,
+            ("activities", "orders", "customers"),
+            get_deliveries,
+        ),
+    )
 }

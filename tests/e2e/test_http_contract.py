@@ -616,7 +616,7 @@ async def test_query_with_invalid_parameters_is_422(
     assert_problem(await http.get("/queries/GetOrders", params=params, headers=tenant.headers), 422)
 
 
-@pytest.mark.parametrize("name", ["GetOrder", "getorders", "GetCustomers"])
+@pytest.mark.parametrize("name", ["GetOrder", "getorders", "GetInvoices"])
 async def test_unknown_query_is_404(http: httpx.AsyncClient, tenant: Tenant, name: str) -> None:
     response = await http.get(f"/queries/{name}", params={"CustomerName": "Ada"}, headers=tenant.headers)
     assert_problem(response, 404)
@@ -810,7 +810,7 @@ async def test_rebuild_errors(http: httpx.AsyncClient, operator: Headers, tenant
 async def _read_model_rows(pool: asyncpg.Pool[Any], account_id: UUID) -> list[dict[str, Any]]:
     rows = await pool.fetch(
         "SELECT order_id, customer_name, status, total, order_lines::text AS order_lines, cancel_reason, "
-        "placed_at, updated_at FROM orders WHERE account_id = $1 ORDER BY order_id",
+        "created_at, updated_at FROM rm_order WHERE account_id = $1 ORDER BY order_id",
         account_id,
     )
     return [dict(r) for r in rows]
@@ -838,7 +838,7 @@ async def test_rebuilding_one_accounts_orders_restores_the_same_read_model(
     other_rows_before = await _read_model_rows(pool, other.account_id)
 
     # Lose the account's read model behind the projector's back: only a rebuild brings it back.
-    await pool.execute("DELETE FROM orders WHERE account_id = $1", tenant.account_id)
+    await pool.execute("DELETE FROM rm_order WHERE account_id = $1", tenant.account_id)
     assert await get_orders(http, tenant, customer, token) == []
 
     response = await http.post(

@@ -114,7 +114,7 @@ async def test_projections_are_listed_and_rebuilt_per_database(routed: httpx.Asy
     token = placed.json()["ConsistencyToken"]
     listing = await routed.get("/projections", headers=operator)
     assert listing.status_code == 200
-    assert {(p["Name"], p["Database"]) for p in listing.json()} == {("orders", "main"), ("orders", "second")}
+    assert {("orders", "main"), ("orders", "second")} <= {(p["Name"], p["Database"]) for p in listing.json()}
 
     started = await routed.post(
         "/projections/orders/rebuild", json={"AccountId": str(tenant.account_id)}, headers=operator

@@ -54,7 +54,7 @@ def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
 
 
 async def projected(pool: asyncpg.Pool[Any]) -> int:
-    return int(await pool.fetchval("SELECT count(*) FROM orders"))
+    return int(await pool.fetchval("SELECT count(*) FROM rm_order"))
 
 
 async def test_killed_worker_resumes_from_its_checkpoint(crash_settings: Settings) -> None:
@@ -99,7 +99,7 @@ async def test_killed_worker_resumes_from_its_checkpoint(crash_settings: Setting
             )
             await asyncio.sleep(0.2)
         assert await projected(pool) == placed == 450
-        distinct = await pool.fetchval("SELECT count(DISTINCT order_id) FROM orders")
+        distinct = await pool.fetchval("SELECT count(DISTINCT order_id) FROM rm_order")
         assert distinct == placed
         head = await pool.fetchval("SELECT sum(last_sequence) FROM stream_sequences")
         position = await pool.fetchval(

@@ -87,7 +87,7 @@ async def test_placing_an_existing_order_from_a_cold_cache_is_refused(
     a, b = two_processes(pool)
     order_id = uuid.uuid4()
     await a.execute(account_id, a.parse("PlaceOrder", place(order_id)))
-    with pytest.raises(BusinessRuleViolation, match="already placed"):
+    with pytest.raises(BusinessRuleViolation, match="already exists"):
         await b.execute(account_id, b.parse("PlaceOrder", place(order_id)))
     assert await events_of(pool, account_id, f"Order-{order_id}") == ["OrderPlaced"]
 

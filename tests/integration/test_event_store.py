@@ -42,7 +42,7 @@ TENANT_TABLES = (
     "streams",
     "stream_sequences",
     "command_log",
-    "orders",
+    "rm_order",
     "accounts",
     "api_keys",
     "projection_checkpoints",
@@ -566,11 +566,12 @@ async def populate(pool: asyncpg.Pool[Any], account_id: UUID, orders: int) -> No
             metadata(),
             CommandLogEntry("PlaceOrder", os.urandom(32), {"StreamId": f"Order-{i}", "Revision": 1}),
         )
+        order_id = uuid.uuid4()
         await pool.execute(
-            "INSERT INTO orders (account_id, order_id, customer_name, status, total, order_lines, "
-            "placed_at, updated_at) VALUES ($1, $2, 'Ada', 'Placed', 1, $3, now(), now())",
+            "INSERT INTO rm_order (account_id, id, order_id, customer_name, status, total, order_lines, "
+            "created_at, updated_at) VALUES ($1, $2, $2, 'Ada', 'Placed', 1, $3, now(), now())",
             account_id,
-            uuid.uuid4(),
+            order_id,
             [],
         )
         await pool.execute(
@@ -682,14 +683,14 @@ async def test_a_store_call_does_not_rescope_the_rest_of_a_tenant_transaction(
     a, b = await make_account(pool), await make_account(pool)
     await populate(pool, a, 1)
     await populate(pool, b, 2)
-    own = await pool.fetchval("SELECT count(*) FROM orders WHERE account_id = $1", a)
+    own = await pool.fetchval("SELECT count(*) FROM rm_order WHERE account_id = $1", a)
     async with tenant_transaction(pool, a) as connection:
         with contextlib.suppress(asyncpg.PostgresError):
             async with connection.transaction():  # a savepoint: a refused call must not end the test
                 await EventStore().load(connection, b, "Order-0")
-        visible = [row[0] for row in await connection.fetch("SELECT DISTINCT account_id FROM orders")]
+        visible = [row[0] for row in await connection.fetch("SELECT DISTINCT account_id FROM rm_order")]
         assert visible == [a], "after a store call with account B's id, A's transaction sees B's orders"
-        assert await connection.fetchval("SELECT count(*) FROM orders") == own
+        assert await connection.fetchval("SELECT count(*) FROM rm_order") == own
         assert await connection.fetchval("SELECT current_setting('erp.account_id')") == str(a)
 
 

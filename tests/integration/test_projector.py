@@ -16,8 +16,8 @@ from commands.event_store import CommandMetadata, EventStore, PendingEvent, Stre
 from commands.service import CommandService
 from erp.settings import Settings
 from queries.notifications import Notifier, channel_for
-from queries.orders import OrdersProjection
 from queries.projector import Projector
+from queries.registry import PROJECTIONS
 from tenancy.rls import tenant_transaction
 from tests.conftest import make_account
 
@@ -74,7 +74,7 @@ async def place_orders_with_random_commit_delays(
 
 
 async def order_count(pool: asyncpg.Pool[Any], account_id: UUID) -> int:
-    return int(await pool.fetchval("SELECT count(*) FROM orders WHERE account_id = $1", account_id))
+    return int(await pool.fetchval("SELECT count(*) FROM rm_order WHERE account_id = $1", account_id))
 
 
 async def test_two_projectors_racing_writers_apply_every_event_exactly_once(
@@ -84,8 +84,8 @@ async def test_two_projectors_racing_writers_apply_every_event_exactly_once(
     a zombie), the read model ends with exactly one row per order; a double apply would also fail
     on the read model's primary key."""
     accounts = [await make_account(pool) for _ in range(3)]
-    live = Projector(pool, OrdersProjection(), batch_size=7, pairs_per_batch=2)
-    zombie = Projector(pool, OrdersProjection(), batch_size=5, pairs_per_batch=3)
+    live = Projector(pool, PROJECTIONS["orders"], batch_size=7, pairs_per_batch=2)
+    zombie = Projector(pool, PROJECTIONS["orders"], batch_size=5, pairs_per_batch=3)
     stop = asyncio.Event()
 
     async def follow(projector: Projector) -> None:
@@ -112,10 +112,10 @@ async def test_reset_and_replay_rebuilds_an_identical_read_model(pool: asyncpg.P
     service = CommandService(pool)
     for i in range(20):
         await service.execute(account_id, service.parse("PlaceOrder", place_order_body(f"C{i % 3}")))
-    projector = Projector(pool, OrdersProjection(), batch_size=6)
+    projector = Projector(pool, PROJECTIONS["orders"], batch_size=6)
     await projector.catch_up()
     query = (
-        "SELECT order_id, customer_name, status, total, order_lines FROM orders "
+        "SELECT order_id, customer_name, status, total, order_lines FROM rm_order "
         "WHERE account_id = $1 ORDER BY order_id"
     )
     before = [dict(r) for r in await pool.fetch(query, account_id)]
@@ -133,7 +133,7 @@ async def test_resetting_one_account_leaves_the_others_alone(pool: asyncpg.Pool[
     service = CommandService(pool)
     for account_id in (a, b):
         await service.execute(account_id, service.parse("PlaceOrder", place_order_body()))
-    projector = Projector(pool, OrdersProjection())
+    projector = Projector(pool, PROJECTIONS["orders"])
     await projector.catch_up()
     await projector.reset(a)
     assert await order_count(pool, a) == 0
@@ -150,7 +150,7 @@ async def test_a_committed_batch_is_announced_on_the_accounts_channel(
     try:
         service = CommandService(pool)
         result = await service.execute(account_id, service.parse("PlaceOrder", place_order_body()))
-        await Projector(pool, OrdersProjection(), Notifier(client)).catch_up(account_id)
+        await Projector(pool, PROJECTIONS["orders"], Notifier(client)).catch_up(account_id)
         message = None
         for _ in range(50):
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
@@ -174,7 +174,7 @@ async def test_notifications_wait_while_redis_is_unreachable(pool: asyncpg.Pool[
     await service.execute(account_id, service.parse("PlaceOrder", place_order_body()))
     unreachable = redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     notifier = Notifier(unreachable)
-    await Projector(pool, OrdersProjection(), notifier).catch_up(account_id)
+    await Projector(pool, PROJECTIONS["orders"], notifier).catch_up(account_id)
     assert await order_count(pool, account_id) == 1
     assert notifier._pending  # kept, to publish once Redis answers
     await unreachable.aclose()

@@ -15,12 +15,14 @@ import tenancy.tables  # noqa: F401  (registers the tables)
 from erp.db import metadata
 from erp.settings import Settings
 
+GENERATED = ("events_", "rm_")
+"""Per-account partitions of `events` (made at onboarding) and read-model tables (generated from the
+model) are not declared in the metadata."""
+
 
 def _include(obj: Any, name: str | None, type_: str, reflected: bool, compare_to: Any) -> bool:
-    # Per-account partitions of `events` are created at onboarding, not declared.
-    return not (
-        type_ == "table" and name is not None and (name.startswith("events_") or name == "alembic_version")
-    )
+    table = name if type_ == "table" else getattr(getattr(obj, "table", None), "name", None)
+    return not (table is not None and (table.startswith(GENERATED) or table == "alembic_version"))
 
 
 def _diff(connection: Connection) -> list[Any]:

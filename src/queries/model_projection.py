@@ -1,0 +1,135 @@
+"""The generic projection: applies each event's declared Change to its element's table."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import date
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from commands.event_store import RecordedEvent
+from commands.model import Attr, Element, EventDecl, Model, Type
+from queries.model_tables import column_name, table_name
+
+Statement = tuple[str, Callable[[RecordedEvent], tuple[Any, ...]]]
+
+
+def _converter(attr: Attr) -> Callable[[Any], Any]:
+    if attr.type is Type.ID:
+        return lambda v: None if v is None else UUID(v)
+    if attr.type is Type.MONEY:
+        return lambda v: None if v is None else Decimal(v)
+    if attr.type is Type.DATE:
+        return lambda v: None if v is None else date.fromisoformat(v)
+    return lambda v: v
+
+
+def element_id(event: RecordedEvent) -> UUID:
+    return UUID(event.stream_id.split("-", 1)[1])
+
+
+def compile_statement(element: Element, decl: EventDecl) -> Statement:
+    """The SQL and argument builder that apply one event type to its element's row."""
+    table = table_name(element)
+    change = decl.change
+    copied = [(element.attribute(name), name) for name in change.set if _has(element, name)]
+    copied += [(element.attribute(attr), source) for attr, source in change.copy]
+    getters: list[Callable[[RecordedEvent], Any]] = [
+        lambda e: e.account_id,
+        element_id,
+        lambda e: e.commit_time,
+        lambda e: e.payload.get("Custom") or {},
+    ]
+
+    def field(attr: Attr, source: str) -> Callable[[RecordedEvent], Any]:
+        convert = _converter(attr)
+        return lambda e: convert(e.payload.get(source))
+
+    if change.creates:
+        columns = ["account_id", "id", "updated_at", "custom", "status", "created_at"]
+        getters.append(lambda e: change.status)
+        getters.append(lambda e: e.commit_time)
+        for attr, source in copied:
+            columns.append(column_name(attr))
+            getters.append(field(attr, source))
+        placeholders = ", ".join(f"${i}" for i in range(1, len(columns) + 1))
+        sql = f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({placeholders})"
+    else:
+        assignments = ["updated_at = $3", "custom = custom || $4::jsonb"]
+        if change.status is not None:
+            getters.append(lambda e: change.status)
+            assignments.append(f"status = ${len(getters)}")
+        for attr, source in copied:
+            getters.append(field(attr, source))
+            assignments.append(f"{column_name(attr)} = ${len(getters)}")
+        for pairs, operator in ((change.add, "+"), (change.subtract, "-")):
+            for name, source in pairs:
+                attr = element.attribute(name)
+                getters.append(field(attr, source))
+                column = column_name(attr)
+                assignments.append(f"{column} = coalesce({column}, 0) {operator} ${len(getters)}")
+        for name, source in change.append:
+            attr = element.attribute(name)
+            getters.append(field(attr, source))
+            column = column_name(attr)
+            assignments.append(
+                f"{column} = coalesce({column}, '[]'::jsonb) || jsonb_build_array(${len(getters)}::jsonb)"
+            )
+        sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE account_id = $1 AND id = $2"
+
+    def arguments(event: RecordedEvent) -> tuple[Any, ...]:
+        return tuple(get(event) for get in getters)
+
+    return sql, arguments
+
+
+def _has(element: Element, name: str) -> bool:
+    return any(a.name == name for a in element.attributes)
+
+
+class ModelProjection:
+    """A named read model over some of the model's elements (one table each)."""
+
+    def __init__(self, name: str, model: Model, elements: Sequence[str]) -> None:
+        self.name = name
+        self.model = model
+        self.elements = [model.elements[e] for e in elements]
+        self.stream_types: tuple[str, ...] = tuple(e.stream_type for e in self.elements)
+        self._statements: dict[tuple[str, str], Statement] = {}
+        for element in self.elements:
+            for decl in element.all_events():
+                self._statements[(element.stream_type, decl.name)] = compile_statement(element, decl)
+
+    async def apply(
+        self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent]
+    ) -> list[tuple[RecordedEvent, str]]:
+        """Apply in order; runs of the same statement go to the server as one executemany."""
+        unknown: list[tuple[RecordedEvent, str]] = []
+        run_sql: str | None = None
+        run: list[tuple[Any, ...]] = []
+        for event in events:
+            statement = self._statements.get((event.stream_type, event.name))
+            if statement is None:
+                unknown.append((event, f"the model declares no event {event.name} on {event.stream_type}"))
+                continue
+            sql, arguments = statement
+            if sql != run_sql and run:
+                await connection.executemany(run_sql or "", run)
+                run = []
+            run_sql = sql
+            run.append(arguments(event))
+        if run:
+            await connection.executemany(run_sql or "", run)
+        return unknown
+
+    async def clear(self, connection: asyncpg.Connection[Any], account_id: UUID | None) -> None:
+        for element in self.elements:
+            if account_id is None:
+                await connection.execute(f"DELETE FROM {table_name(element)}")
+            else:
+                await connection.execute(
+                    f"DELETE FROM {table_name(element)} WHERE account_id = $1", account_id
+                )

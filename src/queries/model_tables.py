@@ -1,0 +1,85 @@
+"""Read-model tables generated from the model: one table per element, one column per attribute.
+
+`rm_<element>` holds the current state of each element of each account:
+account_id, id, status, the attributes as typed columns, and `custom` (the
+account's own attributes, jsonb). Every table gets the same row-level-security
+policy as the event store. `ensure_model_tables` is idempotent: it creates
+what is missing and adds new attributes as columns, so it runs on every
+migration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import asyncpg
+
+from commands.model import Attr, Element, Model, Type, snake
+from erp.db import TENANT_ROLE
+
+COLUMN_TYPES = {
+    Type.STRING: "text",
+    Type.TEXT: "text",
+    Type.INTEGER: "bigint",
+    Type.MONEY: "numeric(18, 2)",
+    Type.ID: "uuid",
+    Type.DATE: "date",
+    Type.BOOLEAN: "boolean",
+    Type.RECORD: "jsonb",
+    Type.RECORDS: "jsonb",
+}
+RESERVED = frozenset({"account_id", "id", "status", "custom", "created_at", "updated_at"})
+
+
+def table_name(element: Element) -> str:
+    return f"rm_{snake(element.name)}"
+
+
+def column_name(attr: Attr) -> str:
+    name = attr.snake
+    return f"attr_{name}" if name in RESERVED else name
+
+
+def element_ddl(element: Element) -> str:
+    """Idempotent DDL for one element's table, its indexes and its tenant policy."""
+    table = table_name(element)
+    statements = [
+        f"CREATE TABLE IF NOT EXISTS {table} ("
+        "account_id uuid NOT NULL, id uuid NOT NULL, status text, "
+        "custom jsonb NOT NULL DEFAULT '{}', created_at timestamptz NOT NULL, "
+        "updated_at timestamptz NOT NULL, "
+        f"CONSTRAINT {table}_pkey PRIMARY KEY (account_id, id))"
+    ]
+    for attr in element.attributes:
+        statements.append(
+            f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column_name(attr)} {COLUMN_TYPES[attr.type]}"
+        )
+        if attr.type is Type.ID and attr.references and attr.references != element.name:
+            column = column_name(attr)
+            statements.append(
+                f"CREATE INDEX IF NOT EXISTS {table}_{column}_idx ON {table} (account_id, {column})"
+            )
+    statements += [
+        f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+        f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
+        f"DROP POLICY IF EXISTS {table}_tenant_isolation ON {table}",
+        f"CREATE POLICY {table}_tenant_isolation ON {table} "
+        "USING (account_id = nullif(current_setting('erp.account_id', true), '')::uuid)",
+        f"GRANT SELECT ON {table} TO {TENANT_ROLE}",
+    ]
+    return ";\n".join(statements) + ";"
+
+
+def _chunks(model: Model, size: int) -> Iterator[str]:
+    elements = list(model.elements.values())
+    for start in range(0, len(elements), size):
+        yield "\n".join(element_ddl(e) for e in elements[start : start + size])
+
+
+async def ensure_model_tables(connection: asyncpg.Connection[Any], model: Model, chunk: int = 50) -> int:
+    """Create or extend every element's table; returns how many elements it covered."""
+    for script in _chunks(model, chunk):
+        async with connection.transaction():
+            await connection.execute(script)
+    return len(model.elements)

@@ -25,6 +25,9 @@ class CommandSpec:
     name: str
     message: type[Command]
     handler: Handler
+    element: str = ""
+    """The element whose stream the command addresses (its customisations apply)."""
+    description: str = ""
 
 
 NOT_PAYLOAD = frozenset({"ExpectedRevision"})
@@ -80,6 +83,12 @@ def model_handler(model: Model, element: Element, decl: CommandDecl) -> Handler:
 def command_specs(model: Model) -> dict[str, CommandSpec]:
     """Every command of the model, ready for the pipeline and the API."""
     return {
-        name: CommandSpec(name, model.command_types[name], model_handler(model, element, decl))
+        name: CommandSpec(
+            name,
+            model.command_types[name],
+            model_handler(model, element, decl),
+            element.name,
+            decl.description or f"{decl.name}: raises {decl.event} on a {element.name} ({element.kind}).",
+        )
         for name, (element, decl) in model.command_decls.items()
     }

@@ -113,6 +113,11 @@ class CommandService:
             raise InvalidCommand(f"{name}: {error}") from None
         except msgspec.DecodeError as error:
             raise MalformedCommand(f"the body is not valid JSON: {error}") from None
+        return self.prepare(name, message)
+
+    def prepare(self, name: str, message: Command) -> ParsedCommand:
+        """A command already decoded into its type (the API's typed routes do that)."""
+        spec = self._commands[name]
         canonical = msgspec.json.encode([name, message])
         return ParsedCommand(spec, message, hashlib.sha256(canonical).digest())
 

@@ -15,13 +15,13 @@ from litestar.openapi import OpenAPIConfig
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
 from commands.routes import ERRORS as COMMAND_ERRORS
-from commands.routes import CommandController
+from commands.routes import CommandController, command_routes
 from erp.bootstrap import Services
 from erp.health import health
 from erp.problems import problem_details_plugin
 from erp.settings import Settings
 from erp.telemetry import configure_telemetry
-from queries.routes import NotificationController, ProjectionController, QueryController
+from queries.routes import NotificationController, ProjectionController, QueryController, query_routes
 from tenancy.routes import AccountController
 
 MAX_BODY = 1024 * 1024
@@ -54,7 +54,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[
             AccountController,
+            *command_routes(),
             CommandController,
+            *query_routes(),
             QueryController,
             NotificationController,
             ProjectionController,

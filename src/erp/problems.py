@@ -35,11 +35,22 @@ def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> 
 
 def _from_http(exc: HTTPException) -> ProblemDetailsException:
     if isinstance(exc, ValidationException):
+        if _missing_body(exc):
+            return problem(400, "the body is empty; send JSON", exc.headers)
         # Well-formed input with a wrong, missing or unknown field: 422, naming the field.
         return problem(422, _validation_detail(exc), exc.headers)
     if exc.status_code == 400 and isinstance(exc.__cause__, SerializationException | msgspec.DecodeError):
         return problem(400, f"the body is not valid JSON: {exc.detail}", exc.headers)
     return problem(exc.status_code, exc.detail, exc.headers)
+
+
+def _missing_body(exc: ValidationException) -> bool:
+    """Litestar reports an absent request body as the `data` kwarg failing validation."""
+    extra = exc.extra if isinstance(exc.extra, list) else []
+    return any(
+        isinstance(item, dict) and item.get("key") == "data" and item.get("message") == "'data'"
+        for item in extra
+    )
 
 
 def _validation_detail(exc: ValidationException) -> str:

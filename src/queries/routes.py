@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import inspect
 import time
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency, Provide
-from litestar.params import FromPath
+from litestar.handlers import HTTPRouteHandler
+from litestar.params import FromPath, QueryParameter
 from litestar.response import ServerSentEvent
 
 from erp.bootstrap import Services
@@ -20,7 +22,7 @@ from erp.problems import problem
 from queries.notifications import channel_for
 from queries.projector import Projector
 from queries.registry import PROJECTIONS
-from queries.views import QUERIES
+from queries.views import QUERIES, QuerySpec
 from tenancy.auth import operator_guard, tenant_route
 from tenancy.rls import tenant_transaction
 from tenancy.routing import Route
@@ -46,12 +48,97 @@ def _timeout(raw: str | None) -> float:
     return value
 
 
+async def run_query(
+    spec: QuerySpec, request: Request[Any, Any, Any], tenant: Route, services: Services
+) -> list[Any]:
+    """Validate the query's parameters, wait for ConsistentWith if asked, run it under RLS."""
+    raw = dict(request.query_params)
+    token = raw.pop("ConsistentWith", None)
+    timeout = _timeout(raw.pop("Timeout", None))
+    try:
+        params = msgspec.convert(raw, spec.params, strict=False)
+    except msgspec.ValidationError as error:
+        raise problem(422, f"{spec.name}: {error}") from None
+    if token is not None:
+        try:
+            targets = decode_token(token)
+        except InvalidToken as error:
+            raise problem(422, str(error)) from None
+        deadline = time.monotonic() + timeout
+        for name in spec.projections:
+            projection = PROJECTIONS[name]
+            remaining = max(0.0, deadline - time.monotonic())
+            if not await services.waiter.wait(
+                services.pool(tenant), tenant.account_id, name, projection.stream_types, targets, remaining
+            ):
+                raise problem(
+                    503,
+                    f"the {name} read model has not caught up with {token} within {timeout:g} s",
+                    {"Retry-After": "1"},
+                )
+    async with tenant_transaction(services.pool(tenant), tenant.account_id) as connection:
+        return await spec.run(connection, params)
+
+
+CONSISTENT_WITH = Annotated[
+    str | None,
+    QueryParameter(
+        name="ConsistentWith", description="A ConsistencyToken: wait until the read model has it."
+    ),
+]
+TIMEOUT = Annotated[
+    float | None,
+    QueryParameter(
+        name="Timeout", description=f"Seconds to wait for ConsistentWith (at most {MAX_TIMEOUT:g})."
+    ),
+]
+
+
+def query_route(spec: QuerySpec) -> HTTPRouteHandler:
+    """GET /queries/<Name>, with its parameters and result documented in OpenAPI."""
+    result = msgspec.defstruct(f"{spec.name}Result", [("items", list[spec.item])], rename="pascal")  # type: ignore[name-defined]
+
+    async def handler(request: Request[Any, Any, Any], tenant: Route, services: Services, **_: Any) -> Any:
+        return result(await run_query(spec, request, tenant, services))
+
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    parameters = [
+        inspect.Parameter("request", keyword, annotation=Request[Any, Any, Any]),
+        inspect.Parameter("tenant", keyword, annotation=NamedDependency[Route]),
+        inspect.Parameter("services", keyword, annotation=NamedDependency[Services]),
+    ]
+    for field in msgspec.structs.fields(spec.params):
+        documented = Annotated[field.type, QueryParameter(name=field.encode_name, required=field.required)]  # type: ignore[name-defined]
+        default = inspect.Parameter.empty if field.required else None
+        parameters.append(
+            inspect.Parameter(f"p_{field.name}", keyword, default=default, annotation=documented)
+        )
+    parameters.append(inspect.Parameter("consistent_with", keyword, default=None, annotation=CONSISTENT_WITH))
+    parameters.append(inspect.Parameter("timeout", keyword, default=None, annotation=TIMEOUT))
+    handler.__signature__ = inspect.Signature(parameters, return_annotation=result)  # type: ignore[attr-defined]
+    handler.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": result}
+    handler.__name__ = f"query_{spec.name}"
+    return get(
+        f"/queries/{spec.name}",
+        summary=spec.name,
+        operation_id=spec.name,
+        tags=["queries"],
+        dependencies={"tenant": Provide(tenant_route)},
+    )(handler)
+
+
+def query_routes() -> list[HTTPRouteHandler]:
+    return [query_route(spec) for spec in QUERIES.values()]
+
+
 class QueryController(Controller):
+    """Unknown query names land here: 404 with the list of known ones."""
+
     path = "/queries"
     tags = ["queries"]
     dependencies = {"tenant": Provide(tenant_route)}
 
-    @get("/{query_name:str}", summary="Run a query")
+    @get("/{query_name:str}", summary="Run a query by name", include_in_schema=False)
     async def run(
         self,
         request: Request[Any, Any, Any],
@@ -59,41 +146,10 @@ class QueryController(Controller):
         tenant: NamedDependency[Route],
         services: NamedDependency[Services],
     ) -> Items:
-        """Run `QueryName`; `ConsistentWith=<token>` first waits (up to `Timeout` s) for the read model."""
         spec = QUERIES.get(query_name)
         if spec is None:
             raise problem(404, f"there is no query named {query_name!r}; known: {', '.join(QUERIES)}")
-        raw = dict(request.query_params)
-        token = raw.pop("ConsistentWith", None)
-        timeout = _timeout(raw.pop("Timeout", None))
-        try:
-            params = msgspec.convert(raw, spec.params, strict=False)
-        except msgspec.ValidationError as error:
-            raise problem(422, f"{query_name}: {error}") from None
-        if token is not None:
-            try:
-                targets = decode_token(token)
-            except InvalidToken as error:
-                raise problem(422, str(error)) from None
-            deadline = time.monotonic() + timeout
-            for name in spec.projections:
-                projection = PROJECTIONS[name]
-                remaining = max(0.0, deadline - time.monotonic())
-                if not await services.waiter.wait(
-                    services.pool(tenant),
-                    tenant.account_id,
-                    name,
-                    projection.stream_types,
-                    targets,
-                    remaining,
-                ):
-                    raise problem(
-                        503,
-                        f"the {name} read model has not caught up with {token} within {timeout:g} s",
-                        {"Retry-After": "1"},
-                    )
-        async with tenant_transaction(services.pool(tenant), tenant.account_id) as connection:
-            return Items(await spec.run(connection, params))
+        return Items(await run_query(spec, request, tenant, services))
 
 
 class NotificationController(Controller):

@@ -882,14 +882,13 @@ async def test_openapi_document(http: httpx.AsyncClient) -> None:
     document = response.json()
     assert document["openapi"].startswith("3.")
     paths = document["paths"]
-    for path in (
-        "/accounts",
-        "/commands/{command_name}",
-        "/queries/{query_name}",
-        "/notifications",
-        "/health",
-    ):
+    for path in ("/accounts", "/commands/PlaceOrder", "/commands/CancelOrder", "/notifications", "/health"):
         assert path in paths, sorted(paths)
+    body = paths["/commands/PlaceOrder"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+    assert body["$ref"].endswith("/PlaceOrder")
+    assert {"OrderId", "CustomerName", "OrderLines"} <= set(
+        document["components"]["schemas"]["PlaceOrder"]["properties"]
+    )
 
 
 async def test_unknown_paths_are_problems_too(http: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -212,12 +213,32 @@ class Projector:
             ],
         )
 
-    async def catch_up(self, account_id: UUID | None = None) -> int:
-        """Run batches until nothing lags; returns the number of batches that applied events."""
+    async def catch_up(
+        self,
+        account_id: UUID | None = None,
+        *,
+        progress: Callable[[Lag], None] | None = None,
+        every: float = 2.0,
+        pause: float = 0.02,
+    ) -> int:
+        """Run batches until nothing lags; returns the number of batches this projector applied.
+
+        Another projector may hold some checkpoints (claims skip locked rows), so
+        "nothing to claim" is not "caught up": it waits for that one to finish.
+        `progress` hears the lag at most every `every` seconds.
+        """
         batches = 0
-        while await self.run_batch(account_id):
-            batches += 1
-        return batches
+        reported = time.monotonic()
+        while True:
+            if await self.run_batch(account_id):
+                batches += 1
+                if progress is not None and time.monotonic() - reported >= every:
+                    progress(await self.lag(account_id))
+                    reported = time.monotonic()
+            elif (await self.lag(account_id)).events_behind <= 0:
+                return batches
+            else:
+                await asyncio.sleep(pause)
 
     async def reset(self, account_id: UUID | None = None) -> None:
         """Forget the read model (for one account or all) so it is rebuilt from the first event."""

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from typing import Any
 from uuid import UUID
 
@@ -61,22 +60,11 @@ class ErpActivities:
         """Apply batches until the projection has caught up; heartbeats carry progress."""
         account = UUID(data.account_id) if data.account_id else None
         projector = self._projector(data.projection, data.database)
-        batches = 0
-        last_beat = 0.0
-        while True:
-            advanced = await projector.run_batch(account)
-            if not advanced:
-                lag = await projector.lag(account)
-                if lag.events_behind <= 0:
-                    break
-                await asyncio.sleep(0.05)  # another projector holds the batch; let it finish
-                continue
-            batches += 1
-            now = time.monotonic()
-            if now - last_beat >= HEARTBEAT_EVERY:
-                lag = await projector.lag(account)
-                activity.heartbeat({"head": lag.head, "position": lag.position})
-                last_beat = now
+        batches = await projector.catch_up(
+            account,
+            progress=lambda lag: activity.heartbeat({"head": lag.head, "position": lag.position}),
+            every=HEARTBEAT_EVERY,
+        )
         lag = await projector.lag(account)
         return RebuildResult(data.projection, data.account_id, batches, lag.position)
 

@@ -28,6 +28,7 @@ class CommandSpec:
     element: str = ""
     """The element whose stream the command addresses (its customisations apply)."""
     description: str = ""
+    creates: bool = False
 
 
 NOT_PAYLOAD = frozenset({"ExpectedRevision"})
@@ -89,6 +90,7 @@ def command_specs(model: Model) -> dict[str, CommandSpec]:
             model_handler(model, element, decl),
             element.name,
             decl.description or f"{decl.name}: raises {decl.event} on a {element.name} ({element.kind}).",
+            decl.creates,
         )
         for name, (element, decl) in model.command_decls.items()
     }

@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from litestar import Controller, Request, post
+import msgspec
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.plugins.problem_details import ProblemDetailsException
 
+from commands.customisation import NAME, CustomAttribute
+from commands.erp_model import ERP
 from commands.errors import (
     BusinessRuleViolation,
     IdempotencyKeyReused,
@@ -90,8 +93,8 @@ def command_route(spec: CommandSpec) -> HTTPRouteHandler:
     )(handler)
 
 
-def command_routes() -> list[HTTPRouteHandler]:
-    return [command_route(spec) for spec in COMMANDS.values()]
+def command_routes(commands: dict[str, CommandSpec] | None = None) -> list[HTTPRouteHandler]:
+    return [command_route(spec) for spec in (COMMANDS if commands is None else commands).values()]
 
 
 class CommandController(Controller):
@@ -115,3 +118,61 @@ class CommandController(Controller):
         commands = services.commands(tenant)
         parsed = commands.parse(command_name, await request.body())
         return await commands.execute(tenant.account_id, parsed, key)
+
+
+class DefineAttribute(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"):
+    """A custom attribute for one element of the model, in the caller's account only."""
+
+    element: str
+    attribute: Annotated[str, msgspec.Meta(pattern=NAME.pattern)]
+    type: Literal["string", "integer", "money", "boolean", "date"]
+    required: bool = False
+    max_length: Annotated[int, msgspec.Meta(ge=1, le=4000)] | None = None
+
+
+class AttributeView(msgspec.Struct, rename="pascal", omit_defaults=True):
+    element: str
+    attribute: str
+    type: str
+    required: bool = False
+    max_length: int | None = None
+
+
+class CustomisationController(Controller):
+    """An account's own attributes on the model's elements (no restart needed)."""
+
+    path = "/customisations"
+    tags = ["customisation"]
+    dependencies = {"tenant": Provide(tenant_route)}
+
+    @post("/", status_code=201, summary="Add a custom attribute to an element")
+    async def define(
+        self,
+        data: JSONBody[DefineAttribute],
+        tenant: NamedDependency[Route],
+        services: NamedDependency[Services],
+    ) -> AttributeView:
+        element = ERP.elements.get(data.element)
+        if element is None:
+            raise problem(
+                422, f"Element: there is no element {data.element!r}; known: {', '.join(ERP.elements)}"
+            )
+        if any(a.name == data.attribute for a in element.attributes):
+            raise problem(422, f"Attribute: {data.element} already has a model attribute {data.attribute}")
+        attribute = CustomAttribute(data.element, data.attribute, data.type, data.required, data.max_length)
+        if not await services.commands(tenant).customisations.define(tenant.account_id, attribute):
+            raise problem(
+                409, f"{data.element} already has a custom attribute {data.attribute} in this account"
+            )
+        return AttributeView(data.element, data.attribute, data.type, data.required, data.max_length)
+
+    @get("/", summary="The account's custom attributes")
+    async def list(
+        self, tenant: NamedDependency[Route], services: NamedDependency[Services]
+    ) -> list[AttributeView]:
+        definitions = await services.commands(tenant).customisations.for_account(tenant.account_id)
+        return [
+            AttributeView(d.element, d.attribute, d.type, d.required, d.max_length)
+            for by_name in definitions.values()
+            for d in by_name.values()
+        ]

@@ -14,6 +14,7 @@ import asyncpg
 import msgspec
 from opentelemetry import propagate, trace
 
+from commands.customisation import Customisations
 from commands.errors import (
     BusinessRuleViolation,
     CommandError,
@@ -93,6 +94,7 @@ class CommandService:
         self._pool = pool
         self._wakeup = wakeup
         self._cache = cache
+        self.customisations = Customisations(pool)
         self._store = store or EventStore()
         self._commands = COMMANDS if commands is None else commands
         self._max_attempts = max_attempts
@@ -126,6 +128,9 @@ class CommandService:
     ) -> CommandResult:
         """Run a parsed command to completion: exactly one append, or a refusal that wrote nothing."""
         command_id, idempotent = command_id_for(idempotency_key)
+        if command.spec.element:
+            custom = getattr(command.message, "custom", None)
+            await self.customisations.check(account_id, command.spec.element, custom, command.spec.creates)
         with tracer.start_as_current_span(
             f"command {command.spec.name}",
             attributes={

@@ -2,6 +2,7 @@
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     DateTime,
     Integer,
@@ -67,4 +68,18 @@ command_log = Table(
     Column("result", JSONB, nullable=False),
     Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
     PrimaryKeyConstraint("account_id", "command_id", name="command_log_pkey"),
+)
+
+
+customisations = Table(
+    "customisations",
+    metadata,
+    Column("account_id", UUID(as_uuid=True), nullable=False),
+    Column("element", Text, nullable=False),
+    Column("attribute", Text, nullable=False),
+    Column("type", Text, nullable=False),
+    Column("required", Boolean, nullable=False, server_default="false"),
+    Column("max_length", Integer),
+    Column("created_at", DateTime(timezone=True), nullable=False, server_default=func.now()),
+    PrimaryKeyConstraint("account_id", "element", "attribute", name="customisations_pkey"),
 )

@@ -14,8 +14,11 @@ from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
+from commands.handlers import command_specs
+from commands.model import Model
+from commands.registry import COMMANDS
 from commands.routes import ERRORS as COMMAND_ERRORS
-from commands.routes import CommandController, command_routes
+from commands.routes import CommandController, CustomisationController, command_routes
 from erp.bootstrap import Services
 from erp.health import health
 from erp.problems import problem_details_plugin
@@ -32,9 +35,10 @@ def _services(state: State) -> Services:
     return services
 
 
-def create_app(settings: Settings | None = None) -> Litestar:
-    """The API, configured from `settings` (the environment by default)."""
+def create_app(settings: Settings | None = None, model: Model | None = None) -> Litestar:
+    """The API, configured from `settings` (the environment by default), serving `model` (the ERP)."""
     settings = settings or Settings()
+    commands = COMMANDS if model is None else command_specs(model)
     tracing = configure_telemetry("erp-api") is not None
     channels = ChannelsPlugin(
         backend=RedisChannelsPubSubBackend(redis=redis.from_url(settings.redis_url)),
@@ -45,7 +49,7 @@ def create_app(settings: Settings | None = None) -> Litestar:
 
     @asynccontextmanager
     async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.services = await Services.start(settings, channels)
+        app.state.services = await Services.start(settings, channels, commands)
         try:
             yield
         finally:
@@ -54,8 +58,9 @@ def create_app(settings: Settings | None = None) -> Litestar:
     return Litestar(
         route_handlers=[
             AccountController,
-            *command_routes(),
+            *command_routes(commands),
             CommandController,
+            CustomisationController,
             *query_routes(),
             QueryController,
             NotificationController,

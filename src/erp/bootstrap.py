@@ -11,6 +11,7 @@ from litestar.channels import ChannelsPlugin
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from temporalio.client import Client
 
+from commands.handlers import CommandSpec
 from commands.service import CommandService
 from commands.stream_cache import StreamCache
 from commands.wakeup import ProjectorWakeup
@@ -47,6 +48,7 @@ class Services:
         engine: AsyncEngine,
         redis_client: redis.Redis,
         channels: ChannelsPlugin,
+        commands: dict[str, CommandSpec] | None = None,
     ) -> None:
         self.settings = settings
         self.databases = databases
@@ -58,7 +60,7 @@ class Services:
         self.temporal = TemporalGateway(settings)
         self._wakeups = {name: ProjectorWakeup(pool) for name, pool in databases}
         self._commands = {
-            name: CommandService(pool, wakeup=self._wakeups[name], cache=StreamCache())
+            name: CommandService(pool, commands=commands, wakeup=self._wakeups[name], cache=StreamCache())
             for name, pool in databases
         }
 
@@ -71,11 +73,13 @@ class Services:
         return self.databases.pool(route.database)
 
     @classmethod
-    async def start(cls, settings: Settings, channels: ChannelsPlugin) -> Services:
+    async def start(
+        cls, settings: Settings, channels: ChannelsPlugin, commands: dict[str, CommandSpec] | None = None
+    ) -> Services:
         databases = await Databases.open(settings, min_size=2, max_size=20)
         engine = create_async_engine(settings.sqlalchemy_url, pool_size=5, pool_pre_ping=True)
         redis_client = redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        return cls(settings, databases, engine, redis_client, channels)
+        return cls(settings, databases, engine, redis_client, channels, commands)
 
     async def close(self) -> None:
         for wakeup in self._wakeups.values():

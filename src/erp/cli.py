@@ -305,8 +305,17 @@ def bench(
     accounts: Annotated[int, typer.Option(help="tenant accounts to spread load over")] = 100,
     json_path: Annotated[str | None, typer.Option("--json", help="also write the figures here")] = None,
     api_workers: Annotated[int, typer.Option(help="API processes")] = 1,
+    model_scale: Annotated[
+        bool, typer.Option("--model-scale", help="instead: load a model the seed's size and serve it")
+    ] = False,
 ) -> None:
     """Measure HTTP commands/s, appended events/s and command -> notification latency."""
     from erp.bench import run_bench
+
+    if model_scale:
+        from erp.bench_model import report_model_scale
+
+        report_model_scale(json_path)
+        return
 
     uvloop.run(run_bench(seconds=seconds, accounts=accounts, json_path=json_path, api_workers=api_workers))

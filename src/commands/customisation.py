@@ -1,0 +1,130 @@
+"""Per-account customisation: an account adds attributes to an element, no restart needed.
+
+Commands carry them under `Custom` (e.g. `{"Custom": {"LoyaltyNumber": "L-17"}}`
+on MakeCustomer); they are validated against the account's definitions, stored
+in the events, projected into the read model's `custom` column and returned by
+queries. Definitions live under row-level security, so another account
+neither sees them nor may use them.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal, InvalidOperation
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from commands.errors import InvalidCommand
+from commands.messages import check_money
+from tenancy.rls import tenant_transaction
+
+TYPES = ("string", "integer", "money", "boolean", "date")
+NAME = re.compile(r"^[A-Z][A-Za-z0-9]{0,62}$")
+
+
+@dataclass(frozen=True, slots=True)
+class CustomAttribute:
+    element: str
+    attribute: str
+    type: str
+    required: bool = False
+    max_length: int | None = None
+
+    def check(self, value: Any) -> None:
+        """Raise InvalidCommand naming the attribute when `value` does not fit."""
+        where = f"Custom.{self.attribute}"
+        if value is None:
+            if self.required:
+                raise InvalidCommand(f"{where} is required")
+            return
+        if self.type == "string":
+            if not isinstance(value, str):
+                raise InvalidCommand(f"{where} must be a string")
+            if len(value) > (self.max_length or 200):
+                raise InvalidCommand(f"{where} is longer than {self.max_length or 200} characters")
+        elif self.type == "integer":
+            if not isinstance(value, int) or isinstance(value, bool):
+                raise InvalidCommand(f"{where} must be an integer")
+        elif self.type == "boolean":
+            if not isinstance(value, bool):
+                raise InvalidCommand(f"{where} must be true or false")
+        elif self.type == "money":
+            try:
+                check_money(Decimal(str(value)), where)
+            except (InvalidOperation, ValueError) as error:
+                raise InvalidCommand(
+                    f"{where}: {error}"
+                    if isinstance(error, ValueError)
+                    else f"{where} must be a decimal amount"
+                ) from None
+        elif self.type == "date":
+            try:
+                date.fromisoformat(value if isinstance(value, str) else "")
+            except ValueError:
+                raise InvalidCommand(f"{where} must be a date (YYYY-MM-DD)") from None
+
+
+class Customisations:
+    """An account's custom attributes, cached briefly; defining one clears this process's cache."""
+
+    def __init__(self, pool: asyncpg.Pool[Any], ttl: float = 2.0) -> None:
+        self._pool = pool
+        self._ttl = ttl
+        self._cache: dict[UUID, tuple[float, dict[str, dict[str, CustomAttribute]]]] = {}
+
+    async def for_account(self, account_id: UUID) -> dict[str, dict[str, CustomAttribute]]:
+        """{element: {attribute: definition}} for one account."""
+        now = time.monotonic()
+        cached = self._cache.get(account_id)
+        if cached is not None and cached[0] > now:
+            return cached[1]
+        async with tenant_transaction(self._pool, account_id) as connection:
+            rows = await connection.fetch(
+                "SELECT element, attribute, type, required, max_length FROM customisations"
+            )
+        definitions: dict[str, dict[str, CustomAttribute]] = {}
+        for r in rows:
+            definitions.setdefault(r["element"], {})[r["attribute"]] = CustomAttribute(
+                r["element"], r["attribute"], r["type"], r["required"], r["max_length"]
+            )
+        self._cache[account_id] = (now + self._ttl, definitions)
+        return definitions
+
+    async def define(self, account_id: UUID, attribute: CustomAttribute) -> bool:
+        """Add a definition; False if the account already has one of that name on that element."""
+        async with tenant_transaction(self._pool, account_id) as connection:
+            status = await connection.execute(
+                "INSERT INTO customisations (account_id, element, attribute, type, required, max_length) "
+                "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",
+                account_id,
+                attribute.element,
+                attribute.attribute,
+                attribute.type,
+                attribute.required,
+                attribute.max_length,
+            )
+        self._cache.pop(account_id, None)
+        return bool(status.endswith(" 1"))
+
+    async def check(
+        self, account_id: UUID, element: str, custom: dict[str, Any] | None, creates: bool
+    ) -> None:
+        """Validate a command's `Custom` values for the element it addresses."""
+        definitions = (await self.for_account(account_id)).get(element, {})
+        for name in custom or {}:
+            if name not in definitions:
+                known = ", ".join(sorted(definitions)) or "none"
+                raise InvalidCommand(
+                    f"Custom.{name}: {element} has no custom attribute {name} in this account "
+                    f"(defined: {known})"
+                )
+        for definition in definitions.values():
+            value = (custom or {}).get(definition.attribute)
+            if value is None and not creates:
+                continue
+            definition.check(value)

@@ -19,17 +19,30 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from erp.app import create_app
 from erp.db import create_pool
 from erp.devserver import create_database, drop_database, free_port, start_temporal, with_database
 from erp.migrate import upgrade_async
 from erp.settings import Settings
+from erp.telemetry import configure_telemetry
 from tenancy.onboarding import create_event_partition
 from workflows.worker import run_worker
 
 OPERATOR_TOKEN = "test-operator-token"
 BASE_DATABASE_URL = os.environ.get("ERP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+SPANS = InMemorySpanExporter()
+"""Every span the session's API, worker and tests record (tracing is on for the whole suite)."""
+
+
+@pytest.fixture(scope="session", autouse=True)
+def tracing() -> InMemorySpanExporter:
+    configure_telemetry("erp-test", SimpleSpanProcessor(SPANS))
+    return SPANS
 
 
 @pytest.fixture(scope="session")
@@ -113,7 +126,7 @@ async def serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]
 
 
 @pytest.fixture(scope="session")
-async def api(settings: Settings, worker: None) -> AsyncIterator[str]:
+async def api(settings: Settings, worker: None, tracing: InMemorySpanExporter) -> AsyncIterator[str]:
     server, task = await serve(create_app(settings), settings.http_port)
     yield f"http://127.0.0.1:{settings.http_port}"
     server.should_exit = True

@@ -26,8 +26,11 @@ from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
+from opentelemetry import trace
 
 from commands.upcasting import Upcasters
+
+tracer = trace.get_tracer("erp.event_store")
 
 
 class ConcurrencyConflict(Exception):
@@ -161,8 +164,34 @@ class EventStore:
                     strict=True,
                 ):
                     column.append(value)
+        with tracer.start_as_current_span(
+            "append",
+            attributes={
+                "erp.account_id": str(account_id),
+                "erp.streams": [w.stream_id for w in writes],
+                "erp.events": sum(len(w.events) for w in writes),
+            },
+        ) as span:
+            rows = await self._append(executor, account_id, writes, metadata, log, event_columns)
+            positions = {row["stream_type"]: row["last_sequence"] for row in rows}
+            for stream_type, position in positions.items():
+                span.set_attribute(f"erp.position.{stream_type}", position)
+        return AppendResult(
+            revisions={w.stream_id: w.expected_revision + len(w.events) for w in writes},
+            positions=positions,
+        )
+
+    async def _append(
+        self,
+        executor: Executor,
+        account_id: UUID,
+        writes: Sequence[StreamWrite],
+        metadata: CommandMetadata,
+        log: CommandLogEntry | None,
+        event_columns: tuple[list[Any], ...],
+    ) -> list[asyncpg.Record]:
         try:
-            rows = await executor.fetch(
+            return await executor.fetch(
                 _APPEND,
                 account_id,
                 [w.stream_id for w in writes],
@@ -185,10 +214,6 @@ class EventStore:
             raise ConcurrencyConflict(
                 detail.get("StreamId", "?"), detail.get("Expected", -1), detail.get("Actual")
             ) from None
-        return AppendResult(
-            revisions={w.stream_id: w.expected_revision + len(w.events) for w in writes},
-            positions={row["stream_type"]: row["last_sequence"] for row in rows},
-        )
 
     def _recorded(self, row: asyncpg.Record) -> RecordedEvent:
         name, payload = self._upcasters.upcast(

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
+from contextvars import ContextVar
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -40,8 +42,49 @@ def configure_telemetry(service_name: str, *processors: SpanProcessor) -> Tracer
     return provider
 
 
+ACCOUNT_ID: ContextVar[str] = ContextVar("erp_account_id", default="")
+"""The AccountId the current request or command works for (set by the tenant routing step)."""
+
+
+class TraceContext(logging.Filter):
+    """Adds the current trace id, span id and AccountId to every record."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        context = trace.get_current_span().get_span_context()
+        record.trace_id = f"{context.trace_id:032x}" if context.is_valid else ""
+        record.span_id = f"{context.span_id:016x}" if context.is_valid else ""
+        record.account_id = ACCOUNT_ID.get()
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, trace_id, span_id, account_id."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+            "trace_id": getattr(record, "trace_id", ""),
+            "span_id": getattr(record, "span_id", ""),
+            "account_id": getattr(record, "account_id", ""),
+        }
+        if record.exc_info:
+            entry["exception"] = self.formatException(record.exc_info)
+        return json.dumps(entry)
+
+
 def configure_logging() -> None:
-    logging.basicConfig(
-        level=os.environ.get("ERP_LOG_LEVEL", "INFO"),
-        format="%(asctime)s %(levelname)s %(name)s %(message)s",
-    )
+    """Structured logs on stderr (ERP_LOG_FORMAT=text for plain lines), level from ERP_LOG_LEVEL."""
+    handler = logging.StreamHandler()
+    handler.addFilter(TraceContext())
+    if os.environ.get("ERP_LOG_FORMAT", "json") == "text":
+        handler.setFormatter(
+            logging.Formatter("%(asctime)s %(levelname)s %(name)s [%(trace_id)s %(account_id)s] %(message)s")
+        )
+    else:
+        handler.setFormatter(JsonFormatter())
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(os.environ.get("ERP_LOG_LEVEL", "INFO"))

@@ -9,7 +9,7 @@ lost notification delays nobody for long.
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 import msgspec
@@ -54,17 +54,20 @@ class Notifier:
         self._client = client
         self._pending: dict[tuple[str, UUID, str], int] = {}
 
-    async def publish(self, advanced: Iterable[ProjectionAdvanced]) -> None:
+    async def publish(self, advanced: Iterable[ProjectionAdvanced], links: Sequence[trace.Link] = ()) -> None:
+        """Announce each advanced (projection, account, stream type); `links` are the commands' traces."""
         for a in advanced:
             key = (a.projection, a.account_id, a.stream_type)
             self._pending[key] = max(self._pending.get(key, 0), a.position)
-        await self.flush_pending()
+        await self.flush_pending(links)
 
-    async def flush_pending(self) -> None:
+    async def flush_pending(self, links: Sequence[trace.Link] = ()) -> None:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        with tracer.start_as_current_span("notify", attributes={"erp.notifications": len(pending)}):
+        with tracer.start_as_current_span(
+            "notify", links=links, attributes={"erp.notifications": len(pending)}
+        ):
             try:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for (projection, account_id, stream_type), position in pending.items():

@@ -129,10 +129,11 @@ class Projector:
     async def run_batch(self, account_id: UUID | None = None) -> list[ProjectionAdvanced]:
         """Apply one batch for the most lagging accounts; returns what advanced (empty when caught up)."""
         types = list(self.projection.stream_types)
+        links: list[trace.Link] = []
         async with self.pool.acquire() as connection:
             for _ in range(2):
                 async with connection.transaction():
-                    advanced = await self._apply(connection, types, account_id)
+                    advanced = await self._apply(connection, types, account_id, links)
                 if advanced:
                     break
                 # Nothing claimable: maybe streams whose checkpoints do not exist yet.
@@ -142,12 +143,17 @@ class Projector:
                 if status.endswith(" 0"):
                     break
         if advanced and self.notifier is not None:
-            await self.notifier.publish(advanced)
+            await self.notifier.publish(advanced, links)
         return advanced
 
     async def _apply(
-        self, connection: asyncpg.Connection[Any], types: list[str], account_id: UUID | None
+        self,
+        connection: asyncpg.Connection[Any],
+        types: list[str],
+        account_id: UUID | None,
+        links: list[trace.Link],
     ) -> list[ProjectionAdvanced]:
+        """Claim, read, apply and checkpoint one batch; `links` receives the commands' traces."""
         name = self.projection.name
         claimed = await connection.fetch(_CLAIM_LAGGING, name, types, account_id, self.pairs_per_batch)
         if not claimed:
@@ -162,10 +168,15 @@ class Projector:
         if not rows:
             return []
         events = [_recorded(row) for row in rows]
+        links.extend(_links(events))
         with tracer.start_as_current_span(
             f"project {name}",
-            links=_links(events),
-            attributes={"erp.projection": name, "erp.events": len(events)},
+            links=links,
+            attributes={
+                "erp.projection": name,
+                "erp.events": len(events),
+                "erp.accounts": len({e.account_id for e in events}),
+            },
         ):
             parked = await self.projection.apply(connection, events)
             if parked:

@@ -11,6 +11,7 @@ from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
 
 from erp.problems import problem
+from erp.telemetry import ACCOUNT_ID
 from tenancy.accounts import KeyCache
 from tenancy.routing import Route
 
@@ -33,6 +34,7 @@ async def tenant_route(request: Request[Any, Any, Any], services: NamedDependenc
     """
     keys: KeyCache = services.keys
     route = await keys.resolve(bearer_token(request))
+    ACCOUNT_ID.set(str(route.account_id) if route else "")
     if route is None:
         raise problem(
             401,

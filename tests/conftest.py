@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 import uvicorn
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
@@ -39,10 +40,18 @@ SPANS = InMemorySpanExporter()
 """Every span the session's API, worker and tests record (tracing is on for the whole suite)."""
 
 
+METRICS = InMemoryMetricReader()
+
+
 @pytest.fixture(scope="session", autouse=True)
 def tracing() -> InMemorySpanExporter:
-    configure_telemetry("erp-test", SimpleSpanProcessor(SPANS))
+    configure_telemetry("erp-test", SimpleSpanProcessor(SPANS), readers=[METRICS])
     return SPANS
+
+
+@pytest.fixture(scope="session")
+def metric_reader(tracing: InMemorySpanExporter) -> InMemoryMetricReader:
+    return METRICS
 
 
 @pytest.fixture(scope="session")

@@ -29,6 +29,7 @@ import asyncpg
 from opentelemetry import trace
 
 from commands.upcasting import Upcasters
+from erp.metrics import EVENTS_APPENDED
 
 tracer = trace.get_tracer("erp.event_store")
 
@@ -176,6 +177,8 @@ class EventStore:
             positions = {row["stream_type"]: row["last_sequence"] for row in rows}
             for stream_type, position in positions.items():
                 span.set_attribute(f"erp.position.{stream_type}", position)
+            for write in writes:
+                EVENTS_APPENDED.add(len(write.events), {"stream_type": write.stream_type})
         return AppendResult(
             revisions={w.stream_id: w.expected_revision + len(w.events) for w in writes},
             positions=positions,

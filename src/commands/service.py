@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import random
+import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
@@ -31,6 +32,7 @@ from commands.registry import COMMANDS
 from commands.stream_cache import StreamCache
 from commands.unit_of_work import UnitOfWork
 from commands.wakeup import ProjectorWakeup
+from erp import metrics
 from erp.consistency import encode_token
 
 tracer = trace.get_tracer("erp.commands")
@@ -127,6 +129,29 @@ class CommandService:
         self, account_id: UUID, command: ParsedCommand, idempotency_key: str | None = None
     ) -> CommandResult:
         """Run a parsed command to completion: exactly one append, or a refusal that wrote nothing."""
+        started = time.perf_counter()
+        outcome = "error"
+        try:
+            result = await self._execute(account_id, command, idempotency_key)
+            outcome = "ok"
+            return result
+        except ConcurrencyConflict:
+            outcome = "conflict"
+            raise
+        except (BusinessRuleViolation, StreamNotFound, IdempotencyKeyReused):
+            outcome = "refused"
+            raise
+        except InvalidCommand:
+            outcome = "invalid"
+            raise
+        finally:
+            labels = {"command": command.spec.name, "outcome": outcome}
+            metrics.COMMANDS.add(1, labels)
+            metrics.COMMAND_DURATION.record(time.perf_counter() - started, labels)
+
+    async def _execute(
+        self, account_id: UUID, command: ParsedCommand, idempotency_key: str | None
+    ) -> CommandResult:
         command_id, idempotent = command_id_for(idempotency_key)
         if command.spec.element:
             custom = getattr(command.message, "custom", None)

@@ -5,9 +5,16 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from contextvars import ContextVar
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import (
+    ConsoleMetricExporter,
+    MetricReader,
+    PeriodicExportingMetricReader,
+)
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
@@ -15,9 +22,13 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExport
 _configured = False
 
 
-def configure_telemetry(service_name: str, *processors: SpanProcessor) -> TracerProvider | None:
-    """Install a global tracer provider once; tests pass an in-memory exporter's processor."""
+def configure_telemetry(
+    service_name: str, *processors: SpanProcessor, readers: Sequence[MetricReader] = ()
+) -> TracerProvider | None:
+    """Install global tracer and meter providers once; tests pass in-memory ones."""
     global _configured
+    if not _configured:
+        _configure_metrics(service_name, readers)
     if _configured:
         provider = trace.get_tracer_provider()
         if isinstance(provider, TracerProvider):
@@ -40,6 +51,19 @@ def configure_telemetry(service_name: str, *processors: SpanProcessor) -> Tracer
         provider.add_span_processor(processor)
     trace.set_tracer_provider(provider)
     return provider
+
+
+def _configure_metrics(service_name: str, readers: Sequence[MetricReader]) -> None:
+    every: list[MetricReader] = list(readers)
+    if os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+
+        every.append(PeriodicExportingMetricReader(OTLPMetricExporter()))
+    if os.environ.get("ERP_METRICS_CONSOLE") == "1":
+        every.append(PeriodicExportingMetricReader(ConsoleMetricExporter(), export_interval_millis=10_000))
+    if every:
+        resource = Resource.create({"service.name": service_name})
+        metrics.set_meter_provider(MeterProvider(resource=resource, metric_readers=every))
 
 
 ACCOUNT_ID: ContextVar[str] = ContextVar("erp_account_id", default="")

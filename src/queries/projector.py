@@ -25,6 +25,7 @@ from opentelemetry import trace
 
 from commands.event_store import RecordedEvent
 from commands.wakeup import EVENTS_CHANNEL
+from erp import metrics
 from queries.notifications import Notifier, ProjectionAdvanced
 from queries.projection import Projection
 
@@ -119,7 +120,9 @@ class Projector:
         *,
         batch_size: int = 500,
         pairs_per_batch: int = 50,
+        database: str = "main",
     ) -> None:
+        self.database = database
         self.pool = pool
         self.projection = projection
         self.notifier = notifier
@@ -130,10 +133,11 @@ class Projector:
         """Apply one batch for the most lagging accounts; returns what advanced (empty when caught up)."""
         types = list(self.projection.stream_types)
         links: list[trace.Link] = []
+        oldest: list[float] = []
         async with self.pool.acquire() as connection:
             for _ in range(2):
                 async with connection.transaction():
-                    advanced = await self._apply(connection, types, account_id, links)
+                    advanced = await self._apply(connection, types, account_id, links, oldest)
                 if advanced:
                     break
                 # Nothing claimable: maybe streams whose checkpoints do not exist yet.
@@ -144,6 +148,10 @@ class Projector:
                     break
         if advanced and self.notifier is not None:
             await self.notifier.publish(advanced, links)
+            if oldest:
+                metrics.NOTIFICATION_DELAY.record(
+                    time.time() - oldest[0], {"projection": self.projection.name}
+                )
         return advanced
 
     async def _apply(
@@ -152,8 +160,12 @@ class Projector:
         types: list[str],
         account_id: UUID | None,
         links: list[trace.Link],
+        oldest: list[float],
     ) -> list[ProjectionAdvanced]:
-        """Claim, read, apply and checkpoint one batch; `links` receives the commands' traces."""
+        """Claim, read, apply and checkpoint one batch.
+
+        `links` receives the commands' traces, `oldest` the earliest commit time (for metrics).
+        """
         name = self.projection.name
         claimed = await connection.fetch(_CLAIM_LAGGING, name, types, account_id, self.pairs_per_batch)
         if not claimed:
@@ -169,6 +181,7 @@ class Projector:
             return []
         events = [_recorded(row) for row in rows]
         links.extend(_links(events))
+        oldest.append(min(e.commit_time for e in events).timestamp())
         with tracer.start_as_current_span(
             f"project {name}",
             links=links,
@@ -185,6 +198,11 @@ class Projector:
         for e in events:
             key = (e.account_id, e.stream_type)
             last[key] = max(last.get(key, 0), e.sequence_number)
+        labels = {"projection": name}
+        metrics.EVENTS_PROJECTED.add(len(events), labels)
+        now = time.time()
+        for e in events:
+            metrics.PROJECTION_DELAY.record(now - e.commit_time.timestamp(), labels)
         await connection.execute(
             _SAVE_CHECKPOINTS,
             name,
@@ -198,6 +216,7 @@ class Projector:
         self, connection: asyncpg.Connection[Any], parked: list[tuple[RecordedEvent, str]]
     ) -> None:
         """Set aside events the read model cannot apply, so the rest of the stream keeps flowing."""
+        metrics.EVENTS_PARKED.add(len(parked), {"projection": self.projection.name})
         for event, reason in parked:
             log.error(
                 "parking %s #%d of account %s in %s: %s",
@@ -305,6 +324,8 @@ class Projector:
                     continue
                 if self.notifier is not None:
                     await self.notifier.flush_pending()
+                lag = await self.lag()
+                metrics.LAG[(self.projection.name, self.database)] = lag.events_behind
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=poll_interval)
         finally:

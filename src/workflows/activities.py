@@ -8,9 +8,10 @@ from uuid import UUID
 
 from temporalio import activity
 
+from erp import metrics
 from erp.settings import Settings
 from queries.notifications import Notifier
-from queries.projector import Projector
+from queries.projector import Lag, Projector
 from queries.registry import PROJECTIONS
 from tenancy.accounts import AccountStatus
 from tenancy.onboarding import create_event_partition, partition_name
@@ -38,7 +39,7 @@ class ErpActivities:
         projection = PROJECTIONS.get(name)
         if projection is None:
             raise ValueError(f"unknown projection {name!r}")
-        return Projector(self._databases.pool(database), projection, self._notifier)
+        return Projector(self._databases.pool(database), projection, self._notifier, database=database)
 
     @activity.defn
     async def run_projector(self, data: ProjectorInput) -> None:
@@ -60,11 +61,14 @@ class ErpActivities:
         """Apply batches until the projection has caught up; heartbeats carry progress."""
         account = UUID(data.account_id) if data.account_id else None
         projector = self._projector(data.projection, data.database)
-        batches = await projector.catch_up(
-            account,
-            progress=lambda lag: activity.heartbeat({"head": lag.head, "position": lag.position}),
-            every=HEARTBEAT_EVERY,
-        )
+        scope = (data.projection, f"{data.database}/{data.account_id or 'all'}")
+
+        def progress(lag: Lag) -> None:
+            activity.heartbeat({"head": lag.head, "position": lag.position})
+            metrics.REBUILDS[scope] = lag.position / lag.head if lag.head else 1.0
+
+        batches = await projector.catch_up(account, progress=progress, every=HEARTBEAT_EVERY)
+        metrics.REBUILDS.pop(scope, None)
         lag = await projector.lag(account)
         return RebuildResult(data.projection, data.account_id, batches, lag.position)
 

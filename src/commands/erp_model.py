@@ -12,7 +12,8 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
-from commands.errors import BusinessRuleViolation
+from commands.errors import BusinessRuleViolation, InvalidCommand
+from commands.messages import MAX_MONEY
 from commands.model import (
     Attr,
     Change,
@@ -227,6 +228,8 @@ async def place_order(ctx: RuleContext) -> None:
         (Decimal(line["Quantity"]) * Decimal(line["UnitPrice"]) for line in ctx.payload["OrderLines"]),
         Decimal(0),
     ).quantize(CENT)
+    if total > MAX_MONEY:
+        raise InvalidCommand(f"OrderLines: the order's total {total} is over the largest amount, {MAX_MONEY}")
     ctx.payload["Total"] = str(total)
     customer_id = ctx.payload.get("CustomerId")
     if customer_id is None:

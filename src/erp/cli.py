@@ -308,10 +308,17 @@ def bench(
     model_scale: Annotated[
         bool, typer.Option("--model-scale", help="instead: load a model the seed's size and serve it")
     ] = False,
+    soak: Annotated[
+        float | None, typer.Option("--soak", help="instead: hold a mixed load for this many minutes")
+    ] = None,
+    rate: Annotated[float, typer.Option(help="requests/s during --soak")] = 500.0,
 ) -> None:
     """Measure HTTP commands/s, appended events/s and command -> notification latency."""
-    from erp.bench import run_bench
+    from erp.bench import run_bench, run_soak
 
+    if soak is not None:
+        uvloop.run(run_soak(soak, rate, json_path=json_path))
+        return
     if model_scale:
         from erp.bench_model import report_model_scale
 

@@ -43,8 +43,8 @@ class CustomAttribute:
                 raise InvalidCommand(f"{where} is required")
             return
         if self.type == "string":
-            if not isinstance(value, str):
-                raise InvalidCommand(f"{where} must be a string")
+            if not isinstance(value, str) or "\x00" in value:
+                raise InvalidCommand(f"{where} must be a string (without U+0000)")
             if len(value) > (self.max_length or 200):
                 raise InvalidCommand(f"{where} is longer than {self.max_length or 200} characters")
         elif self.type == "integer":
@@ -128,3 +128,21 @@ class Customisations:
             if value is None and not creates:
                 continue
             definition.check(value)
+
+    async def check_one_of(
+        self, account_id: UUID, elements: tuple[str, ...], custom: dict[str, Any] | None, creates: bool
+    ) -> None:
+        """Up-front check for a command whose key may name any of `elements`: the values must fit one.
+
+        Once the handler knows which element the key names, `check` decides for that one.
+        """
+        first: InvalidCommand | None = None
+        for element in elements:
+            try:
+                await self.check(account_id, element, custom, creates)
+            except InvalidCommand as error:
+                first = first or error
+            else:
+                return
+        if first is not None:
+            raise first

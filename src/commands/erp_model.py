@@ -275,7 +275,12 @@ ORDER_FIELDS = (
 ORDER = Element(
     name="Order",
     kind=Kind.AGREEMENT,
-    attributes=(*ORDER_FIELDS, Attr("Total", MONEY), Attr("CancelReason", Type.TEXT, required=False)),
+    attributes=(
+        *ORDER_FIELDS,
+        Attr("Total", MONEY),
+        Attr("CancelReason", Type.TEXT, required=False),
+        ref("DeliveryId", "Delivery", required=False),
+    ),
     commands=(
         CommandDecl(
             "PlaceOrder",
@@ -311,7 +316,12 @@ ORDER = Element(
         EventDecl(
             "OrderDelivered",
             (ref("OrderId", "Order"), ref("DeliveryId", "Delivery")),
-            Change(status="Delivered"),
+            Change(set=("DeliveryId",), status="Delivered"),
+        ),
+        EventDecl(
+            "InvoicedOrderDelivered",
+            (ref("OrderId", "Order"), ref("DeliveryId", "Delivery")),
+            Change(set=("DeliveryId",)),
         ),
         EventDecl(
             "OrderInvoiced", (ref("OrderId", "Order"), ref("InvoiceId", "Invoice")), Change(status="Invoiced")
@@ -322,17 +332,19 @@ ORDER = Element(
 
 
 async def deliver_order(ctx: RuleContext) -> None:
+    """An order is delivered once, whether before or after it is invoiced (or paid)."""
     order = await _require(ctx, "Order", ctx.payload["OrderId"], "Order")
-    if order.status not in ("Placed", "Invoiced"):
+    if order.state.get("DeliveryId"):
         raise BusinessRuleViolation(
-            f"Order {ctx.payload['OrderId']} is {order.status}; "
-            "only a Placed or Invoiced order can be delivered"
+            f"Order {ctx.payload['OrderId']} was already delivered ({order.state['DeliveryId']})"
+        )
+    if order.status not in ("Placed", "Invoiced", "Paid"):
+        raise BusinessRuleViolation(
+            f"Order {ctx.payload['OrderId']} is {order.status}; it cannot be delivered"
         )
     await _require(ctx, "Workarea", ctx.payload["WorkareaId"], "Workarea")
-    if order.status == "Placed":
-        order.raise_event(
-            "OrderDelivered", {"OrderId": ctx.payload["OrderId"], "DeliveryId": ctx.payload["DeliveryId"]}
-        )
+    delivered = {"OrderId": ctx.payload["OrderId"], "DeliveryId": ctx.payload["DeliveryId"]}
+    order.raise_event("OrderDelivered" if order.status == "Placed" else "InvoicedOrderDelivered", delivered)
 
 
 DELIVERY_FIELDS = (ref("DeliveryId", "Delivery"), ref("OrderId", "Order"), ref("WorkareaId", "Workarea"))

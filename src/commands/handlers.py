@@ -29,6 +29,7 @@ class CommandSpec:
     """The element whose stream the command addresses (its customisations apply)."""
     description: str = ""
     creates: bool = False
+    alternatives: tuple[str, ...] = ()
 
 
 NOT_PAYLOAD = frozenset({"ExpectedRevision"})
@@ -62,6 +63,9 @@ def model_handler(model: Model, element: Element, decl: CommandDecl) -> Handler:
         if not decl.creates and not aggregate.exists:
             names = " or ".join((element.name, *decl.alternatives))
             raise StreamNotFound(f"{names} {element_id} does not exist")
+        if decl.alternatives and uow.check_custom is not None:
+            # Only now is it known which element the key names (the others are checked up front).
+            await uow.check_custom(noun, getattr(command, "custom", None), decl.creates)
         if decl.when and aggregate.status not in decl.when:
             raise BusinessRuleViolation(
                 f"{noun} {element_id} is {aggregate.status}; {decl.name} needs it to be "
@@ -91,6 +95,7 @@ def command_specs(model: Model) -> dict[str, CommandSpec]:
             element.name,
             decl.description or f"{decl.name}: raises {decl.event} on a {element.name} ({element.kind}).",
             decl.creates,
+            decl.alternatives,
         )
         for name, (element, decl) in model.command_decls.items()
     }

@@ -24,6 +24,7 @@ import msgspec
 from commands.aggregate import Aggregate, StoredEvent
 from commands.event_store import PendingEvent
 from commands.messages import Command, check_money
+from erp.text import NO_NUL
 
 if TYPE_CHECKING:
     from commands.unit_of_work import UnitOfWork
@@ -78,7 +79,9 @@ class Attr:
         base: Any
         if self.type in (Type.STRING, Type.TEXT):
             limit = self.max_length or (200 if self.type is Type.STRING else 4000)
-            base = Annotated[str, msgspec.Meta(min_length=1 if self.required else 0, max_length=limit)]
+            base = Annotated[
+                str, msgspec.Meta(min_length=1 if self.required else 0, max_length=limit, pattern=NO_NUL)
+            ]
         elif self.type is Type.INTEGER:
             base = Annotated[int, msgspec.Meta(ge=self.minimum, le=self.maximum)]
         elif self.type is Type.MONEY:

@@ -8,6 +8,7 @@ import random
 import time
 import uuid
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 from uuid import UUID
 
@@ -153,9 +154,11 @@ class CommandService:
         self, account_id: UUID, command: ParsedCommand, idempotency_key: str | None
     ) -> CommandResult:
         command_id, idempotent = command_id_for(idempotency_key)
-        if command.spec.element:
+        spec = command.spec
+        if spec.element:
             custom = getattr(command.message, "custom", None)
-            await self.customisations.check(account_id, command.spec.element, custom, command.spec.creates)
+            elements = (spec.element, *spec.alternatives)
+            await self.customisations.check_one_of(account_id, elements, custom, spec.creates)
         with tracer.start_as_current_span(
             f"command {command.spec.name}",
             attributes={
@@ -234,6 +237,7 @@ class CommandService:
             if logged is not None:
                 return self._replayed(command, logged)
         uow = UnitOfWork(self._pool, account_id, self._store, self._cache, trust_cache=trusted)
+        uow.check_custom = partial(self.customisations.check, account_id)
         expected = command.message.expected_revision
         try:
             aggregate = await command.spec.handler(command.message, uow)

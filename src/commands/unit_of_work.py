@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 from uuid import UUID
 
 from commands.aggregate import Aggregate
@@ -17,6 +18,8 @@ from commands.event_store import (
 from commands.stream_cache import CachedEvent, History, StreamCache
 
 A = TypeVar("A", bound=Aggregate)
+CustomCheck = Callable[[str, dict[str, Any] | None, bool], Awaitable[None]]
+"""(element, custom values, whether the command creates the element) -> raises InvalidCommand."""
 
 
 class UnitOfWork:
@@ -46,6 +49,8 @@ class UnitOfWork:
         self.trust_cache = trust_cache and cache is not None
         self._seen: dict[str, Aggregate] = {}
         self._histories: dict[str, History] = {}
+        self.check_custom: CustomCheck | None = None
+        """Validates a command's `Custom` values for the element it turned out to address."""
         self.primary: Aggregate | None = None
         """The first aggregate loaded: the stream a command's ExpectedRevision refers to."""
 

@@ -12,13 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any
+from typing import Any
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
-Name = Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+from erp.text import Name
 
 
 class QueryParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="pascal"):
@@ -133,7 +133,7 @@ async def get_orders(connection: asyncpg.Connection[Any], params: GetOrders) -> 
 
 _CUSTOMERS = f"""
 SELECT c.id, c.party_id, {PARTY_NAME} AS name, c.status, c.workarea_id, c.spending_limit,
-       coalesce(c.open_amount, 0) AS open_amount, c.own_organisation_id, c.custom,
+       coalesce(c.open_amount, 0)::numeric(18, 2) AS open_amount, c.own_organisation_id, c.custom,
        coalesce(pp.email, po.email) AS email,
        coalesce(pp.addresses, po.addresses) AS addresses
 FROM rm_customer c {JOIN_PARTY}

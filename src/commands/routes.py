@@ -28,7 +28,7 @@ from commands.messages import Command
 from commands.registry import COMMANDS
 from commands.service import CommandResult
 from erp.bootstrap import Services
-from erp.problems import problem
+from erp.problems import problem, problem_responses
 from tenancy.auth import tenant_route
 from tenancy.routing import Route
 
@@ -89,6 +89,7 @@ def command_route(spec: CommandSpec) -> HTTPRouteHandler:
         description=spec.description or None,
         operation_id=spec.name,
         tags=["commands"],
+        responses=problem_responses(400, 401, 404, 409, 413, 422, 503),
         dependencies={"tenant": Provide(tenant_route)},
     )(handler)
 
@@ -145,7 +146,12 @@ class CustomisationController(Controller):
     tags = ["customisation"]
     dependencies = {"tenant": Provide(tenant_route)}
 
-    @post("/", status_code=201, summary="Add a custom attribute to an element")
+    @post(
+        "/",
+        status_code=201,
+        summary="Add a custom attribute to an element",
+        responses=problem_responses(400, 401, 409, 422, 503),
+    )
     async def define(
         self,
         data: JSONBody[DefineAttribute],
@@ -166,7 +172,7 @@ class CustomisationController(Controller):
             )
         return AttributeView(data.element, data.attribute, data.type, data.required, data.max_length)
 
-    @get("/", summary="The account's custom attributes")
+    @get("/", summary="The account's custom attributes", responses=problem_responses(401, 503))
     async def list(
         self, tenant: NamedDependency[Route], services: NamedDependency[Services]
     ) -> list[AttributeView]:

@@ -9,7 +9,9 @@ from typing import Any
 
 import asyncpg
 import msgspec
+import sqlalchemy.exc
 from litestar.exceptions import HTTPException, SerializationException, ValidationException
+from litestar.openapi import ResponseSpec
 from litestar.plugins.problem_details import (
     ProblemDetailsConfig,
     ProblemDetailsException,
@@ -20,6 +22,27 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from temporalio.service import RPCError
 
 log = logging.getLogger(__name__)
+
+
+class ProblemDetails(msgspec.Struct):
+    """The body of every error (RFC 9457), as documented in OpenAPI."""
+
+    status: int
+    title: str
+    detail: str
+    type: str = "about:blank"
+
+
+def problem_responses(*codes: int) -> dict[int, ResponseSpec]:
+    """OpenAPI entries for the errors an operation can answer, all problem+json."""
+    return {
+        code: ResponseSpec(
+            data_container=ProblemDetails,
+            description=HTTPStatus(code).phrase,
+            media_type="application/problem+json",
+        )
+        for code in codes
+    }
 
 
 def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> ProblemDetailsException:
@@ -86,6 +109,9 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.InterfaceError,
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
+    asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown: a restart
+    sqlalchemy.exc.OperationalError,
+    sqlalchemy.exc.InterfaceError,
     RedisConnectionError,
     RedisTimeoutError,
     RPCError,

@@ -18,7 +18,7 @@ from litestar.response import ServerSentEvent
 
 from erp.bootstrap import Services
 from erp.consistency import InvalidToken, decode_token
-from erp.problems import problem
+from erp.problems import problem, problem_responses
 from queries.notifications import channel_for
 from queries.projector import Projector
 from queries.registry import PROJECTIONS
@@ -108,11 +108,12 @@ def query_route(spec: QuerySpec) -> HTTPRouteHandler:
         inspect.Parameter("services", keyword, annotation=NamedDependency[Services]),
     ]
     for field in msgspec.structs.fields(spec.params):
-        documented = Annotated[field.type, QueryParameter(name=field.encode_name, required=field.required)]  # type: ignore[name-defined]
+        # Named as on the wire (PascalCase, so never one of Litestar's reserved lowercase names):
+        # Litestar's validation errors then name the parameter the client sent.
+        documented = Annotated[field.type, QueryParameter(required=field.required)]  # type: ignore[name-defined]
         default = inspect.Parameter.empty if field.required else None
-        parameters.append(
-            inspect.Parameter(f"p_{field.name}", keyword, default=default, annotation=documented)
-        )
+        wire = field.encode_name
+        parameters.append(inspect.Parameter(wire, keyword, default=default, annotation=documented))
     parameters.append(inspect.Parameter("consistent_with", keyword, default=None, annotation=CONSISTENT_WITH))
     parameters.append(inspect.Parameter("timeout", keyword, default=None, annotation=TIMEOUT))
     handler.__signature__ = inspect.Signature(parameters, return_annotation=result)  # type: ignore[attr-defined]
@@ -123,6 +124,7 @@ def query_route(spec: QuerySpec) -> HTTPRouteHandler:
         summary=spec.name,
         operation_id=spec.name,
         tags=["queries"],
+        responses=problem_responses(400, 401, 422, 503),
         dependencies={"tenant": Provide(tenant_route)},
     )(handler)
 
@@ -157,7 +159,7 @@ class NotificationController(Controller):
     tags = ["queries"]
     dependencies = {"tenant": Provide(tenant_route)}
 
-    @get("/", summary="Stream read-model notifications (SSE)")
+    @get("/", summary="Stream read-model notifications (SSE)", responses=problem_responses(401, 503))
     async def stream(
         self, tenant: NamedDependency[Route], channels: NamedDependency[ChannelsPlugin]
     ) -> ServerSentEvent:
@@ -204,7 +206,7 @@ class ProjectionController(Controller):
     tags = ["operators"]
     guards = [operator_guard]
 
-    @get("/", summary="List projections with status and lag")
+    @get("/", summary="List projections with status and lag", responses=problem_responses(401, 503))
     async def list(self, services: NamedDependency[Services]) -> list[ProjectionView]:
         views = []
         for name, projection in PROJECTIONS.items():
@@ -223,7 +225,12 @@ class ProjectionController(Controller):
                 )
         return views
 
-    @post("/{name:str}/rebuild", status_code=202, summary="Rebuild a projection (a workflow)")
+    @post(
+        "/{name:str}/rebuild",
+        status_code=202,
+        summary="Rebuild a projection (a workflow)",
+        responses=problem_responses(400, 401, 404, 422, 503),
+    )
     async def rebuild(
         self,
         name: FromPath[str],

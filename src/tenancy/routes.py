@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Annotated
 from uuid import UUID
 
 import msgspec
@@ -12,14 +11,15 @@ from litestar.params import FromPath, JSONBody
 from temporalio.client import WorkflowFailureError
 
 from erp.bootstrap import Services
-from erp.problems import problem
+from erp.problems import problem, problem_responses
+from erp.text import Name
 from tenancy.accounts import Account, AccountCatalog
 from tenancy.auth import operator_guard
 from workflows.starters import open_account
 
 
 class CreateAccount(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"):
-    name: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    name: Name
 
 
 class CreatedAccount(msgspec.Struct, rename="pascal"):
@@ -39,7 +39,7 @@ class AccountController(Controller):
     tags = ["operators"]
     guards = [operator_guard]
 
-    @post("/", status_code=201, summary="Onboard an account")
+    @post("/", status_code=201, summary="Onboard an account", responses=problem_responses(400, 401, 422, 503))
     async def create(
         self, data: JSONBody[CreateAccount], services: NamedDependency[Services]
     ) -> CreatedAccount:
@@ -61,7 +61,7 @@ class AccountController(Controller):
             raise problem(503, f"onboarding did not finish: {error.cause}") from None
         return CreatedAccount(account.account_id, api_key, status)
 
-    @get("/{account_id:uuid}", summary="Show an account")
+    @get("/{account_id:uuid}", summary="Show an account", responses=problem_responses(400, 401, 404, 503))
     async def show(self, account_id: FromPath[UUID], services: NamedDependency[Services]) -> AccountView:
         account = await _get(services.catalog, account_id)
         return AccountView(account.account_id, account.name, account.status)

@@ -191,7 +191,7 @@ class Projector:
                 "erp.accounts": len({e.account_id for e in events}),
             },
         ):
-            parked = await self.projection.apply(connection, events)
+            parked = await self._apply_events(connection, events)
             if parked:
                 await self._park(connection, parked)
         last: dict[tuple[UUID, str], int] = {}
@@ -211,6 +211,28 @@ class Projector:
             list(last.values()),
         )
         return [ProjectionAdvanced(name, a, t, p) for (a, t), p in last.items()]
+
+    async def _apply_events(
+        self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent]
+    ) -> list[tuple[RecordedEvent, str]]:
+        """Apply the batch; if the database refuses it, apply event by event and park the refused.
+
+        One event the read model cannot hold (a value out of range, say) must not stall the
+        projection for every account in the batch.
+        """
+        try:
+            async with connection.transaction():  # a savepoint
+                return await self.projection.apply(connection, events)
+        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
+            pass
+        parked: list[tuple[RecordedEvent, str]] = []
+        for event in events:
+            try:
+                async with connection.transaction():
+                    parked.extend(await self.projection.apply(connection, [event]))
+            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
+                parked.append((event, f"{type(error).__name__}: {error}"))
+        return parked
 
     async def _park(
         self, connection: asyncpg.Connection[Any], parked: list[tuple[RecordedEvent, str]]

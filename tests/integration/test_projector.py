@@ -178,3 +178,27 @@ async def test_notifications_wait_while_redis_is_unreachable(pool: asyncpg.Pool[
     assert await order_count(pool, account_id) == 1
     assert notifier._pending  # kept, to publish once Redis answers
     await unreachable.aclose()
+
+
+async def test_an_event_the_read_model_cannot_hold_is_parked_not_blocking(pool: asyncpg.Pool[Any]) -> None:
+    """A value out of the column's range fails in the database; the rest of the batch still applies."""
+    account_id = await make_account(pool)
+    store = EventStore()
+    good, bad = uuid.uuid4(), uuid.uuid4()
+    for order_id, total in ((bad, "100000000000000000000.00"), (good, "3.00")):
+        payload = {"OrderId": str(order_id), "CustomerName": "Park", "OrderLines": [], "Total": total}
+        await store.append(
+            pool,
+            account_id,
+            [StreamWrite(f"Order-{order_id}", "Order", 0, [PendingEvent("OrderPlaced", payload)])],
+            CommandMetadata(order_id, order_id, order_id),
+        )
+    projector = Projector(pool, PROJECTIONS["orders"])
+    await projector.catch_up(account_id)
+    assert await pool.fetchval(
+        "SELECT count(*) FROM rm_order WHERE account_id = $1 AND id = $2", account_id, good
+    )
+    parked = await pool.fetch("SELECT stream_id, reason FROM parked_events WHERE account_id = $1", account_id)
+    assert [r["stream_id"] for r in parked] == [f"Order-{bad}"]
+    assert "NumericValueOutOfRange" in parked[0]["reason"]
+    assert (await projector.lag(account_id)).events_behind == 0

@@ -110,12 +110,24 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     asyncpg.CannotConnectNowError,
     asyncpg.TooManyConnectionsError,
     asyncpg.exceptions.OperatorInterventionError,  # admin shutdown, crash shutdown: a restart
-    sqlalchemy.exc.OperationalError,
-    sqlalchemy.exc.InterfaceError,
     RedisConnectionError,
     RedisTimeoutError,
     RPCError,
 )
+
+
+def _from_sqlalchemy(exc: sqlalchemy.exc.DBAPIError) -> ProblemDetailsException:
+    """SQLAlchemy wraps the driver's error: an outage underneath is a 503, anything else a 500."""
+    if exc.connection_invalidated or isinstance(
+        exc, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError)
+    ):
+        return _unavailable(exc)
+    cause: BaseException | None = exc
+    while cause is not None:
+        if isinstance(cause, UNAVAILABLE):
+            return _unavailable(exc)
+        cause = cause.__cause__
+    return _internal(exc)
 
 
 def problem_details_plugin(
@@ -126,6 +138,7 @@ def problem_details_plugin(
         Exception: _internal,
         HTTPException: _from_http,
         **{exc: _unavailable for exc in UNAVAILABLE},
+        sqlalchemy.exc.DBAPIError: _from_sqlalchemy,
         **mapped,
     }
     return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=mapping))

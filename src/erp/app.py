@@ -23,7 +23,7 @@ from erp.bootstrap import Services
 from erp.health import health
 from erp.problems import problem_details_plugin
 from erp.settings import Settings
-from erp.telemetry import configure_telemetry
+from erp.telemetry import configure_logging, configure_telemetry
 from queries.routes import NotificationController, ProjectionController, QueryController, query_routes
 from tenancy.routes import AccountController
 
@@ -75,5 +75,12 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         ],
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
+        logging_config=None,  # erp.telemetry.configure_logging's JSON lines, not Litestar's own
         openapi_config=OpenAPIConfig(title="ERP", version="0.1.0"),
     )
+
+
+def serve_app() -> Litestar:
+    """The factory for each of `erp api --workers N`'s processes: structured logs, then the app."""
+    configure_logging()
+    return create_app()

@@ -39,6 +39,7 @@ def _api_server(settings: Settings) -> uvicorn.Server:
         host=settings.http_host,
         port=settings.http_port,
         log_level="warning",
+        log_config=None,  # uvicorn's loggers propagate to the JSON handler
         access_log=False,
     )
     return uvicorn.Server(config)
@@ -71,12 +72,13 @@ def api(
         return
     settings = Settings()
     uvicorn.run(
-        "erp.app:create_app",
+        "erp.app:serve_app",
         factory=True,
         host=settings.http_host,
         port=settings.http_port,
         workers=workers,
         log_level="warning",
+        log_config=None,
         access_log=False,
     )
 

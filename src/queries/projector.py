@@ -109,6 +109,10 @@ def _recorded(row: asyncpg.Record) -> RecordedEvent:
     )
 
 
+REFUSED_BY_READ_MODEL = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+"""What the database answers for an event its read model cannot hold: park it, do not retry it."""
+
+
 class Projector:
     """Keeps one projection up to date for every account."""
 
@@ -136,8 +140,15 @@ class Projector:
         oldest: list[float] = []
         async with self.pool.acquire() as connection:
             for _ in range(2):
-                async with connection.transaction():
-                    advanced = await self._apply(connection, types, account_id, links, oldest)
+                try:
+                    async with connection.transaction():
+                        advanced = await self._apply(connection, types, account_id, links, oldest)
+                except REFUSED_BY_READ_MODEL:
+                    # Rolled back: again, event by event, parking what the read model refuses.
+                    links.clear()
+                    oldest.clear()
+                    async with connection.transaction():
+                        advanced = await self._apply(connection, types, account_id, links, oldest, True)
                 if advanced:
                     break
                 # Nothing claimable: maybe streams whose checkpoints do not exist yet.
@@ -161,10 +172,13 @@ class Projector:
         account_id: UUID | None,
         links: list[trace.Link],
         oldest: list[float],
+        one_by_one: bool = False,
     ) -> list[ProjectionAdvanced]:
         """Claim, read, apply and checkpoint one batch.
 
         `links` receives the commands' traces, `oldest` the earliest commit time (for metrics).
+        `one_by_one` applies each event in a savepoint of its own and parks those the read model
+        refuses; otherwise the batch goes in whole (the common case, without the savepoints' cost).
         """
         name = self.projection.name
         claimed = await connection.fetch(_CLAIM_LAGGING, name, types, account_id, self.pairs_per_batch)
@@ -191,7 +205,10 @@ class Projector:
                 "erp.accounts": len({e.account_id for e in events}),
             },
         ):
-            parked = await self._apply_events(connection, events)
+            if one_by_one:
+                parked = await self._apply_one_by_one(connection, events)
+            else:
+                parked = await self.projection.apply(connection, events)
             if parked:
                 await self._park(connection, parked)
         last: dict[tuple[UUID, str], int] = {}
@@ -212,25 +229,20 @@ class Projector:
         )
         return [ProjectionAdvanced(name, a, t, p) for (a, t), p in last.items()]
 
-    async def _apply_events(
+    async def _apply_one_by_one(
         self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent]
     ) -> list[tuple[RecordedEvent, str]]:
-        """Apply the batch; if the database refuses it, apply event by event and park the refused.
+        """Apply each event in a savepoint; park the ones the database refuses.
 
         One event the read model cannot hold (a value out of range, say) must not stall the
-        projection for every account in the batch.
+        projection for every account in its batch.
         """
-        try:
-            async with connection.transaction():  # a savepoint
-                return await self.projection.apply(connection, events)
-        except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError):
-            pass
         parked: list[tuple[RecordedEvent, str]] = []
         for event in events:
             try:
-                async with connection.transaction():
+                async with connection.transaction():  # a savepoint
                     parked.extend(await self.projection.apply(connection, [event]))
-            except (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError) as error:
+            except REFUSED_BY_READ_MODEL as error:
                 parked.append((event, f"{type(error).__name__}: {error}"))
         return parked
 

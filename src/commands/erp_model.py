@@ -34,7 +34,7 @@ def ref(name: str, element: str, required: bool = True) -> Attr:
     return Attr(name, Type.ID, required=required, references=element)
 
 
-NAME = Attr("Name")
+NAME = Attr("Name", searched=True)
 ADDRESS = (
     Attr("Kind", max_length=40),
     Attr("Street"),
@@ -267,7 +267,7 @@ async def cancel_order(ctx: RuleContext) -> None:
 
 ORDER_FIELDS = (
     ref("OrderId", "Order"),
-    Attr("CustomerName"),
+    Attr("CustomerName", searched=True),
     ORDER_LINES,
     ref("CustomerId", "Customer", required=False),
 )

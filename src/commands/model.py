@@ -73,6 +73,8 @@ class Attr:
     min_items: int | None = None
     references: str | None = None
     """For an id: the element it points to (a relation such as `party`)."""
+    searched: bool = False
+    """Queries look elements up by it: its read-model column is indexed (per account)."""
 
     def python_type(self, owner: str) -> Any:
         """The annotated Python type msgspec validates against."""

@@ -55,7 +55,7 @@ def element_ddl(element: Element) -> str:
         statements.append(
             f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column_name(attr)} {COLUMN_TYPES[attr.type]}"
         )
-        if attr.type is Type.ID and attr.references and attr.references != element.name:
+        if attr.searched or (attr.type is Type.ID and attr.references and attr.references != element.name):
             column = column_name(attr)
             statements.append(
                 f"CREATE INDEX IF NOT EXISTS {table}_{column}_idx ON {table} (account_id, {column})"

@@ -20,9 +20,10 @@ from erp.bootstrap import Services
 from erp.consistency import InvalidToken, decode_token
 from erp.problems import problem, problem_responses
 from queries.notifications import channel_for
+from queries.paging import InvalidCursor, Page
 from queries.projector import Projector
 from queries.registry import PROJECTIONS
-from queries.views import QUERIES, QuerySpec
+from queries.views import QUERIES, ListParams, QuerySpec
 from tenancy.auth import operator_guard, tenant_route
 from tenancy.rls import tenant_transaction
 from tenancy.routing import Route
@@ -32,8 +33,10 @@ MAX_TIMEOUT = 30.0
 DEFAULT_TIMEOUT = 5.0
 
 
-class Items(msgspec.Struct, rename="pascal"):
+class Items(msgspec.Struct, rename="pascal", omit_defaults=True):
     items: list[Any]
+    next: str | None = None
+    """The cursor for the next page (pass it as `After`); absent on the last page."""
 
 
 def _timeout(raw: str | None) -> float:
@@ -50,7 +53,7 @@ def _timeout(raw: str | None) -> float:
 
 async def run_query(
     spec: QuerySpec, request: Request[Any, Any, Any], tenant: Route, services: Services
-) -> list[Any]:
+) -> Page[Any]:
     """Validate the query's parameters, wait for ConsistentWith if asked, run it under RLS."""
     raw = dict(request.query_params)
     token = raw.pop("ConsistentWith", None)
@@ -77,7 +80,10 @@ async def run_query(
                     {"Retry-After": "1"},
                 )
     async with tenant_transaction(services.pool(tenant), tenant.account_id) as connection:
-        return await spec.run(connection, params)
+        try:
+            return await spec.run(connection, params)
+        except InvalidCursor as error:
+            raise problem(422, f"{spec.name}: {error}") from None
 
 
 CONSISTENT_WITH = Annotated[
@@ -96,10 +102,14 @@ TIMEOUT = Annotated[
 
 def query_route(spec: QuerySpec) -> HTTPRouteHandler:
     """GET /queries/<Name>, with its parameters and result documented in OpenAPI."""
-    result = msgspec.defstruct(f"{spec.name}Result", [("items", list[spec.item])], rename="pascal")  # type: ignore[name-defined]
+    fields: list[tuple[str, Any] | tuple[str, Any, Any]] = [("items", list[spec.item])]  # type: ignore[name-defined]
+    if issubclass(spec.params, ListParams):
+        fields.append(("next", str | None, None))
+    result = msgspec.defstruct(f"{spec.name}Result", fields, rename="pascal", omit_defaults=True)
 
     async def handler(request: Request[Any, Any, Any], tenant: Route, services: Services, **_: Any) -> Any:
-        return result(await run_query(spec, request, tenant, services))
+        page = await run_query(spec, request, tenant, services)
+        return result(page.items, page.next) if page.next else result(page.items)
 
     keyword = inspect.Parameter.KEYWORD_ONLY
     parameters = [
@@ -111,7 +121,9 @@ def query_route(spec: QuerySpec) -> HTTPRouteHandler:
         # Named as on the wire (PascalCase, so never one of Litestar's reserved lowercase names):
         # Litestar's validation errors then name the parameter the client sent.
         documented = Annotated[field.type, QueryParameter(required=field.required)]  # type: ignore[name-defined]
-        default = inspect.Parameter.empty if field.required else None
+        default = inspect.Parameter.empty if field.required else field.default
+        if default is msgspec.NODEFAULT:
+            default = None
         wire = field.encode_name
         parameters.append(inspect.Parameter(wire, keyword, default=default, annotation=documented))
     parameters.append(inspect.Parameter("consistent_with", keyword, default=None, annotation=CONSISTENT_WITH))
@@ -151,7 +163,8 @@ class QueryController(Controller):
         spec = QUERIES.get(query_name)
         if spec is None:
             raise problem(404, f"there is no query named {query_name!r}; known: {', '.join(QUERIES)}")
-        return Items(await run_query(spec, request, tenant, services))
+        page = await run_query(spec, request, tenant, services)
+        return Items(page.items, page.next)
 
 
 class NotificationController(Controller):

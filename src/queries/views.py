@@ -19,19 +19,32 @@ import asyncpg
 import msgspec
 
 from erp.text import Name
+from queries.paging import DEFAULT_LIMIT, Limit, Page, decode_cursor, page_of
 
 
 class QueryParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="pascal"):
     """Base of every query's parameters."""
 
 
-class GetOrders(QueryParams):
+class ListParams(QueryParams, kw_only=True):
+    """Base of the queries that answer a list: it comes a page at a time."""
+
+    limit: Limit = DEFAULT_LIMIT
+    after: str | None = None
+    """The `Next` cursor of the previous page."""
+
+    def seek(self, *types: type) -> tuple[Any, ...]:
+        """The sort key to start after (all None for the first page)."""
+        return (None,) * len(types) if self.after is None else decode_cursor(self.after, types)
+
+
+class GetOrders(ListParams):
     """The seed's `GetOrders {CustomerName}`."""
 
     customer_name: Name
 
 
-class GetCustomers(QueryParams):
+class GetCustomers(ListParams):
     workarea_id: UUID | None = None
 
 
@@ -39,11 +52,11 @@ class GetCustomer(QueryParams):
     customer_id: UUID
 
 
-class GetOpenInvoices(QueryParams):
+class GetOpenInvoices(ListParams):
     customer_id: UUID | None = None
 
 
-class GetDeliveries(QueryParams):
+class GetDeliveries(ListParams):
     workarea_id: UUID
 
 
@@ -102,12 +115,23 @@ LEFT JOIN rm_customer c ON c.account_id = o.account_id AND c.id = o.customer_id
 {JOIN_PARTY}
 """
 
+# An order shows its customer's party name, or the name it was placed with. The first condition
+# only narrows the rows to those two index lookups (by name, and by the customers whose party has
+# that name); the second is the definition.
 _GET_ORDERS = f"""
 SELECT o.order_id, coalesce({PARTY_NAME}, o.customer_name) AS customer_name, o.status, o.total,
-       o.order_lines, o.customer_id, o.custom
+       o.order_lines, o.customer_id, o.custom, o.created_at
 FROM rm_order o {ORDER_CUSTOMER}
-WHERE coalesce({PARTY_NAME}, o.customer_name) = $1
+WHERE o.id IN (SELECT id FROM rm_order WHERE customer_name = $1
+               UNION
+               SELECT id FROM rm_order WHERE customer_id IN (
+                   SELECT named.id FROM rm_customer named
+                   WHERE named.party_id IN (SELECT id FROM rm_person WHERE name = $1
+                                            UNION ALL SELECT id FROM rm_organisation WHERE name = $1)))
+  AND coalesce({PARTY_NAME}, o.customer_name) = $1
+  AND ($2::timestamptz IS NULL OR (o.created_at, o.order_id) > ($2, $3::uuid))
 ORDER BY o.created_at, o.order_id
+LIMIT $4
 """
 
 
@@ -115,24 +139,30 @@ def _custom(value: Any) -> dict[str, Any] | None:
     return value or None
 
 
-async def get_orders(connection: asyncpg.Connection[Any], params: GetOrders) -> list[OrderView]:
-    rows = await connection.fetch(_GET_ORDERS, params.customer_name)
-    return [
-        OrderView(
-            r["order_id"],
-            r["customer_name"],
-            r["status"],
-            r["total"],
-            r["order_lines"],
-            r["customer_id"],
-            _custom(r["custom"]),
-        )
-        for r in rows
-    ]
+async def get_orders(connection: asyncpg.Connection[Any], params: GetOrders) -> Page[OrderView]:
+    after = params.seek(datetime, UUID)
+    rows = await connection.fetch(_GET_ORDERS, params.customer_name, *after, params.limit + 1)
+    page = page_of(rows, params.limit, lambda r: (r["created_at"], r["order_id"]))
+    return Page(
+        [
+            OrderView(
+                r["order_id"],
+                r["customer_name"],
+                r["status"],
+                r["total"],
+                r["order_lines"],
+                r["customer_id"],
+                _custom(r["custom"]),
+            )
+            for r in page.items
+        ],
+        page.next,
+    )
 
 
 _CUSTOMERS = f"""
-SELECT c.id, c.party_id, {PARTY_NAME} AS name, c.status, c.workarea_id, c.spending_limit,
+SELECT c.id, c.party_id, {PARTY_NAME} AS name, coalesce({PARTY_NAME}, '') AS sort_name,
+       c.status, c.workarea_id, c.spending_limit,
        coalesce(c.open_amount, 0)::numeric(18, 2) AS open_amount, c.own_organisation_id, c.custom,
        coalesce(pp.email, po.email) AS email,
        coalesce(pp.addresses, po.addresses) AS addresses
@@ -156,39 +186,66 @@ def _customer(r: asyncpg.Record, detail: bool) -> CustomerView:
     )
 
 
-async def get_customers(connection: asyncpg.Connection[Any], params: GetCustomers) -> list[CustomerView]:
-    rows = await connection.fetch(
-        f"{_CUSTOMERS} WHERE $1::uuid IS NULL OR c.workarea_id = $1 ORDER BY name, c.id", params.workarea_id
-    )
-    return [_customer(r, detail=False) for r in rows]
+# Two statements each for an optional filter: with `$1 IS NULL OR column = $1` the generic plan
+# could not use the column's index.
+_GET_CUSTOMERS_IN = f"""{_CUSTOMERS}
+WHERE {{workarea}}
+  AND ($2::text IS NULL OR (coalesce({PARTY_NAME}, ''), c.id) > ($2, $3::uuid))
+ORDER BY coalesce({PARTY_NAME}, ''), c.id
+LIMIT $4
+"""
+_GET_CUSTOMERS = {
+    filtered: _GET_CUSTOMERS_IN.format(workarea="c.workarea_id = $1" if filtered else "$1::uuid IS NULL")
+    for filtered in (False, True)
+}
 
 
-async def get_customer(connection: asyncpg.Connection[Any], params: GetCustomer) -> list[CustomerView]:
+async def get_customers(connection: asyncpg.Connection[Any], params: GetCustomers) -> Page[CustomerView]:
+    after = params.seek(str, UUID)
+    sql = _GET_CUSTOMERS[params.workarea_id is not None]
+    rows = await connection.fetch(sql, params.workarea_id, *after, params.limit + 1)
+    page = page_of(rows, params.limit, lambda r: (r["sort_name"], r["id"]))
+    return Page([_customer(r, detail=False) for r in page.items], page.next)
+
+
+async def get_customer(connection: asyncpg.Connection[Any], params: GetCustomer) -> Page[CustomerView]:
     rows = await connection.fetch(f"{_CUSTOMERS} WHERE c.id = $1", params.customer_id)
-    return [_customer(r, detail=True) for r in rows]
+    return Page([_customer(r, detail=True) for r in rows])
 
 
-_OPEN_INVOICES = f"""
+_OPEN_INVOICES_OF = f"""
 SELECT i.id, i.order_id, i.amount, i.customer_id, i.created_at,
        coalesce({PARTY_NAME}, o.customer_name) AS customer_name
 FROM rm_invoice i
 JOIN rm_order o ON o.account_id = i.account_id AND o.id = i.order_id
 {ORDER_CUSTOMER}
-WHERE i.status = 'Open' AND ($1::uuid IS NULL OR i.customer_id = $1)
+WHERE i.status = 'Open' AND {{customer}}
+  AND ($2::timestamptz IS NULL OR (i.created_at, i.id) > ($2, $3::uuid))
 ORDER BY i.created_at, i.id
+LIMIT $4
 """
+_OPEN_INVOICES = {
+    filtered: _OPEN_INVOICES_OF.format(customer="i.customer_id = $1" if filtered else "$1::uuid IS NULL")
+    for filtered in (False, True)
+}
 
 
 async def get_open_invoices(
     connection: asyncpg.Connection[Any], params: GetOpenInvoices
-) -> list[InvoiceView]:
-    rows = await connection.fetch(_OPEN_INVOICES, params.customer_id)
-    return [
-        InvoiceView(
-            r["id"], r["order_id"], r["amount"], r["customer_name"], r["created_at"], r["customer_id"]
-        )
-        for r in rows
-    ]
+) -> Page[InvoiceView]:
+    after = params.seek(datetime, UUID)
+    sql = _OPEN_INVOICES[params.customer_id is not None]
+    rows = await connection.fetch(sql, params.customer_id, *after, params.limit + 1)
+    page = page_of(rows, params.limit, lambda r: (r["created_at"], r["id"]))
+    return Page(
+        [
+            InvoiceView(
+                r["id"], r["order_id"], r["amount"], r["customer_name"], r["created_at"], r["customer_id"]
+            )
+            for r in page.items
+        ],
+        page.next,
+    )
 
 
 _DELIVERIES = f"""
@@ -198,16 +255,23 @@ FROM rm_delivery d
 JOIN rm_order o ON o.account_id = d.account_id AND o.id = d.order_id
 {ORDER_CUSTOMER}
 WHERE d.workarea_id = $1
+  AND ($2::timestamptz IS NULL OR (d.created_at, d.id) > ($2, $3::uuid))
 ORDER BY d.created_at, d.id
+LIMIT $4
 """
 
 
-async def get_deliveries(connection: asyncpg.Connection[Any], params: GetDeliveries) -> list[DeliveryView]:
-    rows = await connection.fetch(_DELIVERIES, params.workarea_id)
-    return [
-        DeliveryView(r["id"], r["order_id"], r["workarea_id"], r["customer_name"], r["created_at"])
-        for r in rows
-    ]
+async def get_deliveries(connection: asyncpg.Connection[Any], params: GetDeliveries) -> Page[DeliveryView]:
+    after = params.seek(datetime, UUID)
+    rows = await connection.fetch(_DELIVERIES, params.workarea_id, *after, params.limit + 1)
+    page = page_of(rows, params.limit, lambda r: (r["created_at"], r["id"]))
+    return Page(
+        [
+            DeliveryView(r["id"], r["order_id"], r["workarea_id"], r["customer_name"], r["created_at"])
+            for r in page.items
+        ],
+        page.next,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -218,7 +282,7 @@ class QuerySpec:
     params: type[QueryParams]
     item: type[View]
     projections: tuple[str, ...]
-    run: Callable[[asyncpg.Connection[Any], Any], Awaitable[list[Any]]]
+    run: Callable[[asyncpg.Connection[Any], Any], Awaitable[Page[Any]]]
 
 
 QUERIES: dict[str, QuerySpec] = {

@@ -25,6 +25,7 @@ import pytest
 from erp.app import create_app
 from erp.devserver import drop_database, free_port, start_temporal
 from erp.settings import Settings
+from queries.paging import encode_cursor
 from tests.conftest import OPERATOR_TOKEN, Tenant, fresh_database, onboard, serve
 from workflows.worker import run_worker
 
@@ -163,6 +164,25 @@ class Erp:
         assert response.status_code == 200, f"{query} {params}: {response.status_code} {response.text}"
         items: list[Json] = response.json()["Items"]
         return items
+
+    async def pages(self, query: str, limit: int, **params: str) -> list[list[Json]]:
+        """Every page of the query, `limit` items each, following `Next` until it is absent."""
+        pages: list[list[Json]] = []
+        after: str | None = None
+        if self.token:
+            params = {**params, "ConsistentWith": self.token, "Timeout": "30"}
+        while True:
+            page_params = {**params, "Limit": str(limit), **({"After": after} if after else {})}
+            response = await self.http.get(
+                f"/queries/{query}", params=page_params, headers=self.tenant.headers
+            )
+            assert response.status_code == 200, response.text
+            body = response.json()
+            pages.append(body["Items"])
+            after = body.get("Next")
+            if after is None:
+                return pages
+            assert len(pages) < 100, "paging does not end"
 
     async def customer_view(self, customer_id: str) -> Json:
         items = await self.items("GetCustomer", CustomerId=customer_id)
@@ -856,6 +876,17 @@ async def test_get_deliveries_by_workarea(erp: Erp) -> None:
             "GetOpenInvoices", {"CustomerId": "x"}, "CustomerId", id="GetOpenInvoices bad CustomerId"
         ),
         pytest.param("GetOrders", {"CustomerName": ""}, "CustomerName", id="GetOrders empty CustomerName"),
+        pytest.param("GetOrders", {"CustomerName": "A", "Limit": "0"}, "Limit", id="GetOrders Limit 0"),
+        pytest.param("GetOrders", {"CustomerName": "A", "Limit": "1001"}, "Limit", id="GetOrders Limit 1001"),
+        pytest.param("GetCustomers", {"Limit": "ten"}, "Limit", id="GetCustomers Limit not a number"),
+        pytest.param("GetOrders", {"CustomerName": "A", "After": "nope"}, "After", id="GetOrders bad After"),
+        pytest.param(
+            "GetDeliveries",
+            # A cursor of GetCustomers (a name first), not of GetDeliveries (a time first).
+            {"WorkareaId": str(UUID(int=1)), "After": encode_cursor(["Ada", str(UUID(int=1))])},
+            "After",
+            id="GetDeliveries another query's cursor",
+        ),
     ],
 )
 async def test_query_parameters_are_validated(
@@ -1443,3 +1474,43 @@ async def test_an_order_total_beyond_what_money_holds_is_refused(
         # The read model keeps up with a valid order.
         fine = await erp.order(None, "1.00", "Huge Hugo")
         assert [o["OrderId"] for o in await erp.items("GetOrders", CustomerName="Huge Hugo")] == [fine]
+
+
+# =============================================================================================
+# Paging
+
+
+async def test_list_queries_come_a_page_at_a_time(erp: Erp) -> None:
+    """Limit items per page; Next leads to the following page until the last, which has none."""
+    name = f"Paging Pam {new_id()}"
+    placed = [await erp.order(None, "1.00", name) for _ in range(5)]
+    assert [o["OrderId"] for o in await erp.items("GetOrders", CustomerName=name)] == placed
+    pages = await erp.pages("GetOrders", 2, CustomerName=name)
+    assert [[o["OrderId"] for o in page] for page in pages] == [placed[0:2], placed[2:4], placed[4:]]
+    assert [[o["OrderId"] for o in page] for page in await erp.pages("GetOrders", 5, CustomerName=name)] == [
+        placed
+    ]
+
+    # An order placed after a page was read shows up on a later page, none is repeated.
+    first = await erp.pages("GetOrders", 3, CustomerName=name)
+    late = await erp.order(None, "1.00", name)
+    again = await erp.pages("GetOrders", 3, CustomerName=name)
+    assert [o["OrderId"] for page in first for o in page] == placed
+    assert [o["OrderId"] for page in again for o in page] == [*placed, late]
+
+    workarea_id = await erp.workarea()
+    parties = [await erp.person(f"Pager {n} {new_id()}") for n in range(3)]
+    customers = [await erp.customer(party, workarea_id, "10.00") for party in parties]
+    by_name = [c["CustomerId"] for c in await erp.items("GetCustomers", WorkareaId=workarea_id)]
+    assert sorted(by_name) == sorted(customers)
+    pages = await erp.pages("GetCustomers", 2, WorkareaId=workarea_id)
+    assert [len(p) for p in pages] == [2, 1]
+    assert [c["CustomerId"] for page in pages for c in page] == by_name
+
+    for order_id in placed[:3]:
+        await erp.deliver(order_id, workarea_id)
+        await erp.invoice(order_id)
+    deliveries = await erp.pages("GetDeliveries", 2, WorkareaId=workarea_id)
+    assert [[d["OrderId"] for d in page] for page in deliveries] == [placed[0:2], placed[2:3]]
+    invoices = [i["OrderId"] for page in await erp.pages("GetOpenInvoices", 1) for i in page]
+    assert invoices[-3:] == placed[:3]

@@ -319,7 +319,7 @@ def bench(
     from erp.bench import run_bench, run_soak
 
     if soak is not None:
-        uvloop.run(run_soak(soak, rate, json_path=json_path))
+        uvloop.run(run_soak(soak, rate, accounts=accounts, json_path=json_path))
         return
     if model_scale:
         from erp.bench_model import report_model_scale

@@ -56,10 +56,14 @@ def element_ddl(element: Element) -> str:
             f"ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {column_name(attr)} {COLUMN_TYPES[attr.type]}"
         )
         if attr.searched or (attr.type is Type.ID and attr.references and attr.references != element.name):
+            # Rows with one value come in creation order from the index alone, so a page of a
+            # list query (filtered by this column, oldest first) reads only that page's rows.
             column = column_name(attr)
-            statements.append(
-                f"CREATE INDEX IF NOT EXISTS {table}_{column}_idx ON {table} (account_id, {column})"
-            )
+            statements += [
+                f"DROP INDEX IF EXISTS {table}_{column}_idx",  # its first shape had no order
+                f"CREATE INDEX IF NOT EXISTS {table}_{column}_seek_idx "
+                f"ON {table} (account_id, {column}, created_at, id)",
+            ]
     statements += [
         f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
         f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",

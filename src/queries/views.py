@@ -115,23 +115,35 @@ LEFT JOIN rm_customer c ON c.account_id = o.account_id AND c.id = o.customer_id
 {JOIN_PARTY}
 """
 
-# An order shows its customer's party name, or the name it was placed with. The first condition
-# only narrows the rows to those two index lookups (by name, and by the customers whose party has
-# that name); the second is the definition.
+# An order shows its customer's party name or, while it has none, the name it was placed with.
+# So a page of one name's orders is the first rows of two disjoint sets, each read in creation
+# order from an index, a page at most: orders placed with that name and no party name, and the
+# orders of each customer whose party has that name.
+_AFTER = "($2::timestamptz IS NULL OR (o.created_at, o.id) > ($2, $3::uuid))"
 _GET_ORDERS = f"""
+WITH candidates AS (
+    (SELECT o.id, o.created_at FROM rm_order o
+     WHERE o.customer_name = $1 AND {_AFTER}
+       AND NOT EXISTS (SELECT FROM rm_customer c {JOIN_PARTY}
+                       WHERE c.account_id = o.account_id AND c.id = o.customer_id
+                         AND {PARTY_NAME} IS NOT NULL)
+     ORDER BY o.created_at, o.id
+     LIMIT $4)
+    UNION ALL
+    SELECT of_customer.id, of_customer.created_at
+    FROM rm_customer named
+    CROSS JOIN LATERAL (SELECT o.id, o.created_at FROM rm_order o
+                        WHERE o.customer_id = named.id AND {_AFTER}
+                        ORDER BY o.created_at, o.id
+                        LIMIT $4) of_customer
+    WHERE named.party_id IN (SELECT id FROM rm_person WHERE name = $1
+                             UNION ALL SELECT id FROM rm_organisation WHERE name = $1)
+),
+page AS (SELECT id, created_at FROM candidates ORDER BY created_at, id LIMIT $4)
 SELECT o.order_id, coalesce({PARTY_NAME}, o.customer_name) AS customer_name, o.status, o.total,
        o.order_lines, o.customer_id, o.custom, o.created_at
-FROM rm_order o {ORDER_CUSTOMER}
-WHERE o.id IN (SELECT id FROM rm_order WHERE customer_name = $1
-               UNION
-               SELECT id FROM rm_order WHERE customer_id IN (
-                   SELECT named.id FROM rm_customer named
-                   WHERE named.party_id IN (SELECT id FROM rm_person WHERE name = $1
-                                            UNION ALL SELECT id FROM rm_organisation WHERE name = $1)))
-  AND coalesce({PARTY_NAME}, o.customer_name) = $1
-  AND ($2::timestamptz IS NULL OR (o.created_at, o.order_id) > ($2, $3::uuid))
-ORDER BY o.created_at, o.order_id
-LIMIT $4
+FROM page JOIN rm_order o ON o.id = page.id {ORDER_CUSTOMER}
+ORDER BY page.created_at, page.id
 """
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
+import asyncio
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
@@ -11,6 +13,8 @@ from sqlalchemy import MetaData
 from erp.settings import Settings
 
 metadata = MetaData()
+
+T = TypeVar("T")
 
 TENANT_ROLE = "erp_tenant"
 """The role tenant transactions switch to: no BYPASSRLS, so row-level security always applies."""
@@ -48,3 +52,19 @@ async def create_pool(settings: Settings, *, min_size: int = 2, max_size: int = 
     )
     assert pool is not None
     return pool
+
+
+async def finish_before_cancelling(work: Awaitable[T], grace: float = 60.0) -> T:
+    """Run `work` to its end even if the caller is cancelled meanwhile, then pass the cancellation on.
+
+    asyncpg cannot cancel an executemany halfway through its pipeline: the connection then waits
+    forever for the rest, with its transaction and row locks open. A unit of work that uses it
+    (a projector batch) is therefore finished, or given `grace` seconds, before the cancellation
+    takes effect.
+    """
+    task = asyncio.ensure_future(work)
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        await asyncio.wait([task], timeout=grace)
+        raise

@@ -26,6 +26,7 @@ from opentelemetry import trace
 from commands.event_store import RecordedEvent
 from commands.wakeup import EVENTS_CHANNEL
 from erp import metrics
+from erp.db import finish_before_cancelling
 from queries.notifications import Notifier, ProjectionAdvanced
 from queries.projection import Projection
 
@@ -134,7 +135,14 @@ class Projector:
         self.pairs_per_batch = pairs_per_batch
 
     async def run_batch(self, account_id: UUID | None = None) -> list[ProjectionAdvanced]:
-        """Apply one batch for the most lagging accounts; returns what advanced (empty when caught up)."""
+        """Apply one batch for the most lagging accounts; returns what advanced (empty when caught up).
+
+        A cancellation (Temporal cancels an activity whose heartbeat stopped) waits for the batch
+        to finish: abandoned halfway, it could keep its claimed checkpoints locked forever.
+        """
+        return await finish_before_cancelling(self._run_batch(account_id))
+
+    async def _run_batch(self, account_id: UUID | None) -> list[ProjectionAdvanced]:
         types = list(self.projection.stream_types)
         links: list[trace.Link] = []
         oldest: list[float] = []

@@ -17,6 +17,7 @@ import json
 import os
 import platform
 import random
+import signal
 import statistics
 import subprocess
 import sys
@@ -46,6 +47,8 @@ console = Console(width=120)
 OPERATOR = "bench-operator-token"
 BULK = 10
 """Orders per append in the bulk phase."""
+PAGE = 20
+"""Items per query page in the soak, as a screen would show them."""
 
 
 @dataclass
@@ -62,6 +65,8 @@ class Results:
     projected_events_per_s: float = 0.0
     bulk_appended_events_per_s: float = 0.0
     bulk_projected_events_per_s: float = 0.0
+    paused_appended_events_per_s: float = 0.0
+    catch_up_events_per_s: float = 0.0
     latency_p50_ms: float = 0.0
     latency_p99_ms: float = 0.0
     api_rss_mb: float = 0.0
@@ -250,6 +255,7 @@ async def store_appends(
     seconds: float,
     events_per_append: int = 1,
     writers: int = 32,
+    wait: bool = True,
 ) -> tuple[float, float, float]:
     """Append new orders straight through the store; returns (appends/s, events/s, projected events/s).
 
@@ -279,12 +285,30 @@ async def store_appends(
     try:
         started = time.monotonic()
         elapsed = await run_for(seconds, writers, step)
-        await wait_caught_up(settings)
+        if wait:
+            await wait_caught_up(settings)
         events = appends * events_per_append
         return appends / elapsed, events / elapsed, events / (time.monotonic() - started)
     finally:
         await wakeup.close()
         await pool.close()
+
+
+async def appends_then_catch_up(stack: Stack, accounts: list[UUID], seconds: float) -> tuple[float, float]:
+    """Appends with the worker stopped (SIGSTOP), then the projection catching up on the backlog.
+
+    Returns (events appended/s, events projected/s while catching up): the store and the
+    projector each on their own, rather than sharing the two cores.
+    """
+    stack.worker.send_signal(signal.SIGSTOP)
+    try:
+        _, appended_per_s, _ = await store_appends(stack.settings, accounts, seconds, wait=False)
+    finally:
+        stack.worker.send_signal(signal.SIGCONT)
+    backlog = await lag(stack.settings)
+    started = time.monotonic()
+    await wait_caught_up(stack.settings)
+    return appended_per_s, backlog / (time.monotonic() - started)
 
 
 async def notification_latency(
@@ -357,6 +381,14 @@ def report(results: Results) -> None:
         ("  events projected/s meanwhile", results.projected_events_per_s, None, True, 1246.0),
         (f"events appended/s, {BULK} per append", results.bulk_appended_events_per_s, 5000.0, True, None),
         ("  events projected/s meanwhile", results.bulk_projected_events_per_s, None, True, 1246.0),
+        (
+            "events appended/s, 1 per append, projector paused",
+            results.paused_appended_events_per_s,
+            5000.0,
+            True,
+            915.0,
+        ),
+        ("  then events projected/s catching up", results.catch_up_events_per_s, None, True, 1246.0),
         ("command -> notification p50 ms", results.latency_p50_ms, 10.0, False, 104.0),
         ("command -> notification p99 ms", results.latency_p99_ms, 50.0, False, None),
     ]
@@ -401,6 +433,11 @@ async def run_bench(
             _, results.bulk_appended_events_per_s, results.bulk_projected_events_per_s = await store_appends(
                 stack.settings, account_ids, seconds, events_per_append=BULK
             )
+            console.print(f"appending, one event per append, projector paused, for {seconds:g} s ...")
+            (
+                results.paused_appended_events_per_s,
+                results.catch_up_events_per_s,
+            ) = await appends_then_catch_up(stack, account_ids, seconds)
             console.print("command -> notification latency ...")
             await notification_latency(session, stack.base, stack.settings, tenants[0], results)
             results.api_rss_mb = stack.rss_mb(stack.api)
@@ -425,9 +462,12 @@ class SoakWindow:
 
 
 async def run_soak(
-    minutes: float, rate: float, accounts: int = 50, json_path: str | None = None
+    minutes: float, rate: float | None = None, accounts: int = 50, json_path: str | None = None
 ) -> list[SoakWindow]:
     """Hold a mixed load (orders placed and cancelled, queries) at `rate` requests/s for `minutes`.
+
+    Without a rate, the mix's peak is measured first (64 clients as fast as they go, 20 s) and
+    the soak runs at half of it.
 
     Prints a line every 10 s (requests, errors, latency, memory of API and worker) and a summary
     with the memory growth from the first minute to the end.
@@ -465,7 +505,8 @@ async def run_soak(
                         )
                     else:
                         name = random.choice(["Linus Torvalds", "Ada Lovelace", "Grace Hopper"])
-                        method, url, payload = "GET", f"/queries/GetOrders?CustomerName={name}", None
+                        url = f"/queries/GetOrders?CustomerName={name}&Limit={PAGE}"
+                        method, payload = "GET", None
                     try:
                         async with session.request(
                             method, stack.base + url, json=payload, headers=headers
@@ -482,6 +523,14 @@ async def run_soak(
                 else:
                     errors += 1
 
+            if rate is None:
+                console.print("measuring the mix's peak: 64 clients for 20 s ...")
+                elapsed = await run_for(20, 64, lambda n: one())
+                peak = requests / elapsed
+                rate = round(peak / 2)
+                console.print(f"peak {peak:,.0f} requests/s ({errors} errors); the soak runs at half")
+                requests, errors = 0, 0
+                latencies.clear()
             console.print(f"soak: {rate:g} requests/s for {minutes:g} min over {accounts} accounts")
             started = time.monotonic()
             deadline = started + minutes * 60

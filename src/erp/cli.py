@@ -313,7 +313,9 @@ def bench(
     soak: Annotated[
         float | None, typer.Option("--soak", help="instead: hold a mixed load for this many minutes")
     ] = None,
-    rate: Annotated[float, typer.Option(help="requests/s during --soak")] = 500.0,
+    rate: Annotated[
+        float | None, typer.Option(help="requests/s during --soak (default: half the mix's measured peak)")
+    ] = None,
 ) -> None:
     """Measure HTTP commands/s, appended events/s and command -> notification latency."""
     from erp.bench import run_bench, run_soak

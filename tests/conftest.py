@@ -8,6 +8,7 @@ Each session migrates its own database under a fresh name and drops it at the en
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -132,6 +133,36 @@ async def serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]
             task.result()
         await asyncio.sleep(0.05)
     return server, task
+
+
+@contextlib.asynccontextmanager
+async def private_stack(database_url: str, label: str) -> AsyncIterator[str]:
+    """A Temporal dev server, a worker and an API of their own on `database_url`; yields the API's URL.
+
+    For tests whose writes must not meet the rest of the suite (events are immutable, so what a
+    test stores stays stored).
+    """
+    address = f"127.0.0.1:{free_port()}"
+    temporal = await asyncio.to_thread(start_temporal, address)
+    own = Settings(
+        database_url=database_url,
+        temporal_address=address,
+        task_queue=f"erp-{label}-{uuid.uuid4().hex[:8]}",
+        operator_token=OPERATOR_TOKEN,
+        http_port=free_port(),
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(own, stop))
+    server, server_task = await serve(create_app(own), own.http_port)
+    try:
+        yield f"http://127.0.0.1:{own.http_port}"
+    finally:
+        server.should_exit = True
+        await server_task
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+        temporal.terminate()
+        await asyncio.to_thread(temporal.wait, 30)
 
 
 @pytest.fixture(scope="session")

@@ -22,12 +22,9 @@ import asyncpg
 import httpx
 import pytest
 
-from erp.app import create_app
-from erp.devserver import drop_database, free_port, start_temporal
-from erp.settings import Settings
+from erp.devserver import drop_database
 from queries.paging import encode_cursor
-from tests.conftest import OPERATOR_TOKEN, Tenant, fresh_database, onboard, serve
-from workflows.worker import run_worker
+from tests.conftest import Tenant, fresh_database, onboard, private_stack
 
 Json = dict[str, Any]
 
@@ -1435,29 +1432,14 @@ async def test_bad_input_is_422_naming_the_field_and_stores_nothing(
 @pytest.fixture(scope="module")
 async def own_stack() -> AsyncIterator[tuple[str, asyncpg.Pool[Any]]]:
     url = await fresh_database()
-    address = f"127.0.0.1:{free_port()}"
-    temporal = await asyncio.to_thread(start_temporal, address)
-    own = Settings(
-        database_url=url,
-        temporal_address=address,
-        task_queue=f"erp-model-{uuid.uuid4().hex[:8]}",
-        operator_token=OPERATOR_TOKEN,
-        http_port=free_port(),
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(own, stop))
-    server, server_task = await serve(create_app(own), own.http_port)
-    pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
     try:
-        yield f"http://127.0.0.1:{own.http_port}", pool
+        async with private_stack(url, "model") as api:
+            pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+            try:
+                yield api, pool
+            finally:
+                await pool.close()
     finally:
-        await pool.close()
-        server.should_exit = True
-        await server_task
-        stop.set()
-        await asyncio.wait_for(worker, 30)
-        temporal.terminate()
-        await asyncio.to_thread(temporal.wait, 30)
         await drop_database(url)
 
 

@@ -55,13 +55,10 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from commands.registry import COMMANDS
 from commands.service import CommandResult
-from erp.app import create_app
-from erp.devserver import drop_database, free_port, start_temporal
-from erp.settings import Settings
+from erp.devserver import drop_database
 from queries.routes import Items
 from queries.views import QUERIES
-from tests.conftest import OPERATOR_TOKEN, Tenant, fresh_database, onboard, serve
-from workflows.worker import run_worker
+from tests.conftest import OPERATOR_TOKEN, Tenant, fresh_database, onboard, private_stack
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -135,27 +132,8 @@ async def fuzz_database() -> AsyncIterator[str]:
 @pytest.fixture(scope="module")
 async def fuzz_api(fuzz_database: str) -> AsyncIterator[str]:
     """A Temporal dev server, a worker and an API for the fuzzing alone, on a database of its own."""
-    address = f"127.0.0.1:{free_port()}"
-    temporal = await asyncio.to_thread(start_temporal, address)
-    own = Settings(
-        database_url=fuzz_database,
-        temporal_address=address,
-        task_queue=f"erp-fuzz-{uuid.uuid4().hex[:8]}",
-        operator_token=OPERATOR_TOKEN,
-        http_port=free_port(),
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(own, stop))
-    server, server_task = await serve(create_app(own), own.http_port)
-    try:
-        yield f"http://127.0.0.1:{own.http_port}"
-    finally:
-        server.should_exit = True
-        await server_task
-        stop.set()
-        await asyncio.wait_for(worker, 30)
-        temporal.terminate()
-        await asyncio.to_thread(temporal.wait, 30)
+    async with private_stack(fuzz_database, "fuzz") as api:
+        yield api
 
 
 @pytest.fixture(scope="module")

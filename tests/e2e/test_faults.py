@@ -279,24 +279,22 @@ async def test_faults_lose_nothing_and_never_answer_500(
         await more_commands(30, "the first commands")
         await read_model_follows("before any fault")
 
-        # Stopping and starting a service blocks, so it runs in a thread while the load goes on.
-        # Redis down for a few seconds: commands keep flowing (they do not need it); health says so.
-        await asyncio.to_thread(services.stop_redis)
-        await wait_for(lambda: health_is(503), 15, "health to report Redis down")
-        await asyncio.sleep(3)
-        await more_commands(20, "commands while Redis is down")
-        await asyncio.to_thread(services.start_redis)
-        await wait_for(lambda: health_is(200), 30, "health after Redis returned")
-        await read_model_follows("after Redis returned")
+        async def down_for_a_while(name: str, stop: Any, start: Any) -> None:
+            """Commands keep flowing while `name` is down (they do not need it); health says so.
 
-        # Temporal down, then back: its state survives in its database file; the worker reconnects.
-        await asyncio.to_thread(services.stop_temporal)
-        await wait_for(lambda: health_is(503), 15, "health to report Temporal down")
-        await asyncio.sleep(3)
-        await more_commands(20, "commands while Temporal is down")
-        await asyncio.to_thread(services.start_temporal)
-        await wait_for(lambda: health_is(200), 60, "health after Temporal restarted")
-        await read_model_follows("after Temporal restarted")
+            Stopping and starting a service blocks, so it runs in a thread while the load goes on.
+            """
+            await asyncio.to_thread(stop)
+            await wait_for(lambda: health_is(503), 15, f"health to report {name} down")
+            await asyncio.sleep(3)
+            await more_commands(20, f"commands while {name} is down")
+            await asyncio.to_thread(start)
+            await wait_for(lambda: health_is(200), 60, f"health after {name} returned")
+            await read_model_follows(f"after {name} returned")
+
+        await down_for_a_while("Redis", services.stop_redis, services.start_redis)
+        # Temporal's state survives in its database file; the worker reconnects.
+        await down_for_a_while("Temporal", services.stop_temporal, services.start_temporal)
 
         # Postgres down under load (an immediate shutdown, as in a crash): 503s, never a 500.
         refused_before = load.statuses[503]

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-import redis.asyncio as redis
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
@@ -22,6 +21,7 @@ from commands.routes import CommandController, CustomisationController, command_
 from erp.bootstrap import Services
 from erp.health import health
 from erp.problems import problem_details_plugin
+from erp.redis_client import redis_client
 from erp.settings import Settings
 from erp.telemetry import configure_logging, configure_telemetry
 from queries.routes import NotificationController, ProjectionController, QueryController, query_routes
@@ -41,7 +41,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     commands = COMMANDS if model is None else command_specs(model)
     tracing = configure_telemetry("erp-api") is not None
     channels = ChannelsPlugin(
-        backend=RedisChannelsPubSubBackend(redis=redis.from_url(settings.redis_url)),
+        backend=RedisChannelsPubSubBackend(redis=redis_client(settings.redis_url)),
         arbitrary_channels_allowed=True,
         subscriber_max_backlog=1000,
         subscriber_backlog_strategy="dropleft",

@@ -15,6 +15,7 @@ from commands.handlers import CommandSpec
 from commands.service import CommandService
 from commands.stream_cache import StreamCache
 from commands.wakeup import ProjectorWakeup
+from erp.redis_client import redis_client
 from erp.settings import Settings
 from erp.temporal import connect_temporal
 from queries.consistency import ConsistencyWaiter
@@ -78,8 +79,8 @@ class Services:
     ) -> Services:
         databases = await Databases.open(settings, min_size=2, max_size=20)
         engine = create_async_engine(settings.sqlalchemy_url, pool_size=5, pool_pre_ping=True)
-        redis_client = redis.from_url(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        return cls(settings, databases, engine, redis_client, channels, commands)
+        client = redis_client(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        return cls(settings, databases, engine, client, channels, commands)
 
     async def close(self) -> None:
         for wakeup in self._wakeups.values():

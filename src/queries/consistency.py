@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import logging
 import time
 from typing import Any
 from uuid import UUID
@@ -10,11 +12,16 @@ from uuid import UUID
 import asyncpg
 import msgspec
 from litestar.channels import ChannelsPlugin
+from redis.exceptions import RedisError
 
 from queries.notifications import Notification, channel_for
 
 RECHECK_INTERVAL = 0.5
 """How often a waiter re-reads checkpoints in case a notification was lost."""
+POLL_INTERVAL = 0.05
+"""How often a waiter re-reads checkpoints while Redis cannot be listened to."""
+
+log = logging.getLogger(__name__)
 
 _CHECKPOINTS = """
 SELECT stream_type, position FROM projection_checkpoints
@@ -58,7 +65,16 @@ class ConsistencyWaiter:
         if _reached(targets, positions):
             return True
         deadline = time.monotonic() + within
-        subscriber = await self._channels.subscribe(channel_for(account_id))
+        try:
+            subscriber = await self._channels.subscribe(channel_for(account_id))
+        except RedisError as error:
+            # Notifications only make the wait quicker; the checkpoints are the answer.
+            log.warning("waiting without notifications, Redis is unavailable: %r", error)
+            while time.monotonic() < deadline:
+                await asyncio.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
+                if _reached(targets, await self._positions(pool, projection, account_id, types)):
+                    return True
+            return False
         events = subscriber.iter_events()
         receive: asyncio.Task[bytes] | None = None
         try:
@@ -86,4 +102,5 @@ class ConsistencyWaiter:
         finally:
             if receive is not None:
                 receive.cancel()
-            await self._channels.unsubscribe(subscriber)
+            with contextlib.suppress(RedisError):  # a connection Redis dropped has no subscription
+                await self._channels.unsubscribe(subscriber)

@@ -6,9 +6,9 @@ import asyncio
 import logging
 from datetime import timedelta
 
-import redis.asyncio as redis
 from temporalio.worker import Worker
 
+from erp.redis_client import redis_client
 from erp.settings import Settings
 from erp.temporal import connect_temporal
 from queries.notifications import Notifier
@@ -23,7 +23,7 @@ log = logging.getLogger(__name__)
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
     """Serve the task queue until `stop` is set (or forever)."""
     databases = await Databases.open(settings, min_size=2, max_size=10)
-    client_redis = redis.from_url(settings.redis_url)
+    client_redis = redis_client(settings.redis_url)
     activities = ErpActivities(databases, Notifier(client_redis), settings)
     client = await connect_temporal(settings)
     try:

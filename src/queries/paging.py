@@ -38,15 +38,17 @@ def encode_cursor(key: Sequence[Any]) -> str:
 
 def decode_cursor(raw: str, types: tuple[type, ...]) -> tuple[Any, ...]:
     """The sort key in `raw`, converted to `types`; InvalidCursor for anything else."""
+    refused = InvalidCursor("After is not a cursor of this query")
     try:
         values = msgspec.json.decode(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-        if not isinstance(values, list) or len(values) != len(types):
-            raise InvalidCursor("After is not a cursor of this query")
+    except (binascii.Error, ValueError, msgspec.DecodeError):
+        raise refused from None
+    if not isinstance(values, list) or len(values) != len(types):
+        raise refused
+    try:
         return tuple(msgspec.convert(v, t) for v, t in zip(values, types, strict=True))
-    except (binascii.Error, ValueError, msgspec.DecodeError, msgspec.ValidationError) as error:
-        if isinstance(error, InvalidCursor):
-            raise
-        raise InvalidCursor("After is not a cursor of this query") from None
+    except msgspec.ValidationError:
+        raise refused from None
 
 
 def page_of(rows: Sequence[T], limit: int, key: Any) -> Page[T]:

@@ -136,12 +136,22 @@ async def serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]
 
 
 @contextlib.asynccontextmanager
-async def private_stack(database_url: str, label: str) -> AsyncIterator[str]:
-    """A Temporal dev server, a worker and an API of their own on `database_url`; yields the API's URL.
+async def private_stack(label: str) -> AsyncIterator[tuple[str, str]]:
+    """A database, a Temporal dev server, a worker and an API of their own; yields (API URL, database URL).
 
     For tests whose writes must not meet the rest of the suite (events are immutable, so what a
-    test stores stays stored).
+    test stores stays stored). The database is dropped afterwards.
     """
+    database_url = await fresh_database()
+    try:
+        async with _serving(database_url, label) as api:
+            yield api, database_url
+    finally:
+        await drop_database(database_url)
+
+
+@contextlib.asynccontextmanager
+async def _serving(database_url: str, label: str) -> AsyncIterator[str]:
     address = f"127.0.0.1:{free_port()}"
     temporal = await asyncio.to_thread(start_temporal, address)
     own = Settings(

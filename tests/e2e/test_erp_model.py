@@ -22,9 +22,8 @@ import asyncpg
 import httpx
 import pytest
 
-from erp.devserver import drop_database
 from queries.paging import encode_cursor
-from tests.conftest import Tenant, fresh_database, onboard, private_stack
+from tests.conftest import Tenant, onboard, private_stack
 
 Json = dict[str, Any]
 
@@ -1431,16 +1430,12 @@ async def test_bad_input_is_422_naming_the_field_and_stores_nothing(
 
 @pytest.fixture(scope="module")
 async def own_stack() -> AsyncIterator[tuple[str, asyncpg.Pool[Any]]]:
-    url = await fresh_database()
-    try:
-        async with private_stack(url, "model") as api:
-            pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
-            try:
-                yield api, pool
-            finally:
-                await pool.close()
-    finally:
-        await drop_database(url)
+    async with private_stack("model") as (api, url):
+        pool = await asyncpg.create_pool(url, min_size=1, max_size=2)
+        try:
+            yield api, pool
+        finally:
+            await pool.close()
 
 
 async def test_an_order_total_beyond_what_money_holds_is_refused(

@@ -55,10 +55,9 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from commands.registry import COMMANDS
 from commands.service import CommandResult
-from erp.devserver import drop_database
 from queries.routes import Items
 from queries.views import QUERIES
-from tests.conftest import OPERATOR_TOKEN, Tenant, fresh_database, onboard, private_stack
+from tests.conftest import OPERATOR_TOKEN, Tenant, onboard, private_stack
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -123,17 +122,20 @@ PROBLEM = {
 
 
 @pytest.fixture(scope="module")
-async def fuzz_database() -> AsyncIterator[str]:
-    url = await fresh_database()
-    yield url
-    await drop_database(url)
+async def fuzz_stack() -> AsyncIterator[tuple[str, str]]:
+    """A database, Temporal dev server, worker and API for the fuzzing alone: (API URL, database URL)."""
+    async with private_stack("fuzz") as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
-async def fuzz_api(fuzz_database: str) -> AsyncIterator[str]:
-    """A Temporal dev server, a worker and an API for the fuzzing alone, on a database of its own."""
-    async with private_stack(fuzz_database, "fuzz") as api:
-        yield api
+def fuzz_api(fuzz_stack: tuple[str, str]) -> str:
+    return fuzz_stack[0]
+
+
+@pytest.fixture(scope="module")
+def fuzz_database(fuzz_stack: tuple[str, str]) -> str:
+    return fuzz_stack[1]
 
 
 @pytest.fixture(scope="module")

@@ -5,31 +5,38 @@ Guarantees (DESIGN.md, invariants 1-3 and 6):
 * StreamRevision runs 1, 2, 3, ... per stream. `append` checks every stream's
   expected revision against the `streams` row it locks, so a stale expectation
   raises `ConcurrencyConflict` and nothing is written.
-
-The work happens in SQL functions (migration 0002), one round trip per call,
-each scoped to the account by row-level security.
 * SequenceNumber runs 1, 2, 3, ... per (AccountId, StreamType). Numbers come
   from a counter row that stays locked until the appending transaction ends,
   so transactions of one (account, stream type) commit in sequence order and a
   reader that has seen N never later finds an event <= N.
-* Everything in one `append` call commits or rolls back together.
+* Everything in one `append` call commits or rolls back together. Group commit
+  may carry it in one transaction with other accounts' appends; each append is
+  still all or nothing, and a refused one does not affect the others.
 * Events are never updated or deleted (a trigger refuses it).
+
+The work happens in SQL functions (migrations 0002 and 0006), one round trip
+per call, each append scoped to its account by row-level security.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from typing import Any, Protocol
 from uuid import UUID
 
 import asyncpg
 from opentelemetry import trace
+from opentelemetry.context import Context
+from opentelemetry.trace import SpanContext
 
+from commands.group_commit import GroupCommit, Outcome
 from commands.upcasting import Upcasters
-from erp.metrics import EVENTS_APPENDED
+from erp.metrics import APPEND_BATCH_SIZE, EVENTS_APPENDED
 
 tracer = trace.get_tracer("erp.event_store")
 
@@ -97,12 +104,29 @@ class AppendResult:
     positions: dict[str, int]
 
 
+class CommandAlreadyLogged(Exception):
+    """An append carrying the same command id committed first: a concurrent retry of an idempotent command."""
+
+
+@dataclass(frozen=True, slots=True)
+class AppendRequest:
+    """One atomic append: an account's non-empty stream writes, sorted by stream id."""
+
+    account_id: UUID
+    writes: Sequence[StreamWrite]
+    metadata: CommandMetadata
+    log: CommandLogEntry | None = None
+    caller: SpanContext | None = None
+    """The span that asked for it, linked from the batch that carries it."""
+
+
 _LOAD_STREAM = "SELECT * FROM erp_load_stream($1, $2, $3)"
-_APPEND = """
-SELECT stream_type, last_sequence
-FROM erp_append($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17)
+_APPEND_BATCH = """
+SELECT stream_types, last_sequences, refusal, detail
+FROM erp_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
 """
-CONFLICT_SQLSTATE = "ER409"
+MAX_BATCH = 50
+"""Appends per batch; the SQL function allows 60 (subtransactions a backend caches: 64)."""
 
 
 class Executor(Protocol):
@@ -122,10 +146,20 @@ class CommandLogEntry:
 
 
 class EventStore:
-    """Appends and loads one account's events; row-level security scopes every call."""
+    """Appends and loads one account's events; row-level security scopes every call.
 
-    def __init__(self, upcasters: Upcasters | None = None) -> None:
+    Appends on a pool use group commit (`commands.group_commit`): appends that
+    arrive while another is in flight are sent together as one statement and
+    commit in one transaction, each still all-or-nothing on its own.
+    """
+
+    def __init__(
+        self, upcasters: Upcasters | None = None, *, group_commit: bool = True, lanes: int = 2
+    ) -> None:
         self._upcasters = upcasters or Upcasters()
+        self._group_commit = group_commit
+        self._lanes = lanes
+        self._groups: dict[asyncpg.Pool[Any], GroupCommit[AppendRequest, AppendResult]] = {}
 
     async def load(
         self, executor: Executor, account_id: UUID, stream_id: str, after_revision: int = 0
@@ -144,27 +178,14 @@ class EventStore:
     ) -> AppendResult:
         """Append all `writes` atomically; raise `ConcurrencyConflict` if any stream moved.
 
-        One statement does it all (see migration 0002). On a pool it is its own
-        transaction; on a connection inside a transaction it joins that one.
+        Raises `CommandAlreadyLogged` if `log` is given and its command id is
+        already in the command log. On a pool the append is its own transaction,
+        shared with concurrent appends (group commit); on a connection inside a
+        transaction it joins that one.
         """
         writes = sorted((w for w in writes if w.events), key=lambda w: w.stream_id)
         if not writes:
             return AppendResult(revisions={}, positions={})
-        event_columns: tuple[list[Any], ...] = ([], [], [], [], [])
-        for write in writes:
-            for offset, pending in enumerate(write.events, start=1):
-                for column, value in zip(
-                    event_columns,
-                    (
-                        write.stream_id,
-                        write.expected_revision + offset,
-                        write.stream_type,
-                        pending.name,
-                        pending.payload,
-                    ),
-                    strict=True,
-                ):
-                    column.append(value)
         with tracer.start_as_current_span(
             "append",
             attributes={
@@ -173,50 +194,72 @@ class EventStore:
                 "erp.events": sum(len(w.events) for w in writes),
             },
         ) as span:
-            rows = await self._append(executor, account_id, writes, metadata, log, event_columns)
-            positions = {row["stream_type"]: row["last_sequence"] for row in rows}
-            for stream_type, position in positions.items():
+            request = AppendRequest(account_id, writes, metadata, log, span.get_span_context())
+            if self._group_commit and isinstance(executor, asyncpg.Pool):
+                result = await self._group(executor).submit(request)
+            else:
+                [outcome] = await self.append_batch(executor, [request])
+                if isinstance(outcome, Exception):
+                    raise outcome
+                result = outcome
+            for stream_type, position in result.positions.items():
                 span.set_attribute(f"erp.position.{stream_type}", position)
             for write in writes:
                 EVENTS_APPENDED.add(len(write.events), {"stream_type": write.stream_type})
-        return AppendResult(
-            revisions={w.stream_id: w.expected_revision + len(w.events) for w in writes},
-            positions=positions,
-        )
+        return result
 
-    async def _append(
-        self,
-        executor: Executor,
-        account_id: UUID,
-        writes: Sequence[StreamWrite],
-        metadata: CommandMetadata,
-        log: CommandLogEntry | None,
-        event_columns: tuple[list[Any], ...],
-    ) -> list[asyncpg.Record]:
-        try:
-            return await executor.fetch(
-                _APPEND,
-                account_id,
-                [w.stream_id for w in writes],
-                [w.stream_type for w in writes],
-                [w.expected_revision for w in writes],
-                [len(w.events) for w in writes],
-                *event_columns,
-                metadata.command_id,
-                metadata.correlation_id,
-                metadata.causation_id,
-                dict(metadata.trace_context),
-                log.command_name if log else None,
-                log.request_hash if log else None,
-                dict(log.result) if log else None,
+    async def append_batch(
+        self, executor: Executor, requests: Sequence[AppendRequest]
+    ) -> list[Outcome[AppendResult]]:
+        """Append for distinct accounts in one statement; each request's outcome in request order.
+
+        A request refused for a stale revision or a logged command id gets its
+        exception as its outcome and writes nothing; the others are unaffected.
+        Any other error fails the whole statement, and nothing of it is written.
+        """
+        order = sorted(range(len(requests)), key=lambda i: requests[i].account_id)
+        ordered = [requests[i] for i in order]
+        rows = await executor.fetch(_APPEND_BATCH, *_batch_arguments(ordered))
+        outcomes = dict(zip(order, map(_outcome, ordered, rows), strict=True))
+        return [outcomes[i] for i in range(len(requests))]
+
+    def _group(self, pool: asyncpg.Pool[Any]) -> GroupCommit[AppendRequest, AppendResult]:
+        group = self._groups.get(pool)
+        if group is None:
+            for closed in [p for p in self._groups if p.is_closing()]:
+                del self._groups[closed]
+            group = GroupCommit(
+                partial(self._send_group, pool),
+                key=lambda request: request.account_id,
+                lanes=self._lanes,
+                max_batch=MAX_BATCH,
             )
-        except asyncpg.PostgresError as error:
-            if error.sqlstate != CONFLICT_SQLSTATE:
-                raise
-            detail = json.loads(error.detail or "{}")
-            raise ConcurrencyConflict(
-                detail.get("StreamId", "?"), detail.get("Expected", -1), detail.get("Actual")
-            ) from None
+            group.batch_sizes = partial(APPEND_BATCH_SIZE.record)
+            self._groups[pool] = group
+        return group
+
+    async def _send_group(
+        self, pool: asyncpg.Pool[Any], requests: list[AppendRequest]
+    ) -> list[Outcome[AppendResult]]:
+        links = [trace.Link(r.caller) for r in requests if r.caller is not None and r.caller.is_valid]
+        with tracer.start_as_current_span(
+            "append batch", context=Context(), links=links, attributes={"erp.appends": len(requests)}
+        ):
+            try:
+                return await self.append_batch(pool, requests)
+            except asyncpg.PostgresError:
+                if len(requests) == 1:
+                    raise
+            # The server refused the whole statement (so none of it was written), perhaps for one
+            # request's sake: send each alone, and each caller gets its own answer.
+            return list(await asyncio.gather(*(self._alone(pool, request) for request in requests)))
+
+    async def _alone(self, pool: asyncpg.Pool[Any], request: AppendRequest) -> Outcome[AppendResult]:
+        try:
+            [outcome] = await self.append_batch(pool, [request])
+        except Exception as error:
+            return error
+        return outcome
 
     def _recorded(self, row: asyncpg.Record) -> RecordedEvent:
         name, payload = self._upcasters.upcast(
@@ -234,3 +277,51 @@ class EventStore:
             command_id=row["command_id"],
             trace_context=row["trace_context"],
         )
+
+
+def _batch_arguments(requests: Sequence[AppendRequest]) -> list[list[Any]]:
+    """`erp_append_batch`'s arguments: per-append columns, then flat stream and event columns."""
+    columns: list[list[Any]] = [[] for _ in range(19)]
+    (
+        accounts, command_ids, correlation_ids, causation_ids, trace_contexts, command_names,
+        request_hashes, results, stream_ends, stream_ids, stream_types, expected, counts,
+        event_ends, event_stream_ids, event_revisions, event_types, names, payloads,
+    ) = columns  # fmt: skip
+    for request in requests:
+        metadata, log = request.metadata, request.log
+        accounts.append(request.account_id)
+        command_ids.append(metadata.command_id)
+        correlation_ids.append(metadata.correlation_id)
+        causation_ids.append(metadata.causation_id)
+        trace_contexts.append(dict(metadata.trace_context))
+        command_names.append(log.command_name if log else None)
+        request_hashes.append(log.request_hash if log else None)
+        results.append(dict(log.result) if log else None)
+        for write in request.writes:
+            stream_ids.append(write.stream_id)
+            stream_types.append(write.stream_type)
+            expected.append(write.expected_revision)
+            counts.append(len(write.events))
+            for offset, pending in enumerate(write.events, start=1):
+                event_stream_ids.append(write.stream_id)
+                event_revisions.append(write.expected_revision + offset)
+                event_types.append(write.stream_type)
+                names.append(pending.name)
+                payloads.append(pending.payload)
+        stream_ends.append(len(stream_ids))
+        event_ends.append(len(event_stream_ids))
+    return columns
+
+
+def _outcome(request: AppendRequest, row: asyncpg.Record) -> Outcome[AppendResult]:
+    if row["refusal"] == "conflict":
+        detail = json.loads(row["detail"] or "{}")
+        return ConcurrencyConflict(
+            detail.get("StreamId", "?"), detail.get("Expected", -1), detail.get("Actual")
+        )
+    if row["refusal"] == "duplicate":
+        return CommandAlreadyLogged(f"command {request.metadata.command_id} is already logged")
+    return AppendResult(
+        revisions={w.stream_id: w.expected_revision + len(w.events) for w in request.writes},
+        positions=dict(zip(row["stream_types"], row["last_sequences"], strict=True)),
+    )

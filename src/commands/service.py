@@ -26,7 +26,13 @@ from commands.errors import (
     StreamNotFound,
     UnknownCommand,
 )
-from commands.event_store import CommandLogEntry, CommandMetadata, ConcurrencyConflict, EventStore
+from commands.event_store import (
+    CommandAlreadyLogged,
+    CommandLogEntry,
+    CommandMetadata,
+    ConcurrencyConflict,
+    EventStore,
+)
 from commands.handlers import CommandSpec
 from commands.messages import Command
 from commands.registry import COMMANDS
@@ -188,9 +194,9 @@ class CommandService:
                     if attempt == self._max_attempts or (pinned and (not idempotent or rechecked)):
                         raise
                     rechecked = pinned
-                except asyncpg.UniqueViolationError as error:
+                except CommandAlreadyLogged:
                     # A concurrent retry of the same Idempotency-Key won; the next attempt returns its result.
-                    if error.constraint_name != "command_log_pkey" or attempt == self._max_attempts:
+                    if attempt == self._max_attempts:
                         raise
                 else:
                     return self._traced(span, result)
@@ -219,7 +225,7 @@ class CommandService:
             return await self._decide_and_append(account_id, command, metadata, idempotent, trusted)
         try:
             return await self._decide_and_append(account_id, command, metadata, idempotent, trusted)
-        except (CommandError, ConcurrencyConflict, asyncpg.UniqueViolationError) as error:
+        except (CommandError, ConcurrencyConflict, CommandAlreadyLogged) as error:
             if isinstance(error, InvalidCommand | IdempotencyKeyReused):
                 raise
             raise _Unverified from error

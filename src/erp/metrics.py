@@ -18,6 +18,9 @@ COMMAND_DURATION = meter.create_histogram(
     "erp.command.duration", unit="s", description="Command latency by name and outcome"
 )
 EVENTS_APPENDED = meter.create_counter("erp.events.appended", unit="{event}", description="Events stored")
+APPEND_BATCH_SIZE = meter.create_histogram(
+    "erp.append.batch_size", unit="{append}", description="Appends carried by one group-commit batch"
+)
 EVENTS_PROJECTED = meter.create_counter("erp.events.projected", unit="{event}", description="Events applied")
 EVENTS_PARKED = meter.create_counter(
     "erp.events.parked", unit="{event}", description="Events a projection could not apply"

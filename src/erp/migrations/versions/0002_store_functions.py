@@ -49,6 +49,9 @@ BEGIN
     RETURN QUERY SELECT * FROM command_log WHERE account_id = p_account AND command_id = p_command_id;
 END $$;
 
+"""
+
+APPEND = """
 -- Streams come sorted by id and events in stream order; both orders are fixed so
 -- that concurrent appends lock rows in the same order and never deadlock.
 -- A stale expected revision raises SQLSTATE ER409 with the details as JSON.
@@ -139,7 +142,7 @@ DROP FUNCTION erp_enter_account(uuid);
 
 
 def upgrade() -> None:
-    run_script(UPGRADE)
+    run_script(UPGRADE + APPEND)
 
 
 def downgrade() -> None:

@@ -3,8 +3,11 @@
 A NOTIFY inside the appending transaction would serialise every commit in the
 cluster (Postgres takes a global lock to queue notifications at commit), so
 the append commits first and this sends the wake-up afterwards. Bursts
-coalesce: at most one NOTIFY is in flight per process. A lost wake-up only
-costs latency; projectors also poll.
+coalesce: at most one NOTIFY is in flight per process, and under load at most
+one per `min_interval` (a lone append is announced at once). Each NOTIFY costs
+a transaction here and a wake-up in every projector, and projectors woken less
+often apply bigger batches. A lost wake-up only costs latency; projectors also
+poll.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ EVENTS_CHANNEL = "erp_events"
 class ProjectorWakeup:
     """Call `poke()` after each committed append."""
 
-    def __init__(self, pool: asyncpg.Pool[Any]) -> None:
+    def __init__(self, pool: asyncpg.Pool[Any], min_interval: float = 0.005) -> None:
         self._pool = pool
+        self._min_interval = min_interval
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -43,6 +47,8 @@ class ProjectorWakeup:
             except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as error:
                 log.warning("could not wake projectors: %s", error)
                 await asyncio.sleep(0.5)
+            else:
+                await asyncio.sleep(self._min_interval)
 
     async def close(self) -> None:
         if self._task is not None:

@@ -1,0 +1,57 @@
+"""Projector wake-ups against the real Postgres: prompt for a lone append, coalesced under load, never lost."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from typing import Any
+
+import asyncpg
+import pytest
+
+from commands.wakeup import EVENTS_CHANNEL, ProjectorWakeup
+from erp.settings import Settings
+
+pytestmark = pytest.mark.timeout(30)
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.times: list[float] = []
+        self.arrived = asyncio.Event()
+
+    def __call__(self, *_: Any) -> None:
+        self.times.append(time.monotonic())
+        self.arrived.set()
+
+    async def next(self, timeout: float = 5.0) -> float:
+        self.arrived.clear()
+        await asyncio.wait_for(self.arrived.wait(), timeout)
+        return self.times[-1]
+
+
+async def test_pokes_are_coalesced_under_load_and_the_last_one_is_announced(
+    settings: Settings, pool: asyncpg.Pool[Any]
+) -> None:
+    listener = Listener()
+    connection = await asyncpg.connect(settings.database_url)
+    await connection.add_listener(EVENTS_CHANNEL, listener)
+    wakeup = ProjectorWakeup(pool, min_interval=0.05)
+    try:
+        wakeup.poke()  # a lone append after a quiet spell is announced at once
+        await listener.next()
+
+        await asyncio.sleep(0.1)
+        listener.times.clear()
+        started = time.monotonic()
+        for _ in range(40):  # a burst: a poke every 5 ms for 200 ms
+            wakeup.poke()
+            await asyncio.sleep(0.005)
+        last_poke = time.monotonic()
+        while not listener.times or listener.times[-1] < last_poke:
+            await listener.next()  # the burst's last poke is announced too
+        burst = last_poke - started
+        assert 1 <= len(listener.times) <= burst / 0.05 + 2, "NOTIFYs were not coalesced"
+    finally:
+        await wakeup.close()
+        await connection.close()

@@ -69,6 +69,9 @@ class CustomAttribute:
                 raise InvalidCommand(f"{where} must be a date (YYYY-MM-DD)") from None
 
 
+_DEFINITIONS = "SELECT element, attribute, type, required, max_length FROM erp_customisations($1)"
+
+
 class Customisations:
     """An account's custom attributes, cached briefly; defining one clears this process's cache."""
 
@@ -83,10 +86,7 @@ class Customisations:
         cached = self._cache.get(account_id)
         if cached is not None and cached[0] > now:
             return cached[1]
-        async with tenant_transaction(self._pool, account_id) as connection:
-            rows = await connection.fetch(
-                "SELECT element, attribute, type, required, max_length FROM customisations"
-            )
+        rows = await self._pool.fetch(_DEFINITIONS, account_id)
         definitions: dict[str, dict[str, CustomAttribute]] = {}
         for r in rows:
             definitions.setdefault(r["element"], {})[r["attribute"]] = CustomAttribute(

@@ -37,6 +37,7 @@ from opentelemetry.trace import SpanContext
 from commands.group_commit import GroupCommit, Outcome
 from commands.upcasting import Upcasters
 from erp.metrics import APPEND_BATCH_SIZE, EVENTS_APPENDED
+from erp.telemetry import traced
 
 tracer = trace.get_tracer("erp.event_store")
 
@@ -186,7 +187,8 @@ class EventStore:
         writes = sorted((w for w in writes if w.events), key=lambda w: w.stream_id)
         if not writes:
             return AppendResult(revisions={}, positions={})
-        with tracer.start_as_current_span(
+        with traced(
+            tracer,
             "append",
             attributes={
                 "erp.account_id": str(account_id),
@@ -242,8 +244,8 @@ class EventStore:
         self, pool: asyncpg.Pool[Any], requests: list[AppendRequest]
     ) -> list[Outcome[AppendResult]]:
         links = [trace.Link(r.caller) for r in requests if r.caller is not None and r.caller.is_valid]
-        with tracer.start_as_current_span(
-            "append batch", context=Context(), links=links, attributes={"erp.appends": len(requests)}
+        with traced(
+            tracer, "append batch", context=Context(), links=links, attributes={"erp.appends": len(requests)}
         ):
             try:
                 return await self.append_batch(pool, requests)

@@ -41,6 +41,7 @@ from commands.unit_of_work import UnitOfWork
 from commands.wakeup import ProjectorWakeup
 from erp import metrics
 from erp.consistency import encode_token
+from erp.telemetry import traced
 
 tracer = trace.get_tracer("erp.commands")
 
@@ -165,7 +166,8 @@ class CommandService:
             custom = getattr(command.message, "custom", None)
             elements = (spec.element, *spec.alternatives)
             await self.customisations.check_one_of(account_id, elements, custom, spec.creates)
-        with tracer.start_as_current_span(
+        with traced(
+            tracer,
             f"command {command.spec.name}",
             attributes={
                 "erp.account_id": str(account_id),

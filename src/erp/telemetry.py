@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from contextvars import ContextVar
+from typing import Any
 
 from opentelemetry import metrics, trace
 from opentelemetry.sdk.metrics import MeterProvider
@@ -20,6 +23,18 @@ from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, ConsoleSpanExporter
 
 _configured = False
+_NO_SPAN = contextlib.nullcontext(trace.INVALID_SPAN)
+
+
+def traced(tracer: trace.Tracer, name: str, **options: Any) -> AbstractContextManager[trace.Span]:
+    """`tracer.start_as_current_span(name, **options)`, or nothing while no tracer provider is installed.
+
+    Even the no-op tracer switches contexts for every span; on the command path
+    that cost the API about 8% of its CPU when nobody collected the spans.
+    """
+    if isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider | trace.NoOpTracerProvider):
+        return _NO_SPAN
+    return tracer.start_as_current_span(name, **options)
 
 
 def configure_telemetry(

@@ -17,6 +17,8 @@ import redis.asyncio as redis
 from opentelemetry import trace
 from redis.exceptions import RedisError
 
+from erp.telemetry import traced
+
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("erp.notifications")
 
@@ -65,9 +67,7 @@ class Notifier:
         if not self._pending:
             return
         pending, self._pending = self._pending, {}
-        with tracer.start_as_current_span(
-            "notify", links=links, attributes={"erp.notifications": len(pending)}
-        ):
+        with traced(tracer, "notify", links=links, attributes={"erp.notifications": len(pending)}):
             try:
                 async with self._client.pipeline(transaction=False) as pipe:
                     for (projection, account_id, stream_type), position in pending.items():

@@ -27,6 +27,7 @@ from commands.event_store import RecordedEvent
 from commands.wakeup import EVENTS_CHANNEL
 from erp import metrics
 from erp.db import finish_before_cancelling
+from erp.telemetry import traced
 from queries.notifications import Notifier, ProjectionAdvanced
 from queries.projection import Projection
 
@@ -204,7 +205,8 @@ class Projector:
         events = [_recorded(row) for row in rows]
         links.extend(_links(events))
         oldest.append(min(e.commit_time for e in events).timestamp())
-        with tracer.start_as_current_span(
+        with traced(
+            tracer,
             f"project {name}",
             links=links,
             attributes={

@@ -70,6 +70,11 @@ async def test_a_commands_trace_shows_every_step(
     assert append.attributes["erp.position.Order"] == position
     assert f"Order-{order_id}" in append.attributes["erp.streams"]
 
+    carried = linking(spans, "append batch", trace_id)
+    assert carried, "no group-commit batch links to the command's append"
+    assert any(link.context.span_id == append.context.span_id for link in carried[0].links)
+    assert carried[0].context.trace_id != trace_id, "a batch serves many commands: its own trace"
+
     batches = linking(spans, "project orders", trace_id)
     assert batches, "no projector batch links to the command's trace"
     assert batches[0].attributes is not None and batches[0].attributes["erp.events"] >= 1

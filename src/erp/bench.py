@@ -1,13 +1,15 @@
 """`erp bench`: throughput and latency on this machine, printed with ratios to the targets.
 
 It starts its own database, Temporal dev server, worker and API (as separate
-processes, as in production), onboards accounts over HTTP, then measures:
+processes, as in production), onboards accounts over HTTP, warms the API up with
+the same load for a fifth of a phase (at least 2 s, not measured), then measures:
 
 1. PlaceOrder commands/s over HTTP, with concurrent clients over all accounts;
-2. events/s appended through the event store directly, concurrent writers over all accounts,
-   and how fast the projector applied them;
-3. command -> notification latency: one command at a time, from sending the HTTP request
-   to receiving the account's Redis notification that covers its position.
+2. command -> notification latency: one command at a time, from sending the HTTP request
+   to receiving the account's Redis notification that covers its position;
+3. events/s appended through the event store directly, concurrent writers over all accounts:
+   with the projector keeping up, ten orders per append, and with the worker stopped (the
+   store alone), then how fast the projector catches up.
 """
 
 from __future__ import annotations
@@ -419,9 +421,15 @@ async def run_bench(
         async with aiohttp.ClientSession(connector=connector) as session:
             console.print(f"onboarding {accounts} accounts ...")
             tenants = await onboard(session, stack.base, accounts)
+            warm_up = max(2.0, seconds / 5)
+            console.print(f"warming up (caches, pools, prepared statements) for {warm_up:g} s ...")
+            await http_commands(session, stack.base, tenants, warm_up, Results(machine="", accounts=accounts))
+            await wait_caught_up(stack.settings)
             console.print(f"PlaceOrder over HTTP for {seconds:g} s ...")
             await http_commands(session, stack.base, tenants, seconds, results)
             await wait_caught_up(stack.settings)
+            console.print("command -> notification latency ...")
+            await notification_latency(session, stack.base, stack.settings, tenants[0], results)
             account_ids = [a for a, _ in tenants]
             console.print(f"appending through the store, one event per append, for {seconds:g} s ...")
             (
@@ -438,8 +446,6 @@ async def run_bench(
                 results.paused_appended_events_per_s,
                 results.catch_up_events_per_s,
             ) = await appends_then_catch_up(stack, account_ids, seconds)
-            console.print("command -> notification latency ...")
-            await notification_latency(session, stack.base, stack.settings, tenants[0], results)
             results.api_rss_mb = stack.rss_mb(stack.api)
             results.worker_rss_mb = stack.rss_mb(stack.worker)
     finally:

@@ -1,4 +1,4 @@
-"""Projector wake-ups against the real Postgres: prompt for a lone append, coalesced under load, never lost."""
+"""Projector wake-ups against the real Postgres: prompt when alone, coalesced under load, never lost."""
 
 from __future__ import annotations
 
@@ -24,9 +24,10 @@ class Listener:
         self.times.append(time.monotonic())
         self.arrived.set()
 
-    async def next(self, timeout: float = 5.0) -> float:
+    async def next(self) -> float:
         self.arrived.clear()
-        await asyncio.wait_for(self.arrived.wait(), timeout)
+        async with asyncio.timeout(5):
+            await self.arrived.wait()
         return self.times[-1]
 
 

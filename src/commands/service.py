@@ -275,7 +275,7 @@ class CommandService:
             )
         appended = await uow.commit(metadata, log)
         if self._wakeup is not None and appended.positions:
-            self._wakeup.poke()
+            self._wakeup.poke(appended.positions)
         return CommandResult.of(aggregate.stream_id, revision, appended.positions)
 
     @staticmethod

@@ -281,7 +281,7 @@ async def store_appends(
             )
         command_id = uuid.uuid4()
         await store.append(pool, account_id, writes, CommandMetadata(command_id, command_id, command_id))
-        wakeup.poke()
+        wakeup.poke(["Order"])
         appends += 1
 
     try:

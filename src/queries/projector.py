@@ -24,7 +24,7 @@ import asyncpg
 from opentelemetry import trace
 
 from commands.event_store import RecordedEvent
-from commands.wakeup import EVENTS_CHANNEL
+from commands.wakeup import EVENTS_CHANNEL, concerns
 from erp import metrics
 from erp.db import finish_before_cancelling
 from erp.telemetry import traced
@@ -353,12 +353,21 @@ class Projector:
     ) -> None:
         """Follow the store: wake on NOTIFY (or every `poll_interval`), catch up, repeat.
 
+        Wake-ups for stream types this projection does not project are ignored,
+        and the lag gauge is refreshed at most once per `poll_interval`.
         Errors propagate, so the caller (a Temporal activity) retries with backoff.
         """
         wake = asyncio.Event()
+        lag_read = -poll_interval
         listener = await asyncpg.connect(dsn)
         try:
-            await listener.add_listener(EVENTS_CHANNEL, lambda *_: wake.set())
+            stream_types = self.projection.stream_types
+
+            def woken(_connection: object, _pid: int, _channel: str, payload: str) -> None:
+                if concerns(payload, stream_types):
+                    wake.set()
+
+            await listener.add_listener(EVENTS_CHANNEL, woken)
             while stop is None or not stop.is_set():
                 heartbeat()
                 if listener.is_closed():
@@ -368,8 +377,10 @@ class Projector:
                     continue
                 if self.notifier is not None:
                     await self.notifier.flush_pending()
-                lag = await self.lag()
-                metrics.LAG[(self.projection.name, self.database)] = lag.events_behind
+                if time.monotonic() - lag_read >= poll_interval:
+                    lag_read = time.monotonic()
+                    lag = await self.lag()
+                    metrics.LAG[(self.projection.name, self.database)] = lag.events_behind
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(wake.wait(), timeout=poll_interval)
         finally:

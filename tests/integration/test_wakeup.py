@@ -9,7 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
-from commands.wakeup import EVENTS_CHANNEL, ProjectorWakeup
+from commands.wakeup import EVENTS_CHANNEL, ProjectorWakeup, concerns
 from erp.settings import Settings
 
 pytestmark = pytest.mark.timeout(30)
@@ -18,10 +18,12 @@ pytestmark = pytest.mark.timeout(30)
 class Listener:
     def __init__(self) -> None:
         self.times: list[float] = []
+        self.payloads: list[str] = []
         self.arrived = asyncio.Event()
 
-    def __call__(self, *_: Any) -> None:
+    def __call__(self, _connection: Any, _pid: int, _channel: str, payload: str) -> None:
         self.times.append(time.monotonic())
+        self.payloads.append(payload)
         self.arrived.set()
 
     async def next(self) -> float:
@@ -56,3 +58,31 @@ async def test_pokes_are_coalesced_under_load_and_the_last_one_is_announced(
     finally:
         await wakeup.close()
         await connection.close()
+
+
+async def test_a_wake_up_names_the_stream_types_appended_since_the_last_one(
+    settings: Settings, pool: asyncpg.Pool[Any]
+) -> None:
+    listener = Listener()
+    connection = await asyncpg.connect(settings.database_url)
+    await connection.add_listener(EVENTS_CHANNEL, listener)
+    wakeup = ProjectorWakeup(pool, min_interval=0.2)
+    try:
+        wakeup.poke(["Order"])
+        await listener.next()
+        wakeup.poke(["Order", "Customer"])  # both wait out the interval, then leave together
+        wakeup.poke(["Invoice"])
+        await listener.next()
+        wakeup.poke()
+        wakeup.poke(["Order"])
+        await listener.next()
+        assert listener.payloads == ["Order", "Customer,Invoice,Order", ""]
+    finally:
+        await wakeup.close()
+        await connection.close()
+
+
+def test_a_projector_wakes_only_for_its_own_stream_types() -> None:
+    assert concerns("Order,Invoice", ("Delivery", "Invoice"))
+    assert not concerns("Order", ("Customer", "Person"))
+    assert concerns("", ("Customer",)), "an empty payload wakes every projector"

@@ -3,8 +3,9 @@
 A NOTIFY inside the appending transaction would serialise every commit in the
 cluster (Postgres takes a global lock to queue notifications at commit), so
 the append commits first and this sends the wake-up afterwards. Bursts
-coalesce: at most one NOTIFY is in flight per process, and under load at most
-one per `min_interval` (a lone append is announced at once). Each NOTIFY costs
+coalesce: at most one NOTIFY is in flight per process, and when appends keep
+coming while one is in flight (load), the next waits `min_interval`; appends
+one at a time are each announced at once. Each NOTIFY costs
 a transaction here and a wake-up in every projector, and projectors woken less
 often apply bigger batches. The payload names the stream types appended since
 the last NOTIFY (empty: any), so a projector sleeps through appends it does not
@@ -63,7 +64,8 @@ class ProjectorWakeup:
                 log.warning("could not wake projectors: %s", error)
                 await asyncio.sleep(0.5)
             else:
-                await asyncio.sleep(self._min_interval)
+                if self._dirty.is_set():  # appends kept coming meanwhile: under load
+                    await asyncio.sleep(self._min_interval)
 
     async def close(self) -> None:
         if self._task is not None:

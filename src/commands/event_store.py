@@ -221,7 +221,7 @@ class EventStore:
         """
         order = sorted(range(len(requests)), key=lambda i: requests[i].account_id)
         ordered = [requests[i] for i in order]
-        rows = await executor.fetch(_APPEND_BATCH, *_batch_arguments(ordered))
+        rows = await executor.fetch(_APPEND_BATCH, *batch_arguments(ordered))
         outcomes = dict(zip(order, map(_outcome, ordered, rows), strict=True))
         return [outcomes[i] for i in range(len(requests))]
 
@@ -281,7 +281,7 @@ class EventStore:
         )
 
 
-def _batch_arguments(requests: Sequence[AppendRequest]) -> list[list[Any]]:
+def batch_arguments(requests: Sequence[AppendRequest]) -> list[list[Any]]:
     """`erp_append_batch`'s arguments: per-append columns, then flat stream and event columns."""
     columns: list[list[Any]] = [[] for _ in range(19)]
     (

@@ -26,7 +26,7 @@ from commands.event_store import (
     EventStore,
     PendingEvent,
     StreamWrite,
-    _batch_arguments,
+    batch_arguments,
 )
 from tenancy.rls import tenant_transaction
 from tests.conftest import make_account
@@ -245,9 +245,9 @@ async def test_the_batch_function_takes_distinct_accounts_in_order_and_at_most_s
     for requests in ([request(b, write("Thing-1", 0)), request(a, write("Thing-1", 0))],
                      [request(a, write("Thing-1", 0)), request(a, write("Thing-2", 0))]):  # fmt: skip
         with pytest.raises(asyncpg.InvalidParameterValueError):
-            await pool.fetch(sql, *_batch_arguments(requests))
+            await pool.fetch(sql, *batch_arguments(requests))
     assert MAX_BATCH <= 60
     many = [request(uuid.UUID(int=n), write("Thing-1", 0)) for n in range(1, 62)]
     with pytest.raises(asyncpg.ProgramLimitExceededError):
-        await pool.fetch(sql, *_batch_arguments(many))
+        await pool.fetch(sql, *batch_arguments(many))
     assert await stream_revision(pool, a, "Thing-1") is None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -33,12 +34,18 @@ class Listener:
         return self.times[-1]
 
 
-async def test_pokes_are_coalesced_under_load_and_the_last_one_is_announced(
-    settings: Settings, pool: asyncpg.Pool[Any]
-) -> None:
+@pytest.fixture
+async def listener(settings: Settings) -> AsyncIterator[Listener]:
     listener = Listener()
     connection = await asyncpg.connect(settings.database_url)
     await connection.add_listener(EVENTS_CHANNEL, listener)
+    yield listener
+    await connection.close()
+
+
+async def test_pokes_are_coalesced_under_load_and_the_last_one_is_announced(
+    listener: Listener, pool: asyncpg.Pool[Any]
+) -> None:
     wakeup = ProjectorWakeup(pool, min_interval=0.05)
     try:
         wakeup.poke()  # a lone append after a quiet spell is announced at once
@@ -57,15 +64,11 @@ async def test_pokes_are_coalesced_under_load_and_the_last_one_is_announced(
         assert 1 <= len(listener.times) <= burst / 0.05 + 2, "NOTIFYs were not coalesced"
     finally:
         await wakeup.close()
-        await connection.close()
 
 
 async def test_a_wake_up_names_the_stream_types_appended_since_the_last_one(
-    settings: Settings, pool: asyncpg.Pool[Any]
+    listener: Listener, pool: asyncpg.Pool[Any]
 ) -> None:
-    listener = Listener()
-    connection = await asyncpg.connect(settings.database_url)
-    await connection.add_listener(EVENTS_CHANNEL, listener)
     wakeup = ProjectorWakeup(pool, min_interval=0.2)
     try:
         wakeup.poke(["Order"])
@@ -80,7 +83,6 @@ async def test_a_wake_up_names_the_stream_types_appended_since_the_last_one(
         assert listener.payloads == ["Order", "Customer,Invoice,Order", ""]
     finally:
         await wakeup.close()
-        await connection.close()
 
 
 def test_a_projector_wakes_only_for_its_own_stream_types() -> None:

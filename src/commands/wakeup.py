@@ -5,9 +5,9 @@ cluster (Postgres takes a global lock to queue notifications at commit), so
 the append commits first and this sends the wake-up afterwards. Bursts
 coalesce: at most one NOTIFY is in flight per process, and when appends keep
 coming while one is in flight (load), the next waits `min_interval`; appends
-one at a time are each announced at once. Each NOTIFY costs
-a transaction here and a wake-up in every projector, and projectors woken less
-often apply bigger batches. The payload names the stream types appended since
+one at a time are each announced at once. Each NOTIFY costs a transaction
+here and a wake-up in every projector, and projectors woken less often apply
+bigger batches. The payload names the stream types appended since
 the last NOTIFY (empty: any), so a projector sleeps through appends it does not
 project. A lost wake-up only costs latency; projectors also poll.
 """

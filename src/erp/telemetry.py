@@ -127,3 +127,4 @@ def configure_logging() -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(os.environ.get("ERP_LOG_LEVEL", "INFO"))
+    logging.captureWarnings(True)  # Python's warnings too, as JSON lines rather than bare text

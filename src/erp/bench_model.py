@@ -156,13 +156,26 @@ def run_in_subprocess(elements: int = SEED_ELEMENTS, attributes: int = SEED_ATTR
     import subprocess
 
     code = (
-        "import asyncio, json, sys; from erp.bench_model import measure; "
-        f"print(json.dumps(asyncio.run(measure({elements}, {attributes}))))"
+        "import asyncio, json, sys; from erp.bench import stoppable; from erp.bench_model import measure; "
+        f"print(json.dumps(asyncio.run(stoppable(measure({elements}, {attributes})))))"
     )
-    output = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=900
-    )
-    figures: dict[str, Any] = json.loads(output.stdout.strip().splitlines()[-1])
+    # Its own session: a Ctrl-C reaches it once, as the SIGTERM below, so its clean-up is not cut short.
+    with subprocess.Popen(
+        [sys.executable, "-c", code],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as child:
+        try:
+            stdout, stderr = child.communicate(timeout=900)
+        except BaseException:
+            child.terminate()  # it drops its database on the way out
+            child.wait(timeout=60)
+            raise
+    if child.returncode != 0:
+        raise RuntimeError(f"the model-scale measurement exited with {child.returncode}:\n{stderr}")
+    figures: dict[str, Any] = json.loads(stdout.strip().splitlines()[-1])
     return figures
 
 

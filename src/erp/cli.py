@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import signal
 import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -318,15 +319,19 @@ def bench(
     ] = None,
 ) -> None:
     """Measure HTTP commands/s, appended events/s and command -> notification latency."""
-    from erp.bench import run_bench, run_soak
+    from erp.bench import run_bench, run_soak, stoppable
 
-    if soak is not None:
-        uvloop.run(run_soak(soak, rate, accounts=accounts, json_path=json_path))
-        return
-    if model_scale:
-        from erp.bench_model import report_model_scale
+    try:
+        if soak is not None:
+            uvloop.run(stoppable(run_soak(soak, rate, accounts=accounts, json_path=json_path)))
+        elif model_scale:
+            from erp.bench_model import report_model_scale
 
-        report_model_scale(json_path)
-        return
-
-    uvloop.run(run_bench(seconds=seconds, accounts=accounts, json_path=json_path, api_workers=api_workers))
+            signal.signal(signal.SIGTERM, signal.default_int_handler)
+            report_model_scale(json_path)
+        else:
+            work = run_bench(seconds=seconds, accounts=accounts, json_path=json_path, api_workers=api_workers)
+            uvloop.run(stoppable(work))
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        Console(stderr=True).print("bench stopped; its database and servers are gone")
+        raise typer.Exit(130) from None

@@ -6,6 +6,7 @@ import hashlib
 import secrets
 import time
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
@@ -30,6 +31,18 @@ class Account:
     name: str
     status: str
     database: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    """Where the account a key belongs to lives, and whether it is active yet."""
+
+    route: Route
+    status: str
+
+    @property
+    def active(self) -> bool:
+        return self.status == AccountStatus.ACTIVE
 
 
 def hash_key(api_key: str) -> bytes:
@@ -111,39 +124,53 @@ class AccountCatalog:
                 update(accounts).where(accounts.c.account_id == account_id).values(status=status)
             )
 
-    async def resolve_key(self, api_key: str) -> Route | None:
-        """Where the active account of a live (unrevoked, unexpired) key lives, else None."""
+    async def resolve_key(self, api_key: str) -> KeyOwner | None:
+        """The account a live (unrevoked, unexpired) key belongs to, and its status; else None."""
         query = (
-            select(api_keys.c.account_id, accounts.c.database)
+            select(api_keys.c.account_id, accounts.c.database, accounts.c.status)
             .join(accounts, accounts.c.account_id == api_keys.c.account_id)
             .where(
                 api_keys.c.key_hash == hash_key(api_key),
                 api_keys.c.revoked_at.is_(None),
                 or_(api_keys.c.expires_at.is_(None), api_keys.c.expires_at > func.now()),
-                accounts.c.status == AccountStatus.ACTIVE,
             )
         )
         async with self._engine.connect() as connection:
             row = (await connection.execute(query)).first()
-        return None if row is None else Route(row.account_id, row.database)
+        return None if row is None else KeyOwner(Route(row.account_id, row.database), row.status)
+
+    async def onboarding(self) -> Sequence[Account]:
+        """Accounts registered but not yet active: their onboarding has not finished."""
+        async with self._engine.connect() as connection:
+            rows = await connection.execute(
+                select(accounts.c.account_id, accounts.c.name, accounts.c.status, accounts.c.database)
+                .where(accounts.c.status == AccountStatus.ONBOARDING)
+                .order_by(accounts.c.created_at)
+            )
+            return [Account(r.account_id, r.name, r.status, r.database) for r in rows]
 
 
 class KeyCache:
-    """Remembers resolved keys briefly so the hot path skips the catalog; revocation applies within `ttl`."""
+    """Remembers resolved keys briefly so the hot path skips the catalog; revocation applies within `ttl`.
+
+    An account still onboarding is not remembered: it becomes active any moment.
+    """
 
     def __init__(self, catalog: AccountCatalog, ttl: float = 5.0, max_entries: int = 100_000) -> None:
         self._catalog = catalog
         self._ttl = ttl
         self._max = max_entries
-        self._entries: dict[str, tuple[float, Route | None]] = {}
+        self._entries: dict[str, tuple[float, KeyOwner | None]] = {}
 
-    async def resolve(self, api_key: str) -> Route | None:
+    async def resolve(self, api_key: str) -> KeyOwner | None:
         now = time.monotonic()
         cached = self._entries.get(api_key)
         if cached is not None and cached[0] > now:
             return cached[1]
-        route = await self._catalog.resolve_key(api_key)
+        owner = await self._catalog.resolve_key(api_key)
+        if owner is not None and owner.status == AccountStatus.ONBOARDING:
+            return owner
         if len(self._entries) >= self._max:
             self._entries.clear()
-        self._entries[api_key] = (now + self._ttl, route)
-        return route
+        self._entries[api_key] = (now + self._ttl, owner)
+        return owner

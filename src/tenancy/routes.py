@@ -8,7 +8,6 @@ import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
-from temporalio.client import WorkflowFailureError
 
 from erp.bootstrap import Services
 from erp.problems import problem, problem_responses
@@ -43,22 +42,23 @@ class AccountController(Controller):
     async def create(
         self, data: JSONBody[CreateAccount], services: NamedDependency[Services]
     ) -> CreatedAccount:
-        """Register an account, give it its event-store partition (a workflow) and its first API key."""
+        """Register an account, give it its event-store partition (a workflow) and its first API key.
+
+        Status is Active when onboarding finished within 15 s, else Onboarding: the workflow goes on,
+        and until it ends the key is answered 503 with Retry-After.
+        """
         name = data.name.strip()
         if not name:
             raise problem(422, "Name must not be blank")
         client = await services.temporal.client()
-        try:
-            account, api_key, status = await open_account(
-                services.catalog,
-                services.databases.main,
-                services.databases.names(),
-                client,
-                services.settings.task_queue,
-                name,
-            )
-        except WorkflowFailureError as error:
-            raise problem(503, f"onboarding did not finish: {error.cause}") from None
+        account, api_key, status = await open_account(
+            services.catalog,
+            services.databases.main,
+            services.databases.names(),
+            client,
+            services.settings.task_queue,
+            name,
+        )
         return CreatedAccount(account.account_id, api_key, status)
 
     @get("/{account_id:uuid}", summary="Show an account", responses=problem_responses(400, 401, 404, 503))

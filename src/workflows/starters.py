@@ -2,22 +2,28 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import uuid
 from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-from temporalio.client import Client, WorkflowHandle
+from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
+from temporalio.service import RPCError
 
 from queries.registry import PROJECTIONS
-from tenancy.accounts import Account, AccountCatalog
+from tenancy.accounts import Account, AccountCatalog, AccountStatus
 from tenancy.routing import place_account
 from workflows.messages import AccountInput, ProjectorInput, RebuildInput, RebuildResult
 from workflows.workflows import OnboardAccountWorkflow, ProjectorWorkflow, RebuildProjectionWorkflow
 
+log = logging.getLogger(__name__)
+
 ONBOARD_WAIT = timedelta(seconds=15)
+"""How long POST /accounts waits for onboarding before answering with Status Onboarding."""
 
 
 def projector_workflow_id(projection: str, database: str) -> str:
@@ -45,25 +51,55 @@ async def open_account(
     client: Client,
     task_queue: str,
     name: str,
+    wait: timedelta = ONBOARD_WAIT,
 ) -> tuple[Account, str, str]:
-    """Register an account in the least-used database and onboard it: (account, API key, status)."""
+    """Register an account in the least-used database and onboard it: (account, API key, status).
+
+    The status is Active when onboarding finished within `wait`, else Onboarding: the workflow goes on
+    (with no deadline of its own), and the worker's sweep starts it again if it never began.
+    """
     database = await place_account(main, databases)
     account, api_key = await catalog.register(name, database)
-    status = await onboard_account(client, task_queue, account)
+    status = await onboard_account(client, task_queue, account, wait)
     return account, api_key, status
 
 
-async def onboard_account(client: Client, task_queue: str, account: Account) -> str:
-    """Run the onboarding workflow to its end (idempotent); returns the account's status."""
-    result = await client.execute_workflow(
-        OnboardAccountWorkflow.run,
-        AccountInput(str(account.account_id), account.database),
-        id=f"onboard-{account.account_id}",
-        task_queue=task_queue,
-        execution_timeout=ONBOARD_WAIT,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
+async def onboard_account(
+    client: Client, task_queue: str, account: Account, wait: timedelta = ONBOARD_WAIT
+) -> str:
+    """Start (or join) the account's onboarding workflow and wait up to `wait` for its status."""
+    try:
+        handle = await client.start_workflow(
+            OnboardAccountWorkflow.run,
+            AccountInput(str(account.account_id), account.database),
+            id=onboard_workflow_id(account.account_id),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+        result = await asyncio.wait_for(handle.result(), wait.total_seconds())
+    except (RPCError, TimeoutError, WorkflowFailureError):
+        log.warning("account %s is still onboarding", account.account_id, exc_info=True)
+        return AccountStatus.ONBOARDING
     return result.status
+
+
+async def resume_onboarding(client: Client, task_queue: str, catalog: AccountCatalog) -> int:
+    """Start onboarding again for every account left in Onboarding (a workflow that never started,
+    or one that failed); accounts whose workflow still runs just join it. Returns how many."""
+    waiting = await catalog.onboarding()
+    for account in waiting:
+        await client.start_workflow(
+            OnboardAccountWorkflow.run,
+            AccountInput(str(account.account_id), account.database),
+            id=onboard_workflow_id(account.account_id),
+            task_queue=task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+    return len(waiting)
+
+
+def onboard_workflow_id(account_id: UUID) -> str:
+    return f"onboard-{account_id}"
 
 
 async def start_rebuild(

@@ -6,18 +6,24 @@ import asyncio
 import logging
 from datetime import timedelta
 
+from sqlalchemy.ext.asyncio import create_async_engine
+from temporalio.client import Client
 from temporalio.worker import Worker
 
 from erp.redis_client import redis_client
 from erp.settings import Settings
 from erp.temporal import connect_temporal
 from queries.notifications import Notifier
+from tenancy.accounts import AccountCatalog
 from tenancy.routing import Databases
 from workflows.activities import ErpActivities
-from workflows.starters import start_projectors
+from workflows.starters import resume_onboarding, start_projectors
 from workflows.workflows import WORKFLOWS
 
 log = logging.getLogger(__name__)
+
+SWEEP_EVERY = 30.0
+"""Seconds between looks for accounts whose onboarding never started or did not finish."""
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> None:
@@ -26,6 +32,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
     client_redis = redis_client(settings.redis_url)
     activities = ErpActivities(databases, Notifier(client_redis), settings)
     client = await connect_temporal(settings)
+    engine = create_async_engine(settings.sqlalchemy_url, pool_size=1, max_overflow=1)
+    catalog = AccountCatalog(engine)
     try:
         worker = Worker(
             client,
@@ -37,8 +45,27 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         )
         async with worker:
             await start_projectors(client, settings.task_queue, databases.names())
+            sweeping = asyncio.create_task(sweep_onboarding(client, settings.task_queue, catalog))
             log.info("worker serving task queue %s", settings.task_queue)
-            await (stop.wait() if stop is not None else asyncio.Future())
+            try:
+                await (stop.wait() if stop is not None else asyncio.Future())
+            finally:
+                sweeping.cancel()
     finally:
         await client_redis.aclose()
         await databases.close()
+        await engine.dispose()
+
+
+async def sweep_onboarding(
+    client: Client, task_queue: str, catalog: AccountCatalog, every: float = SWEEP_EVERY
+) -> None:
+    """Now and then, (re)start onboarding for accounts left in Onboarding, e.g. when Temporal was
+    unreachable right after POST /accounts registered them. Never raises; it tries again next round."""
+    while True:
+        try:
+            if resumed := await resume_onboarding(client, task_queue, catalog):
+                log.info("resumed onboarding of %d account(s)", resumed)
+        except Exception:
+            log.warning("could not resume onboarding; trying again in %.0f s", every, exc_info=True)
+        await asyncio.sleep(every)

@@ -8,7 +8,6 @@ from typing import Annotated, Any, Literal
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.plugins.problem_details import ProblemDetailsException
 
@@ -23,16 +22,12 @@ from commands.errors import (
     UnknownCommand,
 )
 from commands.event_store import ConcurrencyConflict
-from commands.handlers import CommandSpec
-from commands.messages import Command
-from commands.registry import COMMANDS
+from commands.openapi import MAX_IDEMPOTENCY_KEY
 from commands.service import CommandResult
 from erp.bootstrap import Services
 from erp.problems import problem, problem_responses
 from tenancy.auth import tenant_route
 from tenancy.routing import Route
-
-MAX_IDEMPOTENCY_KEY = 200
 
 ERRORS: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
     UnknownCommand: lambda e: problem(404, str(e)),
@@ -56,50 +51,12 @@ def _check_key(key: str | None) -> None:
         raise problem(422, f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
 
 
-def command_route(spec: CommandSpec) -> HTTPRouteHandler:
-    """POST /commands/<Name>, typed by the command's own schema (so OpenAPI documents each one)."""
-
-    async def handler(
-        request: Request[Any, Any, Any],
-        tenant: Route,
-        services: Services,
-        data: Command,
-        key: str | None = None,
-    ) -> CommandResult:
-        _check_key(key)
-        commands = services.commands(tenant)
-        # Litestar's decoding is lenient ("2" passes for 2); the wire contract is strict, so the
-        # body is decoded again, strictly. `data` is what documents the schema in OpenAPI.
-        parsed = commands.parse(spec.name, await request.body())
-        return await commands.execute(tenant.account_id, parsed, key)
-
-    handler.__annotations__ = {
-        "request": Request[Any, Any, Any],
-        "tenant": NamedDependency[Route],
-        "services": NamedDependency[Services],
-        "data": JSONBody[spec.message],  # type: ignore[misc, name-defined]
-        "key": IdempotencyKey,
-        "return": CommandResult,
-    }
-    handler.__name__ = f"command_{spec.name}"
-    return post(
-        f"/commands/{spec.name}",
-        status_code=200,
-        summary=spec.name,
-        description=spec.description or None,
-        operation_id=spec.name,
-        tags=["commands"],
-        responses=problem_responses(400, 401, 404, 409, 413, 422, 503),
-        dependencies={"tenant": Provide(tenant_route)},
-    )(handler)
-
-
-def command_routes(commands: dict[str, CommandSpec] | None = None) -> list[HTTPRouteHandler]:
-    return [command_route(spec) for spec in (COMMANDS if commands is None else commands).values()]
-
-
 class CommandController(Controller):
-    """Unknown command names land here: 404 with the list of known ones."""
+    """Every command, by name (unknown names: 404 with the known ones).
+
+    One route for all commands; each one's operation in the OpenAPI document comes from
+    `commands.openapi`.
+    """
 
     path = "/commands"
     tags = ["commands"]

@@ -11,13 +11,15 @@ from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.datastructures import State
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
 from commands.handlers import command_specs
 from commands.model import Model
+from commands.openapi import DocumentWithCommands
 from commands.registry import COMMANDS
 from commands.routes import ERRORS as COMMAND_ERRORS
-from commands.routes import CommandController, CustomisationController, command_routes
+from commands.routes import CommandController, CustomisationController
 from erp.bootstrap import Services
 from erp.health import health
 from erp.problems import problem_details_plugin
@@ -58,7 +60,6 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     return Litestar(
         route_handlers=[
             AccountController,
-            *command_routes(commands),
             CommandController,
             CustomisationController,
             *query_routes(),
@@ -76,7 +77,11 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
         logging_config=None,  # erp.telemetry.configure_logging's JSON lines, not Litestar's own
-        openapi_config=OpenAPIConfig(title="ERP", version="0.1.0"),
+        openapi_config=OpenAPIConfig(
+            title="ERP",
+            version="0.1.0",
+            render_plugins=[RedocRenderPlugin(), SwaggerRenderPlugin(), DocumentWithCommands(commands)],
+        ),
     )
 
 

@@ -4,7 +4,7 @@ The seed's ERP has 2,830 tables with 126,705 columns. This generates a model
 with as many element types and attributes (each element with a Create and an
 Update command and their events), then, in a fresh database and a process of
 its own, measures: building the model (types, handlers, aggregates), creating
-its read-model tables, starting the API with one route per command, and
+its read-model tables, starting the API that serves every command, and
 serving the first command until its row is in the read model; and the API
 process's memory.
 """
@@ -194,7 +194,7 @@ def report_model_scale(json_path: str | None = None) -> dict[str, Any]:
     for label, key, unit in (
         ("build the model (types, handlers, aggregates)", "build_model_s", "s"),
         ("create the read-model tables", "create_tables_s", "s"),
-        (f"start the API ({figures['commands']:,} command routes)", "start_api_s", "s"),
+        (f"start the API ({figures['commands']:,} commands)", "start_api_s", "s"),
         ("serve the first command into its read model", "first_command_s", "s"),
     ):
         table.add_row(label, f"{figures[key]:.1f} {unit}", "")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -18,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
+from commands.registry import COMMANDS
 from tests.conftest import OPERATOR_TOKEN, Tenant, onboard
 
 Headers = dict[str, str]
@@ -889,6 +891,13 @@ async def test_openapi_document(http: httpx.AsyncClient) -> None:
     assert {"OrderId", "CustomerName", "OrderLines"} <= set(
         document["components"]["schemas"]["PlaceOrder"]["properties"]
     )
+    # Every command has its operation (one route serves them all), and every reference resolves.
+    assert {f"/commands/{name}" for name in COMMANDS} <= set(paths)
+    refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert refs <= set(document["components"]["schemas"]), refs - set(document["components"]["schemas"])
+    errors = paths["/commands/CancelOrder"]["post"]["responses"]
+    assert {"200", "400", "401", "404", "409", "413", "422", "503"} <= set(errors)
+    assert "application/problem+json" in errors["409"]["content"]
 
 
 async def test_unknown_paths_are_problems_too(http: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -142,6 +142,17 @@ async def measure(elements: int, attributes: int) -> dict[str, Any]:
         figures["first_row"] = None if row is None else [str(v) for v in row]
         figures["first_command_s"] = time.monotonic() - first_started
         figures["total_s"] = time.monotonic() - started
+
+        # The OpenAPI document is written when first asked for (not part of the start-up above).
+        document_started = time.monotonic()
+        async with (
+            aiohttp.ClientSession() as session,
+            session.get(f"http://127.0.0.1:{settings.http_port}/schema/openapi.json") as response,
+        ):
+            document = await response.read()
+            figures["openapi_status"] = response.status
+        figures["openapi_s"] = time.monotonic() - document_started
+        figures["openapi_mb"] = len(document) / 2**20
         figures["api_rss_mb"] = process.memory_info().rss / 2**20
         server.should_exit = True
         await serving
@@ -199,7 +210,15 @@ def report_model_scale(json_path: str | None = None) -> dict[str, Any]:
     ):
         table.add_row(label, f"{figures[key]:.1f} {unit}", "")
     table.add_row("total, model to first command served", f"{figures['total_s']:.1f} s", "≤ 60 s")
-    table.add_row("API process memory (RSS)", f"{figures['api_rss_mb']:.0f} MB", "≤ 1,024 MB")
+    table.add_row(
+        "API process memory (RSS), OpenAPI document included", f"{figures['api_rss_mb']:.0f} MB", "≤ 1,024 MB"
+    )
+    table.add_row(
+        f"then the OpenAPI document, first request (HTTP {figures['openapi_status']}, "
+        f"{figures['openapi_mb']:.0f} MB)",
+        f"{figures['openapi_s']:.1f} s",
+        "",
+    )
     Console(width=120).print(table)
     Console(width=120).print(
         f"first command: HTTP {figures['first_command_status']}, read model row {figures['first_row']}"

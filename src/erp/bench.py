@@ -23,6 +23,7 @@ import signal
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Awaitable, Callable
@@ -130,6 +131,8 @@ class Stack:
         self.temporal_address = f"127.0.0.1:{free_port()}"
         self.port = free_port()
         self.processes: list[subprocess.Popen[bytes]] = []
+        self.logs = Path(tempfile.mkdtemp(prefix="erp-bench-logs-"))
+        """The worker's and the API's log lines (JSON), kept after the bench, out of its table."""
         self.settings = Settings(
             database_url=self.database_url,
             temporal_address=self.temporal_address,
@@ -153,7 +156,8 @@ class Stack:
             "ERP_LOG_LEVEL": "WARNING",
         }
         erp = str(Path(sys.executable).parent / "erp")
-        process = subprocess.Popen([erp, *args], env=env, stdout=subprocess.DEVNULL)
+        with (self.logs / f"{args[0]}.log").open("ab") as log:
+            process = subprocess.Popen([erp, *args], env=env, stdout=subprocess.DEVNULL, stderr=log)
         self.processes.append(process)
         return process
 
@@ -434,7 +438,9 @@ async def run_bench(
 ) -> Results:
     results = Results(machine=machine(), accounts=accounts)
     stack = Stack(api_workers)
-    console.print(f"starting database, Temporal, worker and API (port {stack.port}) ...")
+    console.print(
+        f"starting database, Temporal, worker and API (port {stack.port}; logs in {stack.logs}) ..."
+    )
     await stack.start()
     try:
         connector = aiohttp.TCPConnector(limit=256)
@@ -557,7 +563,10 @@ async def run_soak(
                 console.print(f"peak {peak:,.0f} requests/s ({errors} errors); the soak runs at half")
                 requests, errors = 0, 0
                 latencies.clear()
-            console.print(f"soak: {rate:g} requests/s for {minutes:g} min over {accounts} accounts")
+            console.print(
+                f"soak: {rate:g} requests/s for {minutes:g} min over {accounts} accounts "
+                f"(logs in {stack.logs})"
+            )
             started = time.monotonic()
             deadline = started + minutes * 60
             next_report = started + 10

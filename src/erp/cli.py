@@ -16,7 +16,7 @@ import uvicorn
 import uvloop
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-from temporalio.client import WorkflowHandle
+from temporalio.client import Client, WorkflowHandle
 
 from erp.settings import Settings
 from queries.projector import Projector
@@ -267,7 +267,8 @@ def projections_rebuild(
             client = await connect_temporal(settings)
             handle = await start_rebuild(client, settings.task_queue, name, names, account_id)
             projectors = [Projector(databases.pool(n), PROJECTIONS[name]) for n in names]
-            await _follow_rebuild(name, handle, projectors, account_id)
+            total = sum([(await projector.lag(account_id)).head for projector in projectors])
+            await _follow_rebuild(name, client, handle, total)
 
     started = time.monotonic()
     asyncio.run(main())
@@ -275,12 +276,15 @@ def projections_rebuild(
 
 
 async def _follow_rebuild(
-    name: str,
-    handle: WorkflowHandle[Any, RebuildResult],
-    projectors: list[Projector],
-    account_id: UUID | None,
+    name: str, client: Client, handle: WorkflowHandle[Any, RebuildResult], total: int
 ) -> None:
-    """A progress bar over the projection's position until the rebuild workflow ends."""
+    """A progress bar over the events replayed (from the activity's heartbeats) until the workflow ends.
+
+    The rebuilt positions are committed only at the end of each account's rebuild, so its
+    heartbeats, not the checkpoints, say how far it is.
+    """
+    from workflows.starters import rebuild_progress
+
     console.print(f"workflow {handle.id}")
     result_task = asyncio.create_task(handle.result())
     with Progress(
@@ -290,12 +294,12 @@ async def _follow_rebuild(
         TimeElapsedColumn(),
         console=console,
     ) as progress:
-        task = progress.add_task(f"rebuilding {name}", total=None)
+        task = progress.add_task(f"rebuilding {name}", total=total or None)
         while not result_task.done():
-            lags = [await projector.lag(account_id) for projector in projectors]
-            progress.update(
-                task, total=sum(lag.head for lag in lags), completed=sum(lag.position for lag in lags)
-            )
+            beat = await rebuild_progress(client, handle)
+            if beat is not None:
+                done = beat.events_before + beat.events
+                progress.update(task, total=max(total, done), completed=done)
             await asyncio.sleep(0.2)
         result = result_task.result()
         progress.update(task, total=result.events_applied, completed=result.events_applied)

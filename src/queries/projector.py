@@ -73,6 +73,15 @@ UPDATE projection_checkpoints c SET position = p.position, updated_at = now()
 FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS p(account_id, stream_type, position)
 WHERE c.projection = $1 AND c.account_id = p.account_id AND c.stream_type = p.stream_type
 """
+# Locks the account's checkpoints (waiting out a live batch that holds them) and starts them over;
+# the live projector claims with SKIP LOCKED and never waits for them, so no deadlock.
+_RESTART_CHECKPOINTS = """
+UPDATE projection_checkpoints SET position = 0, updated_at = now()
+WHERE projection = $1 AND account_id = $2
+"""
+_ACCOUNTS = """
+SELECT DISTINCT account_id FROM stream_sequences WHERE stream_type = ANY($1::text[]) ORDER BY account_id
+"""
 _STATUS = """
 SELECT s.account_id, s.stream_type, s.last_sequence, coalesce(c.position, 0) AS position,
        c.updated_at
@@ -109,6 +118,14 @@ def _recorded(row: asyncpg.Record) -> RecordedEvent:
         command_id=row["command_id"],
         trace_context=row["trace_context"],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Rebuilt:
+    """What one account's rebuild replayed."""
+
+    batches: int
+    events: int
 
 
 REFUSED_BY_READ_MODEL = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
@@ -314,23 +331,50 @@ class Projector:
             else:
                 await asyncio.sleep(pause)
 
-    async def reset(self, account_id: UUID | None = None) -> None:
-        """Forget the read model (for one account or all) so it is rebuilt from the first event."""
-        async with self.pool.acquire() as connection, connection.transaction():
-            await connection.execute(
-                "SELECT 1 FROM projection_checkpoints WHERE projection = $1 "
-                "AND ($2::uuid IS NULL OR account_id = $2) ORDER BY account_id, stream_type "
-                "FOR UPDATE",
-                self.projection.name,
-                account_id,
-            )
-            await self.projection.clear(connection, account_id)
-            await connection.execute(
-                "DELETE FROM projection_checkpoints WHERE projection = $1 "
-                "AND ($2::uuid IS NULL OR account_id = $2)",
-                self.projection.name,
-                account_id,
-            )
+    async def accounts(self) -> list[UUID]:
+        """Every account with events this projection projects, in a fixed order."""
+        rows = await self.pool.fetch(_ACCOUNTS, list(self.projection.stream_types))
+        return [r["account_id"] for r in rows]
+
+    async def rebuild(self, account_id: UUID, progress: Callable[[int], None] | None = None) -> Rebuilt:
+        """Replace one account's read model with a replay of its events, in one transaction.
+
+        Readers see the old rows until the replay commits and the new ones after, never a read
+        model half built; a rebuild that fails or is cancelled changes nothing. The account's
+        checkpoints stay locked meanwhile, so the live projector passes the account by (SKIP
+        LOCKED) and goes on from the rebuilt positions after the commit. `progress` hears the
+        number of events applied after each batch. A cancellation takes effect between batches.
+        """
+        name, types = self.projection.name, list(self.projection.stream_types)
+        positions: dict[str, ProjectionAdvanced] = {}
+        batches = 0
+        with traced(tracer, f"rebuild {name}", attributes={"erp.projection": name}):
+            async with self.pool.acquire() as connection, connection.transaction():
+                await connection.execute(_ADD_MISSING_CHECKPOINTS, name, types, account_id)
+                await connection.execute(_RESTART_CHECKPOINTS, name, account_id)
+                await self.projection.clear(connection, account_id)
+                while advanced := await finish_before_cancelling(self._replay_batch(connection, account_id)):
+                    batches += 1
+                    positions.update((a.stream_type, a) for a in advanced)
+                    if progress is not None:
+                        progress(sum(a.position for a in positions.values()))
+        if positions and self.notifier is not None:
+            await self.notifier.publish(list(positions.values()), [])
+        # SequenceNumbers have no gaps per (account, stream type): the positions count the events.
+        return Rebuilt(batches, sum(a.position for a in positions.values()))
+
+    async def _replay_batch(
+        self, connection: asyncpg.Connection[Any], account_id: UUID
+    ) -> list[ProjectionAdvanced]:
+        """One batch of a rebuild, in a savepoint: a batch the read model refuses is redone event
+        by event, parking what it refuses, as in `_run_batch`."""
+        types = list(self.projection.stream_types)
+        try:
+            async with connection.transaction():
+                return await self._apply(connection, types, account_id, [], [])
+        except REFUSED_BY_READ_MODEL:
+            async with connection.transaction():
+                return await self._apply(connection, types, account_id, [], [], True)
 
     async def lag(self, account_id: UUID | None = None) -> Lag:
         """The projection's head (events to apply) and position (events applied)."""

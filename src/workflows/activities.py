@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from dataclasses import asdict, replace
 from typing import Any
 from uuid import UUID
 
@@ -11,7 +12,7 @@ from temporalio import activity
 from erp import metrics
 from erp.settings import Settings
 from queries.notifications import Notifier
-from queries.projector import Lag, Projector
+from queries.projector import Projector
 from queries.registry import PROJECTIONS
 from tenancy.accounts import AccountStatus
 from tenancy.onboarding import create_event_partition, partition_name
@@ -20,11 +21,10 @@ from workflows.messages import (
     AccountInput,
     OnboardResult,
     ProjectorInput,
+    RebuildProgress,
     RebuildResult,
     RebuildStep,
 )
-
-HEARTBEAT_EVERY = 2.0
 
 
 class ErpActivities:
@@ -52,25 +52,42 @@ class ErpActivities:
         await projector.run_forever(dsn, heartbeat=activity.heartbeat, stop=stop)
 
     @activity.defn
-    async def reset_projection(self, data: RebuildStep) -> None:
-        account = UUID(data.account_id) if data.account_id else None
-        await self._projector(data.projection, data.database).reset(account)
+    async def rebuild_projection(self, data: RebuildStep) -> RebuildResult:
+        """Rebuild a projection in one database, account by account, each in one transaction.
 
-    @activity.defn
-    async def replay_projection(self, data: RebuildStep) -> RebuildResult:
-        """Apply batches until the projection has caught up; heartbeats carry progress."""
-        account = UUID(data.account_id) if data.account_id else None
+        Heartbeats carry a RebuildProgress; a retried attempt starts after the last account done.
+        """
         projector = self._projector(data.projection, data.database)
+        accounts = [UUID(data.account_id)] if data.account_id else await projector.accounts()
         scope = (data.projection, f"{data.database}/{data.account_id or 'all'}")
+        details = activity.info().heartbeat_details
+        if details:
+            done = RebuildProgress(**details[0])
+        else:
+            done = RebuildProgress(len(accounts), 0, 0, 0, events_before=data.events_before)
+        if done.last_account is not None:
+            accounts = [a for a in accounts if str(a) > done.last_account]
 
-        def progress(lag: Lag) -> None:
-            activity.heartbeat({"head": lag.head, "position": lag.position})
-            metrics.REBUILDS[scope] = lag.position / lag.head if lag.head else 1.0
+        def beat(progress: RebuildProgress) -> None:
+            activity.heartbeat(asdict(progress))
+            metrics.REBUILDS[scope] = progress.accounts_done / progress.accounts if progress.accounts else 1.0
 
-        batches = await projector.catch_up(account, progress=progress, every=HEARTBEAT_EVERY)
+        for account_id in accounts:
+
+            def applied(events: int, before: RebuildProgress = done) -> None:
+                beat(replace(before, events=before.events + events))
+
+            rebuilt = await projector.rebuild(account_id, applied)
+            done = replace(
+                done,
+                accounts_done=done.accounts_done + 1,
+                events=done.events + rebuilt.events,
+                batches=done.batches + rebuilt.batches,
+                last_account=str(account_id),
+            )
+            beat(done)
         metrics.REBUILDS.pop(scope, None)
-        lag = await projector.lag(account)
-        return RebuildResult(data.projection, data.account_id, batches, lag.position)
+        return RebuildResult(data.projection, data.account_id, done.batches, done.events)
 
     @activity.defn
     async def create_account_partition(self, data: AccountInput) -> str:
@@ -92,8 +109,7 @@ class ErpActivities:
     def all(self) -> list[Any]:
         return [
             self.run_projector,
-            self.reset_projection,
-            self.replay_projection,
+            self.rebuild_projection,
             self.create_account_partition,
             self.activate_account,
         ]

@@ -26,6 +26,22 @@ class RebuildStep:
     projection: str
     database: str
     account_id: str | None = None
+    events_before: int = 0
+    """Events replayed in the databases before this one, so heartbeats count for the whole rebuild."""
+
+
+@dataclass(frozen=True)
+class RebuildProgress:
+    """A rebuild activity's heartbeat: where it is, and where a retried attempt resumes."""
+
+    accounts: int
+    accounts_done: int
+    events: int
+    """Replayed in this database so far."""
+    batches: int
+    last_account: str | None = None
+    events_before: int = 0
+    """Replayed in the databases before this one."""
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,13 @@ from temporalio.service import RPCError
 from queries.registry import PROJECTIONS
 from tenancy.accounts import Account, AccountCatalog, AccountStatus
 from tenancy.routing import place_account
-from workflows.messages import AccountInput, ProjectorInput, RebuildInput, RebuildResult
+from workflows.messages import (
+    AccountInput,
+    ProjectorInput,
+    RebuildInput,
+    RebuildProgress,
+    RebuildResult,
+)
 from workflows.workflows import OnboardAccountWorkflow, ProjectorWorkflow, RebuildProjectionWorkflow
 
 log = logging.getLogger(__name__)
@@ -113,3 +119,15 @@ async def start_rebuild(
         id=f"rebuild-{projection}-{scope}-{uuid.uuid4().hex[:8]}",
         task_queue=task_queue,
     )
+
+
+async def rebuild_progress(
+    client: Client, handle: WorkflowHandle[RebuildProjectionWorkflow, RebuildResult]
+) -> RebuildProgress | None:
+    """The running rebuild activity's last heartbeat (None before the first)."""
+    description = await handle.describe()
+    for pending in description.raw_description.pending_activities:
+        if pending.heartbeat_details.payloads:
+            values = await client.data_converter.decode(pending.heartbeat_details.payloads)
+            return RebuildProgress(**values[0])
+    return None

@@ -43,24 +43,21 @@ class ProjectorWorkflow:
 
 @workflow.defn
 class RebuildProjectionWorkflow:
-    """Clears a read model (one account or all) and replays it from the first event."""
+    """Replays a read model (one account's or all) from the first event, database by database.
+
+    Each account's rebuild is one transaction: readers see its old read model until the new one
+    is complete.
+    """
 
     @workflow.run
     async def run(self, data: RebuildInput) -> RebuildResult:
         batches = events = 0
         for database in data.databases:
-            step = RebuildStep(data.projection, database, data.account_id)
-            await workflow.execute_activity_method(
-                ErpActivities.reset_projection,
-                step,
-                start_to_close_timeout=timedelta(minutes=5),
-                retry_policy=RETRY,
-            )
             result = await workflow.execute_activity_method(
-                ErpActivities.replay_projection,
-                step,
+                ErpActivities.rebuild_projection,
+                RebuildStep(data.projection, database, data.account_id, events),
                 start_to_close_timeout=timedelta(hours=12),
-                heartbeat_timeout=timedelta(seconds=30),
+                heartbeat_timeout=timedelta(seconds=10),
                 retry_policy=RETRY,
             )
             batches += result.batches

@@ -347,8 +347,8 @@ async def test_faults_lose_nothing_and_never_answer_500(
         query = "SELECT id, customer_name, status, total, order_lines FROM rm_order ORDER BY id"
         live = [dict(r) for r in await pool.fetch(query)]
         assert len(live) == len(load.acknowledged)
-        await projector.reset()
-        await projector.catch_up()
+        for account_id in await projector.accounts():
+            await projector.rebuild(account_id)
         assert [dict(r) for r in await pool.fetch(query)] == live
     finally:
         await pool.close()

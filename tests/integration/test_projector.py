@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import random
 import uuid
@@ -16,7 +17,7 @@ from commands.event_store import CommandMetadata, EventStore, PendingEvent, Stre
 from commands.service import CommandService
 from erp.settings import Settings
 from queries.notifications import Notifier, channel_for
-from queries.projector import Projector
+from queries.projector import Projector, Rebuilt
 from queries.registry import PROJECTIONS
 from tenancy.rls import tenant_transaction
 from tests.conftest import make_account
@@ -107,37 +108,103 @@ async def test_two_projectors_racing_writers_apply_every_event_exactly_once(
         assert lag.position == lag.head == count
 
 
-async def test_reset_and_replay_rebuilds_an_identical_read_model(pool: asyncpg.Pool[Any]) -> None:
+ORDERS = (
+    "SELECT order_id, customer_name, status, total, order_lines FROM rm_order "
+    "WHERE account_id = $1 ORDER BY order_id"
+)
+
+
+async def rows_of(pool: asyncpg.Pool[Any], account_id: UUID) -> list[dict[str, Any]]:
+    return [dict(r) for r in await pool.fetch(ORDERS, account_id)]
+
+
+async def projected_orders(pool: asyncpg.Pool[Any], count: int) -> tuple[UUID, Projector]:
+    """An account with `count` orders in its read model, and a projector of small batches."""
     account_id = await make_account(pool)
     service = CommandService(pool)
-    for i in range(20):
+    for i in range(count):
         await service.execute(account_id, service.parse("PlaceOrder", place_order_body(f"C{i % 3}")))
-    projector = Projector(pool, PROJECTIONS["orders"], batch_size=6)
-    await projector.catch_up()
-    query = (
-        "SELECT order_id, customer_name, status, total, order_lines FROM rm_order "
-        "WHERE account_id = $1 ORDER BY order_id"
-    )
-    before = [dict(r) for r in await pool.fetch(query, account_id)]
-    assert len(before) == 20
-
-    await projector.reset(account_id)
-    assert await order_count(pool, account_id) == 0
-    assert (await projector.lag(account_id)).position == 0
+    projector = Projector(pool, PROJECTIONS["orders"], batch_size=5, pairs_per_batch=1)
     await projector.catch_up(account_id)
-    assert [dict(r) for r in await pool.fetch(query, account_id)] == before
+    return account_id, projector
 
 
-async def test_resetting_one_account_leaves_the_others_alone(pool: asyncpg.Pool[Any]) -> None:
+async def test_readers_see_the_old_read_model_until_the_rebuild_commits(pool: asyncpg.Pool[Any]) -> None:
+    account_id, projector = await projected_orders(pool, 150)
+    before = await rows_of(pool, account_id)
+    assert len(before) == 150
+    applied: list[int] = []
+    seen_mid_rebuild: list[int] = []
+    rebuilding = asyncio.create_task(projector.rebuild(account_id, applied.append))
+    while not rebuilding.done():
+        rows = await rows_of(pool, account_id)
+        assert rows == before, f"a reader saw {len(rows)} of 150 orders during the rebuild"
+        if applied and applied[-1] < 150:
+            seen_mid_rebuild.append(applied[-1])
+    rebuilt = await rebuilding
+    assert seen_mid_rebuild, "no read happened while the rebuild was half done"
+    assert (rebuilt.batches, rebuilt.events) == (30, 150)
+    assert applied == sorted(applied) and applied[-1] == 150
+    assert await rows_of(pool, account_id) == before
+    lag = await projector.lag(account_id)
+    assert lag.position == lag.head == 150
+
+
+async def test_a_cancelled_rebuild_changes_nothing_and_holds_no_locks(pool: asyncpg.Pool[Any]) -> None:
+    account_id, projector = await projected_orders(pool, 100)
+    before = await rows_of(pool, account_id)
+    # Lose a row behind the projector's back: a rebuild that does not finish must not bring it back.
+    await pool.execute("DELETE FROM rm_order WHERE order_id = $1", before[0]["order_id"])
+    damaged = await rows_of(pool, account_id)
+    half_way = asyncio.Event()
+
+    def applied(events: int) -> None:
+        if events >= 50:
+            half_way.set()
+
+    rebuilding = asyncio.create_task(projector.rebuild(account_id, applied))
+    await half_way.wait()
+    rebuilding.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await rebuilding
+    assert await rows_of(pool, account_id) == damaged
+    assert (await projector.lag(account_id)).position == 100
+
+    # The checkpoints are free: the live projector moves on, and a rebuild that finishes repairs.
+    service = CommandService(pool)
+    await service.execute(account_id, service.parse("PlaceOrder", place_order_body()))
+    assert await asyncio.wait_for(projector.catch_up(account_id), 10) == 1
+    assert len(await rows_of(pool, account_id)) == 100
+    await projector.rebuild(account_id)
+    assert len(await rows_of(pool, account_id)) == 101
+
+
+async def test_writers_and_the_live_projector_carry_on_during_a_rebuild(pool: asyncpg.Pool[Any]) -> None:
+    account_id, projector = await projected_orders(pool, 60)
+    live = Projector(pool, PROJECTIONS["orders"])
+    rebuilding = asyncio.create_task(projector.rebuild(account_id))
+    written = await place_orders_with_random_commit_delays(pool, account_id, writers=4, per_writer=10)
+    await live.catch_up(account_id)
+    await rebuilding
+    await live.catch_up(account_id)
+    assert written == 40
+    assert await order_count(pool, account_id) == 100
+    lag = await live.lag(account_id)
+    assert lag.position == lag.head == 100
+
+
+async def test_rebuilding_one_account_leaves_the_others_alone(pool: asyncpg.Pool[Any]) -> None:
     a, b = await make_account(pool), await make_account(pool)
     service = CommandService(pool)
     for account_id in (a, b):
         await service.execute(account_id, service.parse("PlaceOrder", place_order_body()))
     projector = Projector(pool, PROJECTIONS["orders"])
     await projector.catch_up()
-    await projector.reset(a)
-    assert await order_count(pool, a) == 0
-    assert await order_count(pool, b) == 1
+    await pool.execute("DELETE FROM rm_order WHERE account_id = ANY($1)", [a, b])
+    assert await projector.rebuild(a) == Rebuilt(1, 1)
+    assert await order_count(pool, a) == 1
+    assert await order_count(pool, b) == 0
+    assert {a, b} <= set(await projector.accounts())
 
 
 async def test_a_committed_batch_is_announced_on_the_accounts_channel(

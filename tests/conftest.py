@@ -55,6 +55,19 @@ def metric_reader(tracing: InMemorySpanExporter) -> InMemoryMetricReader:
     return METRICS
 
 
+def metric_points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
+    """Every data point the reader holds, by metric name."""
+    data = reader.get_metrics_data()
+    found: dict[str, list[Any]] = {}
+    if data is None:
+        return found
+    for resource in data.resource_metrics:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                found.setdefault(metric.name, []).extend(metric.data.data_points)
+    return found
+
+
 @pytest.fixture(scope="session")
 def temporal_address() -> Iterator[str]:
     address = f"127.0.0.1:{free_port()}"

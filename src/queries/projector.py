@@ -199,12 +199,15 @@ class Projector:
         links: list[trace.Link],
         oldest: list[float],
         one_by_one: bool = False,
+        *,
+        live: bool = True,
     ) -> list[ProjectionAdvanced]:
         """Claim, read, apply and checkpoint one batch.
 
         `links` receives the commands' traces, `oldest` the earliest commit time (for metrics).
         `one_by_one` applies each event in a savepoint of its own and parks those the read model
         refuses; otherwise the batch goes in whole (the common case, without the savepoints' cost).
+        A rebuild (`live=False`) replays old events: their age is not a projection delay.
         """
         name = self.projection.name
         claimed = await connection.fetch(_CLAIM_LAGGING, name, types, account_id, self.pairs_per_batch)
@@ -244,9 +247,10 @@ class Projector:
             last[key] = max(last.get(key, 0), e.sequence_number)
         labels = {"projection": name}
         metrics.EVENTS_PROJECTED.add(len(events), labels)
-        now = time.time()
-        for e in events:
-            metrics.PROJECTION_DELAY.record(now - e.commit_time.timestamp(), labels)
+        if live:
+            now = time.time()
+            for e in events:
+                metrics.PROJECTION_DELAY.record(now - e.commit_time.timestamp(), labels)
         await connection.execute(
             _SAVE_CHECKPOINTS,
             name,
@@ -371,10 +375,10 @@ class Projector:
         types = list(self.projection.stream_types)
         try:
             async with connection.transaction():
-                return await self._apply(connection, types, account_id, [], [])
+                return await self._apply(connection, types, account_id, [], [], live=False)
         except REFUSED_BY_READ_MODEL:
             async with connection.transaction():
-                return await self._apply(connection, types, account_id, [], [], True)
+                return await self._apply(connection, types, account_id, [], [], True, live=False)
 
     async def lag(self, account_id: UUID | None = None) -> Lag:
         """The projection's head (events to apply) and position (events applied)."""

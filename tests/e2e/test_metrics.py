@@ -10,19 +10,7 @@ from typing import Any
 import httpx
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from tests.conftest import Tenant
-
-
-def points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
-    data = reader.get_metrics_data()
-    found: dict[str, list[Any]] = {}
-    if data is None:
-        return found
-    for resource in data.resource_metrics:
-        for scope in resource.scope_metrics:
-            for metric in scope.metrics:
-                found.setdefault(metric.name, []).extend(metric.data.data_points)
-    return found
+from tests.conftest import Tenant, metric_points
 
 
 async def test_commands_and_projections_are_measured(
@@ -44,7 +32,7 @@ async def test_commands_and_projections_are_measured(
     assert read.status_code == 200
     found: dict[str, list[Any]] = {}
     for _ in range(50):
-        found = points(metric_reader)
+        found = metric_points(metric_reader)
         if "erp.notification.delay" in found and "erp.projection.lag" in found:
             break
         await asyncio.sleep(0.1)

@@ -220,25 +220,40 @@ def accounts_create(name: str) -> None:
 
 
 @projections_app.command("status")
-def projections_status() -> None:
-    """Each projection in each tenant database with its head, position and lag."""
+def projections_status(
+    account: Annotated[str | None, typer.Option("--account", help="only this AccountId")] = None,
+) -> None:
+    """Each projection in each tenant database with its head, position and lag (or one account's)."""
     from queries.projector import Projector
     from queries.registry import PROJECTIONS
 
+    account_id = _account_option(account)
+    settings = Settings()
+
     async def main() -> None:
-        databases = await Databases.open(Settings(), min_size=1, max_size=2)
-        try:
+        async with _catalog(settings) as (catalog, databases):
+            names = databases.names()
+            if account_id is not None:
+                found = await catalog.get(account_id)
+                if found is None:
+                    raise typer.BadParameter(f"there is no account {account_id}")
+                names = [found.database]
             for name, projection in PROJECTIONS.items():
-                for database, pool in databases:
-                    lag = await Projector(pool, projection).lag()
+                for database in names:
+                    lag = await Projector(databases.pool(database), projection).lag(account_id)
                     console.print(
                         f"{name:16} {database:10} head {lag.head:>10}  position {lag.position:>10}  "
                         f"behind {lag.events_behind:>8}"
                     )
-        finally:
-            await databases.close()
 
     asyncio.run(main())
+
+
+def _account_option(value: str | None) -> UUID | None:
+    try:
+        return UUID(value) if value else None
+    except ValueError:
+        raise typer.BadParameter(f"--account must be an AccountId (a UUID), got {value!r}") from None
 
 
 @projections_app.command("rebuild")
@@ -253,7 +268,7 @@ def projections_rebuild(
 
     if name not in PROJECTIONS:
         raise typer.BadParameter(f"unknown projection {name!r}; known: {', '.join(PROJECTIONS)}")
-    account_id = UUID(account) if account else None
+    account_id = _account_option(account)
     settings = Settings()
 
     async def main() -> None:

@@ -219,12 +219,37 @@ class ProjectionController(Controller):
     tags = ["operators"]
     guards = [operator_guard]
 
-    @get("/", summary="List projections with status and lag", responses=problem_responses(401, 503))
-    async def list(self, services: NamedDependency[Services]) -> list[ProjectionView]:
+    @get(
+        "/",
+        summary="List projections with status and lag",
+        responses=problem_responses(401, 404, 422, 503),
+    )
+    async def status(
+        self,
+        services: NamedDependency[Services],
+        account: Annotated[
+            str | None,
+            QueryParameter(
+                name="AccountId", description="Only this account's lag (in its database).", format="uuid"
+            ),
+        ] = None,
+    ) -> list[ProjectionView]:
+        """Each projection per tenant database: its head, position and lag, or one account's."""
+        databases = list(services.databases)
+        account_id: UUID | None = None
+        if account is not None:
+            try:
+                account_id = UUID(account)
+            except ValueError:
+                raise problem(422, f"AccountId must be an account's id (a UUID), not {account!r}") from None
+            found = await services.catalog.get(account_id)
+            if found is None:
+                raise problem(404, f"there is no account {account_id}")
+            databases = [(found.database, services.databases.pool(found.database))]
         views = []
         for name, projection in PROJECTIONS.items():
-            for database, pool in services.databases:
-                lag = await Projector(pool, projection).lag()
+            for database, pool in databases:
+                lag = await Projector(pool, projection).lag(account_id)
                 views.append(
                     ProjectionView(
                         name,

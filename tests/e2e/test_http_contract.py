@@ -763,6 +763,24 @@ async def test_projections_are_listed_with_their_lag(
     assert isinstance(orders["Pipeline"], str) and orders["Pipeline"]
 
 
+async def test_projection_lag_of_one_account(http: httpx.AsyncClient, operator: Headers) -> None:
+    tenant = await onboard(http, "Lag of one")
+    first = await placed(http, tenant)
+    await placed(http, tenant)
+    await cancel(http, tenant, order_id_of(first))
+    response = await http.get("/projections", params={"AccountId": str(tenant.account_id)}, headers=operator)
+    assert response.status_code == 200, response.text
+    orders = next(v for v in response.json() if v["Name"] == "orders")
+    # Two orders placed, one cancelled: three Order events of this account alone.
+    assert orders["Head"] == 3
+    assert orders["EventsBehind"] == orders["Head"] - orders["Position"]
+
+    unknown = await http.get("/projections", params={"AccountId": str(uuid.uuid4())}, headers=operator)
+    assert "there is no account" in assert_problem(unknown, 404)["detail"]
+    bad = await http.get("/projections", params={"AccountId": "nope"}, headers=operator)
+    assert "AccountId" in assert_problem(bad, 422)["detail"]
+
+
 @pytest.mark.parametrize(
     ("method", "path"), [("GET", "/projections"), ("POST", "/projections/orders/rebuild")]
 )

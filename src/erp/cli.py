@@ -313,8 +313,7 @@ async def _follow_rebuild(
         while not result_task.done():
             beat = await rebuild_progress(client, handle)
             if beat is not None:
-                done = beat.events_before + beat.events
-                progress.update(task, total=max(total, done), completed=done)
+                progress.update(task, total=max(total, beat.replayed), completed=beat.replayed)
             await asyncio.sleep(0.2)
         result = result_task.result()
         progress.update(task, total=result.events_applied, completed=result.events_applied)

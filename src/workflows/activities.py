@@ -58,11 +58,13 @@ class ErpActivities:
         Heartbeats carry a RebuildProgress; a retried attempt starts after the last account done.
         """
         projector = self._projector(data.projection, data.database)
-        accounts = [UUID(data.account_id)] if data.account_id else await projector.accounts()
+        only = UUID(data.account_id) if data.account_id else None
+        accounts = [only] if only else await projector.accounts()
+        total = (await projector.lag(only)).head
         scope = (data.projection, f"{data.database}/{data.account_id or 'all'}")
         details = activity.info().heartbeat_details
         if details:
-            done = RebuildProgress(**details[0])
+            done = replace(RebuildProgress(**details[0]), account_events=0)
         else:
             done = RebuildProgress(len(accounts), 0, 0, 0, events_before=data.events_before)
         if done.last_account is not None:
@@ -70,12 +72,13 @@ class ErpActivities:
 
         def beat(progress: RebuildProgress) -> None:
             activity.heartbeat(asdict(progress))
-            metrics.REBUILDS[scope] = progress.accounts_done / progress.accounts if progress.accounts else 1.0
+            replayed = progress.events + progress.account_events
+            metrics.REBUILDS[scope] = min(1.0, replayed / total) if total else 1.0
 
         for account_id in accounts:
 
             def applied(events: int, before: RebuildProgress = done) -> None:
-                beat(replace(before, events=before.events + events))
+                beat(replace(before, account_events=events))
 
             rebuilt = await projector.rebuild(account_id, applied)
             done = replace(

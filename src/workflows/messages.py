@@ -37,11 +37,19 @@ class RebuildProgress:
     accounts: int
     accounts_done: int
     events: int
-    """Replayed in this database so far."""
+    """Replayed in this database's accounts done (a retry replays the account in progress again)."""
     batches: int
     last_account: str | None = None
+    """The last account done; a retried attempt goes on with the next."""
+    account_events: int = 0
+    """Replayed so far in the account in progress."""
     events_before: int = 0
     """Replayed in the databases before this one."""
+
+    @property
+    def replayed(self) -> int:
+        """Events replayed by the whole rebuild so far."""
+        return self.events_before + self.events + self.account_events
 
 
 @dataclass(frozen=True)

@@ -232,12 +232,7 @@ def projections_status(
 
     async def main() -> None:
         async with _catalog(settings) as (catalog, databases):
-            names = databases.names()
-            if account_id is not None:
-                found = await catalog.get(account_id)
-                if found is None:
-                    raise typer.BadParameter(f"there is no account {account_id}")
-                names = [found.database]
+            names = await _databases_of(catalog, databases, account_id)
             for name, projection in PROJECTIONS.items():
                 for database in names:
                     lag = await Projector(databases.pool(database), projection).lag(account_id)
@@ -247,6 +242,16 @@ def projections_status(
                     )
 
     asyncio.run(main())
+
+
+async def _databases_of(catalog: AccountCatalog, databases: Databases, account_id: UUID | None) -> list[str]:
+    """Every tenant database, or the one the account lives in."""
+    if account_id is None:
+        return databases.names()
+    found = await catalog.get(account_id)
+    if found is None:
+        raise typer.BadParameter(f"there is no account {account_id}")
+    return [found.database]
 
 
 def _account_option(value: str | None) -> UUID | None:
@@ -273,12 +278,7 @@ def projections_rebuild(
 
     async def main() -> None:
         async with _catalog(settings) as (catalog, databases):
-            names = databases.names()
-            if account_id is not None:
-                found = await catalog.get(account_id)
-                if found is None:
-                    raise typer.BadParameter(f"there is no account {account_id}")
-                names = [found.database]
+            names = await _databases_of(catalog, databases, account_id)
             client = await connect_temporal(settings)
             handle = await start_rebuild(client, settings.task_queue, name, names, account_id)
             projectors = [Projector(databases.pool(n), PROJECTIONS[name]) for n in names]

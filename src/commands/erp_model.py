@@ -422,6 +422,7 @@ INVOICE = Element(
         ),
         EventDecl("InvoicePaid", (ref("InvoiceId", "Invoice"),), Change(status="Paid")),
     ),
+    listed_by_status=True,  # GetOpenInvoices
 )
 
 ERP = Model((PERSON, ORGANISATION, OWN_ORGANISATION, WORKAREA, CUSTOMER, ORDER, DELIVERY, INVOICE))

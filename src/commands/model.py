@@ -175,6 +175,9 @@ class Element:
     events: tuple[EventDecl, ...] = ()
     internal_events: tuple[EventDecl, ...] = ()
     """Events only rules raise (e.g. a Customer's AmountReserved, raised by PlaceOrder)."""
+    listed_by_status: bool = False
+    """A list query pages through its elements of one status (e.g. open invoices), so its table
+    gets an index on status in creation order."""
 
     @property
     def stream_type(self) -> str:

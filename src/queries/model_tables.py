@@ -64,6 +64,11 @@ def element_ddl(element: Element) -> str:
                 f"CREATE INDEX IF NOT EXISTS {table}_{column}_seek_idx "
                 f"ON {table} (account_id, {column}, created_at, id)",
             ]
+    if element.listed_by_status:
+        statements.append(
+            f"CREATE INDEX IF NOT EXISTS {table}_status_seek_idx "
+            f"ON {table} (account_id, status, created_at, id)"
+        )
     statements += [
         f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
         f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",

@@ -41,7 +41,8 @@ FILL = [
        FROM generate_series(1, $2) g""",
     """INSERT INTO rm_invoice (account_id, id, created_at, updated_at, order_id, customer_id, status)
        SELECT $1, gen_random_uuid(), now(), now(), gen_random_uuid(),
-              ('00000000-0000-0000-0000-' || lpad((g % 500)::text, 12, '0'))::uuid, 'Open'
+              ('00000000-0000-0000-0000-' || lpad((g % 500)::text, 12, '0'))::uuid,
+              CASE WHEN g % 5 = 0 THEN 'Open' ELSE 'Paid' END
        FROM generate_series(1, $2) g""",
     """INSERT INTO rm_delivery (account_id, id, created_at, updated_at, order_id, workarea_id)
        SELECT $1, gen_random_uuid(), now(), now(), gen_random_uuid(),
@@ -75,6 +76,12 @@ FILL = [
             (SOME_ID, None, None, 101),
             ["rm_invoice_customer_id_seek_idx"],
             id="GetOpenInvoices by CustomerId",
+        ),
+        pytest.param(
+            _OPEN_INVOICES[False],
+            (None, None, None, 101),
+            ["rm_invoice_status_seek_idx"],
+            id="GetOpenInvoices of every customer",
         ),
         pytest.param(
             _DELIVERIES, (SOME_ID, None, None, 101), ["rm_delivery_workarea_id_seek_idx"], id="GetDeliveries"

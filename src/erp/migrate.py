@@ -31,11 +31,13 @@ def upgrade(settings: Settings, revision: str = "head") -> None:
 
 async def _model_tables(settings: Settings) -> None:
     from commands.erp_model import ERP
+    from queries.customer_names import ensure_customer_names
     from queries.model_tables import ensure_model_tables
 
     connection = await asyncpg.connect(settings.database_url)
     try:
         await ensure_model_tables(connection, ERP)
+        await ensure_customer_names(connection)
     finally:
         await connection.close()
 

@@ -72,6 +72,12 @@ FILL = [
             id="GetCustomers in a Workarea",
         ),
         pytest.param(
+            _GET_CUSTOMERS[False],
+            (None, None, None, 101),
+            ["rm_customer_party_name_seek_idx"],
+            id="GetCustomers of every Workarea",
+        ),
+        pytest.param(
             _OPEN_INVOICES[True],
             (SOME_ID, None, None, 101),
             ["rm_invoice_customer_id_seek_idx"],

@@ -353,8 +353,11 @@ class Projector:
         positions: dict[str, ProjectionAdvanced] = {}
         batches = 0
         with traced(tracer, f"rebuild {name}", attributes={"erp.projection": name}):
-            async with self.pool.acquire() as connection, connection.transaction():
+            async with self.pool.acquire() as connection:
+                # Committed first: a checkpoint row inserted inside the long transaction would make
+                # the live projector's own insert of it wait for the whole rebuild.
                 await connection.execute(_ADD_MISSING_CHECKPOINTS, name, types, account_id)
+            async with self.pool.acquire() as connection, connection.transaction():
                 await connection.execute(_RESTART_CHECKPOINTS, name, account_id)
                 await self.projection.clear(connection, account_id)
                 while advanced := await finish_before_cancelling(self._replay_batch(connection, account_id)):

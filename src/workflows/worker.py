@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from datetime import timedelta
 
@@ -51,6 +52,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
                 await (stop.wait() if stop is not None else asyncio.Future())
             finally:
                 sweeping.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await sweeping
     finally:
         await client_redis.aclose()
         await databases.close()

@@ -29,7 +29,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from uuid import UUID
 
 import aiohttp
@@ -45,8 +45,6 @@ from erp.devserver import create_database, drop_database, free_port, start_tempo
 from erp.migrate import upgrade_async
 from erp.settings import Settings
 from queries.notifications import channel_for
-
-T = TypeVar("T")
 
 console = Console(width=120)
 OPERATOR = "bench-operator-token"
@@ -77,24 +75,6 @@ class Results:
     api_rss_mb: float = 0.0
     worker_rss_mb: float = 0.0
     notes: list[str] = field(default_factory=list)
-
-
-async def stoppable(work: Awaitable[T]) -> T:
-    """Await `work`; SIGTERM or SIGINT cancels it, so its clean-up (databases, servers) still runs.
-
-    Handled by the loop rather than left to Python's defaults, which a shell ignores for SIGINT in
-    background jobs and which leave everything behind on SIGTERM.
-    """
-    task = asyncio.current_task()
-    assert task is not None
-    loop = asyncio.get_running_loop()
-    for stop in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(stop, task.cancel)
-    try:
-        return await work
-    finally:
-        for stop in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(stop)
 
 
 def machine() -> str:

@@ -167,7 +167,7 @@ def run_in_subprocess(elements: int = SEED_ELEMENTS, attributes: int = SEED_ATTR
     import subprocess
 
     code = (
-        "import asyncio, json, sys; from erp.bench import stoppable; from erp.bench_model import measure; "
+        "import asyncio, json, sys; from erp.stopping import stoppable; from erp.bench_model import measure; "
         f"print(json.dumps(asyncio.run(stoppable(measure({elements}, {attributes})))))"
     )
     # Its own session: a Ctrl-C reaches it once, as the SIGTERM below, so its clean-up is not cut short.

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Annotated, Any
@@ -19,6 +20,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from temporalio.client import Client, WorkflowHandle
 
 from erp.settings import Settings
+from erp.stopping import STOP_SIGNALS
 from queries.projector import Projector
 from tenancy.accounts import AccountCatalog
 from tenancy.routing import Databases
@@ -32,7 +34,17 @@ app.add_typer(projections_app, name="projections")
 console = Console()
 
 
-def _api_server(settings: Settings) -> uvicorn.Server:
+class _SignalFreeServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to its caller (`erp dev` stops the API, then the worker,
+    then Temporal; uvicorn's own handling re-raises the signal afterwards, killing the process
+    before the rest has stopped)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def _api_server(settings: Settings, *, capture_signals: bool = True) -> uvicorn.Server:
     from erp.app import create_app
 
     config = uvicorn.Config(
@@ -43,7 +55,7 @@ def _api_server(settings: Settings) -> uvicorn.Server:
         log_config=None,  # uvicorn's loggers propagate to the JSON handler
         access_log=False,
     )
-    return uvicorn.Server(config)
+    return uvicorn.Server(config) if capture_signals else _SignalFreeServer(config)
 
 
 @app.command()
@@ -114,25 +126,27 @@ def dev() -> None:
 
     async def main() -> None:
         stop = asyncio.Event()
+        server = _api_server(settings, capture_signals=False)
+        loop = asyncio.get_running_loop()
+        for signal_number in STOP_SIGNALS:  # Ctrl-C, SIGTERM or a hang-up: stop in order
+            loop.add_signal_handler(signal_number, setattr, server, "should_exit", True)
         worker_task = asyncio.create_task(run_worker(settings, stop))
-        server = _api_server(settings)
         api_task = asyncio.create_task(server.serve())
-        while not server.started:
-            if api_task.done() or worker_task.done():
-                await asyncio.gather(api_task, worker_task)
-            await asyncio.sleep(0.1)
-        api_key = await _demo_account(settings)
-        _print_demo(settings, api_key)
         try:
-            await api_task
+            while not server.started:
+                if api_task.done() or worker_task.done():
+                    return
+                await asyncio.sleep(0.1)
+            _print_demo(settings, await _demo_account(settings))
+            await asyncio.wait([api_task, worker_task], return_when=asyncio.FIRST_COMPLETED)
         finally:
+            server.should_exit = True
+            await api_task
             stop.set()
             await worker_task
 
     try:
         asyncio.run(main())
-    except KeyboardInterrupt:
-        pass
     finally:
         if temporal is not None:
             temporal.terminate()
@@ -337,7 +351,8 @@ def bench(
     ] = None,
 ) -> None:
     """Measure HTTP commands/s, appended events/s and command -> notification latency."""
-    from erp.bench import run_bench, run_soak, stoppable
+    from erp.bench import run_bench, run_soak
+    from erp.stopping import stoppable
 
     try:
         if soak is not None:

@@ -1,7 +1,7 @@
-"""A bench stopped with SIGTERM or SIGINT still cleans up (its database, its servers).
+"""A bench stopped with SIGTERM, SIGINT or SIGHUP still cleans up (its database, its servers).
 
-`stoppable` turns either signal into a cancellation, so `finally` blocks run; without it SIGTERM kills
-the process on the spot and a background job ignores SIGINT.
+`stoppable` turns each signal into a cancellation, so `finally` blocks run; without it SIGTERM and
+SIGHUP kill the process on the spot and a background job ignores SIGINT.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
-    from erp.bench import stoppable
+    from erp.stopping import stoppable
 
     async def work() -> None:
         try:
@@ -35,7 +35,7 @@ SCRIPT = textwrap.dedent(
 )
 
 
-@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT, signal.SIGHUP])
 def test_a_signal_cancels_the_work_and_its_clean_up_runs(tmp_path: Path, stop: signal.Signals) -> None:
     marker = tmp_path / "marker"
     # SIGINT ignored, as a shell does for a background job: the handler must not depend on it.

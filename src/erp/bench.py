@@ -41,7 +41,7 @@ from rich.table import Table
 from commands.event_store import CommandMetadata, EventStore, PendingEvent, StreamWrite
 from commands.wakeup import ProjectorWakeup
 from erp.db import create_pool
-from erp.devserver import create_database, drop_database, free_port, start_temporal, with_database
+from erp.devserver import create_database, drop_database, free_ports, start_temporal, with_database
 from erp.migrate import upgrade_async
 from erp.settings import Settings
 from queries.notifications import channel_for
@@ -108,8 +108,8 @@ class Stack:
             os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
             f"erp_bench_{uuid.uuid4().hex[:10]}",
         )
-        self.temporal_address = f"127.0.0.1:{free_port()}"
-        self.port = free_port()
+        temporal_port, self.port = free_ports(2)
+        self.temporal_address = f"127.0.0.1:{temporal_port}"
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs = Path(tempfile.mkdtemp(prefix="erp-bench-logs-"))
         """The worker's and the API's log lines (JSON), kept after the bench, out of its table."""

@@ -17,7 +17,7 @@ from commands.stream_cache import StreamCache
 from commands.wakeup import ProjectorWakeup
 from erp.redis_client import redis_client
 from erp.settings import Settings
-from erp.temporal import connect_temporal
+from erp.temporal import TemporalUnavailable, connect_temporal
 from queries.consistency import ConsistencyWaiter
 from tenancy.accounts import AccountCatalog, KeyCache
 from tenancy.routing import Databases, Route
@@ -35,7 +35,10 @@ class TemporalGateway:
         if self._client is None:
             async with self._lock:
                 if self._client is None:
-                    self._client = await asyncio.wait_for(connect_temporal(self._settings), 5)
+                    try:
+                        self._client = await asyncio.wait_for(connect_temporal(self._settings), 5)
+                    except (RuntimeError, TimeoutError) as error:  # the SDK's "Failed client connect"
+                        raise TemporalUnavailable(str(error)) from error
         return self._client
 
 

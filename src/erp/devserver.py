@@ -35,15 +35,31 @@ def answers(address: str, timeout: float = 0.5) -> bool:
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    return free_ports(1)[0]
+
+
+def free_ports(count: int) -> list[int]:
+    """`count` distinct ports free right now (held together while chosen, so none repeats)."""
+    sockets = [socket.socket() for _ in range(count)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [int(s.getsockname()[1]) for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 def start_temporal(
     address: str, *, ui_port: int | None = None, db_file: str | None = None, wait: float = 60
 ) -> subprocess.Popen[bytes]:
-    """Start `temporal server start-dev` on `address` and wait until its frontend answers."""
+    """Start `temporal server start-dev` on `address` and wait until its frontend answers.
+
+    Something already answering there would pass for the new server (which would exit, its port
+    taken), so that is refused up front.
+    """
+    if answers(address):
+        raise RuntimeError(f"{address} is already in use; cannot start a Temporal dev server there")
     host, _, port = address.rpartition(":")
     command = [
         temporal_binary(),

@@ -21,6 +21,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from temporalio.service import RPCError
 
+from erp.temporal import TemporalUnavailable
+
 log = logging.getLogger(__name__)
 
 
@@ -92,7 +94,7 @@ def _unavailable(exc: Exception) -> ProblemDetailsException:
     dependency = "Postgres"
     if isinstance(exc, RedisConnectionError | RedisTimeoutError):
         dependency = "Redis"
-    elif isinstance(exc, RPCError):
+    elif isinstance(exc, RPCError | TemporalUnavailable):
         dependency = "Temporal"
     log.warning("%s unavailable: %r", dependency, exc)
     return problem(503, f"{dependency} is unavailable; try again shortly", {"Retry-After": "1"})
@@ -113,6 +115,7 @@ UNAVAILABLE: tuple[type[Exception], ...] = (
     RedisConnectionError,
     RedisTimeoutError,
     RPCError,
+    TemporalUnavailable,
 )
 
 

@@ -16,6 +16,10 @@ from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, Tele
 from erp.settings import Settings
 
 
+class TemporalUnavailable(Exception):
+    """Temporal could not be reached (refused, timed out, or something else answered on its port)."""
+
+
 @cache
 def temporal_runtime() -> Runtime:
     """One runtime per process (the SDK's rule), its core logs forwarded to Python logging."""

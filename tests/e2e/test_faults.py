@@ -29,7 +29,7 @@ import httpx
 import pytest
 
 from erp.db import create_pool
-from erp.devserver import answers, free_port, start_temporal
+from erp.devserver import answers, free_ports, start_temporal
 from erp.migrate import upgrade_async
 from erp.settings import Settings
 from queries.projector import Projector
@@ -49,7 +49,7 @@ class Services:
         self.logs = Path(tempfile.mkdtemp(prefix="erp-fault-logs-"))
         """The API's and the worker's logs, kept after the run for a failure's story."""
         shutil.chown(self.root, "postgres")
-        self.pg_port, self.redis_port, self.temporal_port = free_port(), free_port(), free_port()
+        self.pg_port, self.redis_port, self.temporal_port, self.api_port = free_ports(4)
         self.redis: subprocess.Popen[bytes] | None = None
         self.temporal: subprocess.Popen[bytes] | None = None
 
@@ -115,7 +115,7 @@ class Services:
             redis_url=f"redis://127.0.0.1:{self.redis_port}/0",
             temporal_address=f"127.0.0.1:{self.temporal_port}",
             operator_token=OPERATOR,
-            http_port=free_port(),
+            http_port=self.api_port,
             task_queue="erp-faults",
         )
 

@@ -19,6 +19,7 @@ from tenancy.accounts import Account, AccountCatalog, AccountStatus
 from tenancy.routing import place_account
 from workflows.messages import (
     AccountInput,
+    OnboardResult,
     ProjectorInput,
     RebuildInput,
     RebuildProgress,
@@ -75,13 +76,7 @@ async def onboard_account(
 ) -> str:
     """Start (or join) the account's onboarding workflow and wait up to `wait` for its status."""
     try:
-        handle = await client.start_workflow(
-            OnboardAccountWorkflow.run,
-            AccountInput(str(account.account_id), account.database),
-            id=onboard_workflow_id(account.account_id),
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
+        handle = await _start_onboarding(client, task_queue, account)
         result = await asyncio.wait_for(handle.result(), wait.total_seconds())
     except (RPCError, TimeoutError, WorkflowFailureError):
         log.warning("account %s is still onboarding", account.account_id, exc_info=True)
@@ -94,18 +89,21 @@ async def resume_onboarding(client: Client, task_queue: str, catalog: AccountCat
     or one that failed); accounts whose workflow still runs just join it. Returns how many."""
     waiting = await catalog.onboarding()
     for account in waiting:
-        await client.start_workflow(
-            OnboardAccountWorkflow.run,
-            AccountInput(str(account.account_id), account.database),
-            id=onboard_workflow_id(account.account_id),
-            task_queue=task_queue,
-            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-        )
+        await _start_onboarding(client, task_queue, account)
     return len(waiting)
 
 
-def onboard_workflow_id(account_id: UUID) -> str:
-    return f"onboard-{account_id}"
+async def _start_onboarding(
+    client: Client, task_queue: str, account: Account
+) -> WorkflowHandle[OnboardAccountWorkflow, OnboardResult]:
+    """The account's one onboarding workflow: started, or joined while it runs."""
+    return await client.start_workflow(
+        OnboardAccountWorkflow.run,
+        AccountInput(str(account.account_id), account.database),
+        id=f"onboard-{account.account_id}",
+        task_queue=task_queue,
+        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+    )
 
 
 async def start_rebuild(

@@ -67,8 +67,8 @@ async def sweep_onboarding(
     unreachable right after POST /accounts registered them. Never raises; it tries again next round."""
     while True:
         try:
-            if resumed := await resume_onboarding(client, task_queue, catalog):
-                log.info("resumed onboarding of %d account(s)", resumed)
+            if waiting := await resume_onboarding(client, task_queue, catalog):
+                log.info("onboarding of %d account(s) started again or still running", waiting)
         except Exception:
             log.warning("could not resume onboarding; trying again in %.0f s", every, exc_info=True)
         await asyncio.sleep(every)

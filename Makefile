@@ -28,6 +28,7 @@ lint: install
 	.venv/bin/ruff check src tests
 	.venv/bin/ruff format --check src tests
 	.venv/bin/mypy
+	.venv/bin/lint-imports
 
 bench: install
 	.venv/bin/erp bench

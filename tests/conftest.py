@@ -24,14 +24,14 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
+from core.db import create_pool
+from core.settings import Settings
+from core.telemetry import configure_telemetry
 from erp.app import create_app
-from erp.db import create_pool
 from erp.devserver import create_database, drop_database, free_port, start_temporal, with_database
 from erp.migrate import upgrade_async
-from erp.settings import Settings
-from erp.telemetry import configure_telemetry
+from erp.worker import run_worker
 from tenancy.onboarding import create_event_partition
-from workflows.worker import run_worker
 
 OPERATOR_TOKEN = "test-operator-token"
 BASE_DATABASE_URL = os.environ.get("ERP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")

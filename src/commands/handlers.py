@@ -9,10 +9,8 @@ from uuid import UUID
 
 import msgspec
 
-from commands.aggregate import Aggregate
 from commands.errors import BusinessRuleViolation, StreamNotFound
-from commands.messages import Command
-from commands.model import CommandDecl, Element, Model, ModelAggregate, RuleContext, snake
+from commands.model import Aggregate, Command, CommandDecl, Element, Model, ModelAggregate, RuleContext, snake
 from commands.unit_of_work import UnitOfWork
 
 Handler = Callable[[Any, UnitOfWork], Awaitable[Aggregate]]

@@ -26,22 +26,21 @@ from commands.errors import (
     StreamNotFound,
     UnknownCommand,
 )
-from commands.event_store import (
+from commands.handlers import CommandSpec
+from commands.model import Command
+from commands.registry import COMMANDS
+from commands.store.event_store import (
     CommandAlreadyLogged,
     CommandLogEntry,
     CommandMetadata,
     ConcurrencyConflict,
-    EventStore,
 )
-from commands.handlers import CommandSpec
-from commands.messages import Command
-from commands.registry import COMMANDS
+from commands.store.wakeup import ProjectorWakeup
 from commands.stream_cache import StreamCache
-from commands.unit_of_work import UnitOfWork
-from commands.wakeup import ProjectorWakeup
-from erp import metrics
-from erp.consistency import encode_token
-from erp.telemetry import traced
+from commands.unit_of_work import Store, UnitOfWork
+from core import metrics
+from core.telemetry import traced
+from core.tokens import encode_token
 
 tracer = trace.get_tracer("erp.commands")
 
@@ -95,7 +94,7 @@ class CommandService:
     def __init__(
         self,
         pool: asyncpg.Pool[Any],
-        store: EventStore | None = None,
+        store: Store,
         commands: dict[str, CommandSpec] | None = None,
         max_attempts: int = 10,
         wakeup: ProjectorWakeup | None = None,
@@ -105,7 +104,7 @@ class CommandService:
         self._wakeup = wakeup
         self._cache = cache
         self.customisations = Customisations(pool)
-        self._store = store or EventStore()
+        self._store = store
         self._commands = COMMANDS if commands is None else commands
         self._max_attempts = max_attempts
 

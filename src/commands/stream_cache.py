@@ -47,9 +47,3 @@ class StreamCache:
         self._streams.move_to_end(key)
         while len(self._streams) > self._max:
             self._streams.popitem(last=False)
-
-    def forget(self, account_id: UUID, stream_id: str) -> None:
-        self._streams.pop((account_id, stream_id), None)
-
-    def __len__(self) -> int:
-        return len(self._streams)

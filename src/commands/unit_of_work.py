@@ -2,22 +2,36 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from commands.aggregate import Aggregate
-from commands.event_store import (
-    AppendResult,
-    CommandLogEntry,
-    CommandMetadata,
-    EventStore,
-    Executor,
-    StreamWrite,
-)
+from commands.model import Aggregate
+from commands.store.event_store import AppendResult, CommandLogEntry, CommandMetadata, StreamWrite
+from commands.store.feed import Executor, RecordedEvent
 from commands.stream_cache import CachedEvent, History, StreamCache
 
 A = TypeVar("A", bound=Aggregate)
+
+
+class Store(Protocol):
+    """What commands need of an event store: `commands.store.event_store.EventStore`, or the
+    in-memory one the unit tests use (both held to `tests/contracts/test_event_store.py`)."""
+
+    async def load(
+        self, executor: Executor, account_id: UUID, stream_id: str, after_revision: int = 0
+    ) -> list[RecordedEvent]: ...
+
+    async def append(
+        self,
+        executor: Executor,
+        account_id: UUID,
+        writes: Sequence[StreamWrite],
+        metadata: CommandMetadata,
+        log: CommandLogEntry | None = None,
+    ) -> AppendResult: ...
+
+
 CustomCheck = Callable[[str, dict[str, Any] | None, bool], Awaitable[None]]
 """(element, custom values, whether the command creates the element) -> raises InvalidCommand."""
 
@@ -37,7 +51,7 @@ class UnitOfWork:
         self,
         executor: Executor,
         account_id: UUID,
-        store: EventStore,
+        store: Store,
         cache: StreamCache | None = None,
         *,
         trust_cache: bool = False,

@@ -1,1 +1,2 @@
-"""Shared pieces of the ERP backend: settings, database pools, telemetry, the app factory and the CLI."""
+"""The entry points: the composition root, the app factory, the CLI, the worker entry, the bench and the
+migrations. Nothing below imports this package."""

@@ -1,40 +1,34 @@
-"""The Litestar app factory: controllers, dependencies, plugins (channels, problem details, tracing)."""
+"""The Litestar app factory: controllers, the composition root's dependencies, plugins (channels,
+problem details, tracing)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from litestar import Litestar
-from litestar.channels import ChannelsPlugin
-from litestar.channels.backends.redis import RedisChannelsPubSubBackend
-from litestar.datastructures import State
-from litestar.di import Provide
+from litestar import Litestar, Router
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
 from commands.handlers import command_specs
+from commands.http import ERRORS as COMMAND_ERRORS
+from commands.http import CommandController, CustomisationController
 from commands.model import Model
 from commands.openapi import DocumentWithCommands
 from commands.registry import COMMANDS
-from commands.routes import ERRORS as COMMAND_ERRORS
-from commands.routes import CommandController, CustomisationController
-from erp.bootstrap import Services
+from core.problems import problem_details_plugin
+from core.settings import Settings
+from core.telemetry import configure_logging, configure_telemetry
+from erp.bootstrap import Container
 from erp.health import health
-from erp.problems import problem_details_plugin
-from erp.redis_client import redis_client
-from erp.settings import Settings
-from erp.telemetry import configure_logging, configure_telemetry
-from queries.routes import NotificationController, ProjectionController, QueryController, query_routes
-from tenancy.routes import AccountController
+from queries.http import QueryController, query_routes
+from queries.sse import NotificationController
+from tenancy.auth import operator_guard
+from tenancy.http import AccountController
+from workflows.http import ProjectionController
 
 MAX_BODY = 1024 * 1024
-
-
-def _services(state: State) -> Services:
-    services: Services = state.services
-    return services
 
 
 def create_app(settings: Settings | None = None, model: Model | None = None) -> Litestar:
@@ -42,41 +36,37 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     settings = settings or Settings()
     commands = COMMANDS if model is None else command_specs(model)
     tracing = configure_telemetry("erp-api") is not None
-    channels = ChannelsPlugin(
-        backend=RedisChannelsPubSubBackend(redis=redis_client(settings.redis_url)),
-        arbitrary_channels_allowed=True,
-        subscriber_max_backlog=1000,
-        subscriber_backlog_strategy="dropleft",
-    )
+    container = Container(settings, commands=commands)
 
     @asynccontextmanager
-    async def lifespan(app: Litestar) -> AsyncIterator[None]:
-        app.state.services = await Services.start(settings, channels, commands)
-        try:
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        async with container.running():
             yield
-        finally:
-            await app.state.services.close()
 
+    operators = Router(
+        "/",
+        route_handlers=[AccountController, ProjectionController],
+        guards=[operator_guard(settings.operator_token)],
+    )
     return Litestar(
         route_handlers=[
-            AccountController,
+            operators,
             CommandController,
             CustomisationController,
             *query_routes(),
             QueryController,
             NotificationController,
-            ProjectionController,
             health,
         ],
-        dependencies={"services": Provide(_services, sync_to_thread=False)},
+        dependencies=container.http_dependencies(),
         plugins=[
-            channels,
+            container.channels,
             problem_details_plugin(COMMAND_ERRORS),
             *([OpenTelemetryPlugin(OpenTelemetryConfig())] if tracing else []),
         ],
         lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
-        logging_config=None,  # erp.telemetry.configure_logging's JSON lines, not Litestar's own
+        logging_config=None,  # core.telemetry.configure_logging's JSON lines, not Litestar's own
         openapi_config=OpenAPIConfig(
             title="ERP",
             version="0.1.0",

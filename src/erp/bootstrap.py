@@ -1,93 +1,121 @@
-"""Wires the API's collaborators once, at startup: pools, catalog, command service, waiter, Temporal."""
+"""The one composition root: builds the pools, the store with the model's upcasters, Redis, Temporal
+and each package's facade, once. The API (`erp.app`), the worker (`workflows.worker` via
+`erp.cli`), the CLI and the bench all get their parts from a `Container`.
+
+Nothing connects until `start()` (pools open; Redis and Temporal connect on first use), so the
+app factory can hand the facades to Litestar before its event loop runs.
+"""
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import cached_property
 from typing import Any
 
-import asyncpg
-import redis.asyncio as redis
 from litestar.channels import ChannelsPlugin
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
-from temporalio.client import Client
+from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+from litestar.di import Provide
 
+from commands.deps import command_dependencies
+from commands.erp_model import UPCASTERS
 from commands.handlers import CommandSpec
-from commands.service import CommandService
-from commands.stream_cache import StreamCache
-from commands.wakeup import ProjectorWakeup
-from erp.redis_client import redis_client
-from erp.settings import Settings
-from erp.temporal import TemporalUnavailable, connect_temporal
-from queries.consistency import ConsistencyWaiter
-from tenancy.accounts import AccountCatalog, KeyCache
-from tenancy.routing import Databases, Route
+from commands.pipelines import CommandPipelines
+from commands.registry import COMMANDS
+from commands.store.event_store import EventStore
+from core.redis_client import redis_client
+from core.settings import Settings
+from core.temporal import TemporalGateway
+from erp.health import HealthChecks
+from queries.deps import query_dependencies
+from queries.notifications import Notifier
+from queries.reader import ReadModels
+from queries.waiter import ConsistencyWaiter
+from tenancy.catalog import AccountCatalog
+from tenancy.deps import tenancy_dependencies
+from tenancy.keys import KeyCache
+from tenancy.onboarding import Onboarding
+from tenancy.routing import Databases
+from workflows.activities import ErpActivities
+from workflows.deps import workflow_dependencies
+from workflows.operations import ProjectionOperations
+from workflows.starters import TemporalOnboarding
 
 
-class TemporalGateway:
-    """A Temporal client connected on first use, so the API starts (and reports 503) without Temporal."""
-
-    def __init__(self, settings: Settings) -> None:
-        self._settings = settings
-        self._client: Client | None = None
-        self._lock = asyncio.Lock()
-
-    async def client(self) -> Client:
-        if self._client is None:
-            async with self._lock:
-                if self._client is None:
-                    try:
-                        self._client = await asyncio.wait_for(connect_temporal(self._settings), 5)
-                    except (RuntimeError, TimeoutError) as error:  # the SDK's "Failed client connect"
-                        raise TemporalUnavailable(str(error)) from error
-        return self._client
-
-
-class Services:
-    """The API's collaborators (a plain class, so Litestar injects it without introspecting it)."""
+class Container:
+    """Every collaborator of one process, built once from `settings`."""
 
     def __init__(
         self,
         settings: Settings,
-        databases: Databases,
-        engine: AsyncEngine,
-        redis_client: redis.Redis,
-        channels: ChannelsPlugin,
+        *,
         commands: dict[str, CommandSpec] | None = None,
+        min_pool: int = 2,
+        max_pool: int = 20,
     ) -> None:
         self.settings = settings
-        self.databases = databases
-        self.engine = engine
-        self.redis = redis_client
-        self.catalog = AccountCatalog(engine)
-        self.keys = KeyCache(self.catalog)
-        self.waiter = ConsistencyWaiter(channels)
+        self.databases = Databases(settings, min_size=min_pool, max_size=max_pool)
+        self.store = EventStore(UPCASTERS)
+        """The event store; its `feed` is how every reader (projectors, rebuilds) decodes events."""
+        self.redis = redis_client(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
         self.temporal = TemporalGateway(settings)
-        self._wakeups = {name: ProjectorWakeup(pool) for name, pool in databases}
-        self._commands = {
-            name: CommandService(pool, commands=commands, wakeup=self._wakeups[name], cache=StreamCache())
-            for name, pool in databases
+        self.catalog = AccountCatalog(self.databases)
+        self.keys = KeyCache(self.catalog)
+        self.onboarding = Onboarding(self.catalog, self.databases, TemporalOnboarding(self.temporal))
+        self.commands = CommandPipelines(
+            self.databases, self.store, COMMANDS if commands is None else commands
+        )
+        self.projections = ProjectionOperations(self.databases, self.catalog, self.temporal)
+        self.health = HealthChecks(self.databases, self.redis, self.temporal)
+
+    @cached_property
+    def channels(self) -> ChannelsPlugin:
+        """The API's Redis pub/sub (notifications and consistency waits), on a client of its own."""
+        return ChannelsPlugin(
+            backend=RedisChannelsPubSubBackend(redis=redis_client(self.settings.redis_url)),
+            arbitrary_channels_allowed=True,
+            subscriber_max_backlog=1000,
+            subscriber_backlog_strategy="dropleft",
+        )
+
+    @cached_property
+    def read_models(self) -> ReadModels:
+        return ReadModels(self.databases, ConsistencyWaiter(self.channels))
+
+    @cached_property
+    def _notifier_redis(self) -> Any:
+        return redis_client(self.settings.redis_url)
+
+    def activities(self) -> ErpActivities:
+        """The worker's activities: projectors publishing to Redis, rebuilds and onboarding steps."""
+        return ErpActivities(self.databases, self.store.feed, Notifier(self._notifier_redis), self.onboarding)
+
+    def http_dependencies(self) -> dict[str, Provide]:
+        """What the API's controllers may ask for, each a small dependency of its own."""
+        return {
+            **tenancy_dependencies(self.keys, self.onboarding, self.catalog),
+            **command_dependencies(self.commands),
+            **query_dependencies(self.read_models),
+            **workflow_dependencies(self.projections),
+            "health_checks": Provide(lambda: self.health, use_cache=True, sync_to_thread=False),
         }
 
-    def commands(self, route: Route) -> CommandService:
-        """The command pipeline of the account's database."""
-        return self._commands[route.database]
-
-    def pool(self, route: Route) -> asyncpg.Pool[Any]:
-        """The pool of the account's database."""
-        return self.databases.pool(route.database)
-
-    @classmethod
-    async def start(
-        cls, settings: Settings, channels: ChannelsPlugin, commands: dict[str, CommandSpec] | None = None
-    ) -> Services:
-        databases = await Databases.open(settings, min_size=2, max_size=20)
-        engine = create_async_engine(settings.sqlalchemy_url, pool_size=5, pool_pre_ping=True)
-        client = redis_client(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
-        return cls(settings, databases, engine, client, channels, commands)
+    async def start(self) -> Container:
+        await self.databases.open()
+        return self
 
     async def close(self) -> None:
-        for wakeup in self._wakeups.values():
-            await wakeup.close()
+        await self.commands.close()
         await self.databases.close()
-        await self.engine.dispose()
         await self.redis.aclose()
+        if "_notifier_redis" in self.__dict__:
+            await self._notifier_redis.aclose()
+
+    @asynccontextmanager
+    async def running(self) -> AsyncIterator[Container]:
+        """Started, then closed however the block ends."""
+        await self.start()
+        try:
+            yield self
+        finally:
+            await self.close()

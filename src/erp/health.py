@@ -8,10 +8,12 @@ from datetime import timedelta
 from typing import Any
 
 import msgspec
+import redis.asyncio as redis
 from litestar import Response, get
 from litestar.di import NamedDependency
 
-from erp.bootstrap import Services
+from core.temporal import TemporalGateway
+from tenancy.routing import Databases
 
 CHECK_TIMEOUT = 2.0
 
@@ -29,19 +31,30 @@ async def _check(probe: Awaitable[Any]) -> str:
     return "up"
 
 
-async def _temporal(services: Services) -> None:
-    client = await services.temporal.client()
-    await client.service_client.check_health(timeout=timedelta(seconds=2))
+class HealthChecks:
+    """Asks each dependency whether it answers."""
+
+    def __init__(self, databases: Databases, redis_client: redis.Redis, temporal: TemporalGateway) -> None:
+        self._databases = databases
+        self._redis = redis_client
+        self._temporal = temporal
+
+    async def _temporal_answers(self) -> None:
+        client = await self._temporal.client()
+        await client.service_client.check_health(timeout=timedelta(seconds=2))
+
+    async def run(self) -> dict[str, str]:
+        postgres, redis_state, temporal = await asyncio.gather(
+            _check(asyncio.gather(*(pool.fetchval("SELECT 1") for _, pool in self._databases))),
+            _check(self._redis.ping()),
+            _check(self._temporal_answers()),
+        )
+        return {"Postgres": postgres, "Redis": redis_state, "Temporal": temporal}
 
 
 @get("/health", tags=["health"], summary="Health of the API's dependencies")
-async def health(services: NamedDependency[Services]) -> Response[Health]:
-    postgres, redis, temporal = await asyncio.gather(
-        _check(asyncio.gather(*(pool.fetchval("SELECT 1") for _, pool in services.databases))),
-        _check(services.redis.ping()),
-        _check(_temporal(services)),
-    )
-    checks = {"Postgres": postgres, "Redis": redis, "Temporal": temporal}
+async def health(health_checks: NamedDependency[HealthChecks]) -> Response[Health]:
+    checks = await health_checks.run()
     down = [name for name, state in checks.items() if state != "up"]
     if down:
         body = Health(f"down: {', '.join(down)}", checks)

@@ -1,0 +1,1 @@
+"""The read side: projections, the projector, queries, consistency waits and notifications."""

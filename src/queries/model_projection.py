@@ -10,8 +10,8 @@ from uuid import UUID
 
 import asyncpg
 
-from commands.event_store import RecordedEvent
 from commands.model import Attr, Element, EventDecl, Model, Type
+from commands.store.feed import RecordedEvent
 from queries.model_tables import column_name, table_name
 
 Statement = tuple[str, Callable[[RecordedEvent], tuple[Any, ...]]]

@@ -16,7 +16,7 @@ from typing import Any
 import asyncpg
 
 from commands.model import Attr, Element, Model, Type, snake
-from erp.db import TENANT_ROLE
+from core.db import TENANT_ROLE
 
 COLUMN_TYPES = {
     Type.STRING: "text",

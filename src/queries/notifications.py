@@ -17,7 +17,7 @@ import redis.asyncio as redis
 from opentelemetry import trace
 from redis.exceptions import RedisError
 
-from erp.telemetry import traced
+from core.telemetry import traced
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("erp.notifications")

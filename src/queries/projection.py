@@ -8,7 +8,7 @@ from uuid import UUID
 
 import asyncpg
 
-from commands.event_store import RecordedEvent
+from commands.store.feed import RecordedEvent
 
 
 class Projection(Protocol):

@@ -18,7 +18,7 @@ from uuid import UUID
 import asyncpg
 import msgspec
 
-from erp.text import Name
+from core.text import Name
 from queries.paging import DEFAULT_LIMIT, Limit, Page, decode_cursor, page_of
 
 

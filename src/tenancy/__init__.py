@@ -1,0 +1,1 @@
+"""Tenancy: accounts and API keys, routing to tenant databases, row-level-security sessions, onboarding."""

@@ -5,18 +5,18 @@ from __future__ import annotations
 import hmac
 from typing import Any
 
-from litestar import Request
 from litestar.connection import ASGIConnection
-from litestar.di import NamedDependency
 from litestar.handlers.base import BaseRouteHandler
+from litestar.types import Guard
 
-from erp.problems import problem
-from erp.telemetry import ACCOUNT_ID
-from tenancy.accounts import AccountStatus, KeyCache
+from core.problems import problem
+from core.telemetry import ACCOUNT_ID
+from tenancy.catalog import AccountStatus
+from tenancy.keys import KeyCache
 from tenancy.routing import Route
 
 
-def bearer_token(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
+def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     header = connection.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
@@ -24,17 +24,13 @@ def bearer_token(connection: ASGIConnection) -> str:  # type: ignore[type-arg]
     return token.strip()
 
 
-async def tenant_route(request: Request[Any, Any, Any], services: NamedDependency[Any]) -> Route:
+async def authenticate(keys: KeyCache, connection: ASGIConnection[Any, Any, Any, Any]) -> Route:
     """Where the request's account lives, decided by its API key alone.
 
     401 for a missing, unknown, revoked or expired key, or an account that is not active; 503 with
     Retry-After while the account is still being onboarded.
-
-    It depends on `services` (rather than beside it) so Litestar resolves the two
-    one after the other instead of spawning a task group per request.
     """
-    keys: KeyCache = services.keys
-    owner = await keys.resolve(bearer_token(request))
+    owner = await keys.resolve(bearer_token(connection))
     ACCOUNT_ID.set(str(owner.route.account_id) if owner else "")
     if owner is not None and owner.status == AccountStatus.ONBOARDING:
         raise problem(
@@ -51,8 +47,12 @@ async def tenant_route(request: Request[Any, Any, Any], services: NamedDependenc
     return owner.route
 
 
-def operator_guard(connection: ASGIConnection, _: BaseRouteHandler) -> None:  # type: ignore[type-arg]
-    """Guard for operator endpoints: the bearer token must equal ERP_OPERATOR_TOKEN."""
-    expected: str = connection.app.state.services.settings.operator_token
-    if not hmac.compare_digest(bearer_token(connection).encode(), expected.encode()):
-        raise problem(401, "this endpoint needs the operator token", {"WWW-Authenticate": "Bearer"})
+def operator_guard(token: str) -> Guard:
+    """A guard for operator endpoints: the bearer token must equal `token` (ERP_OPERATOR_TOKEN)."""
+    expected = token.encode()
+
+    def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        if not hmac.compare_digest(bearer_token(connection).encode(), expected):
+            raise problem(401, "this endpoint needs the operator token", {"WWW-Authenticate": "Bearer"})
+
+    return guard

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from erp.db import TENANT_ROLE
+from core.db import TENANT_ROLE
 
 
 def tenant_setup_sql(account_id: UUID) -> str:

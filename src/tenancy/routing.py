@@ -1,4 +1,4 @@
-"""Routing: AccountId -> tenant database (a pool) and event-store partition.
+"""Routing: AccountId -> tenant database (a pool) and event-store partition, and placing new accounts.
 
 The catalog (in the `main` database) records each account's database. Every
 tenant database has the full schema; an account's events, streams and read
@@ -7,17 +7,20 @@ models live only in its own database, in its own partition of `events`.
 
 from __future__ import annotations
 
-import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from erp.db import create_pool
-from erp.settings import MAIN_DATABASE, Settings
-from tenancy.onboarding import partition_name
+from core.db import create_pool
+from core.settings import MAIN_DATABASE, Settings
+
+
+def partition_name(account_id: UUID) -> str:
+    """The account's partition of `events`."""
+    return f"events_{account_id.hex}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,72 +36,54 @@ class Route:
 
 
 class Databases:
-    """One asyncpg pool per tenant database."""
+    """One asyncpg pool per configured tenant database, opened by `open()` and closed by `close()`."""
 
-    def __init__(self, pools: dict[str, asyncpg.Pool[Any]]) -> None:
-        self._pools = pools
+    def __init__(self, settings: Settings, *, min_size: int = 2, max_size: int = 20) -> None:
+        self._settings = settings
+        self._sizes = (min_size, max_size)
+        self._pools: dict[str, asyncpg.Pool[Any]] = {}
 
-    @classmethod
-    async def open(cls, settings: Settings, *, min_size: int = 2, max_size: int = 20) -> Databases:
-        pools: dict[str, asyncpg.Pool[Any]] = {}
+    async def open(self) -> Databases:
+        """Open a pool per database (all or none); returns itself."""
+        min_size, max_size = self._sizes
         try:
-            for name in settings.databases:
-                pools[name] = await create_pool(
-                    settings.for_database(name), min_size=min_size, max_size=max_size
+            for name in self._settings.databases:
+                self._pools[name] = await create_pool(
+                    self._settings.for_database(name), min_size=min_size, max_size=max_size
                 )
         except BaseException:
-            for pool in pools.values():
-                await pool.close()
+            await self.close()
             raise
-        return cls(pools)
+        return self
 
     @property
     def main(self) -> asyncpg.Pool[Any]:
         """The database that also holds the account catalog."""
-        return self._pools[MAIN_DATABASE]
+        return self.pool(MAIN_DATABASE)
 
     def pool(self, name: str) -> asyncpg.Pool[Any]:
         try:
             return self._pools[name]
         except KeyError:
+            if name in self._settings.databases:
+                raise RuntimeError(f"the pool of database {name!r} is not open") from None
             raise LookupError(f"no tenant database named {name!r} is configured") from None
 
+    def url(self, name: str) -> str:
+        return self._settings.databases[name]
+
     def names(self) -> list[str]:
-        return list(self._pools)
+        return list(self._settings.databases)
 
     def __iter__(self) -> Iterator[tuple[str, asyncpg.Pool[Any]]]:
         return iter(self._pools.items())
 
     async def close(self) -> None:
-        for pool in self._pools.values():
+        pools, self._pools = self._pools, {}
+        for pool in pools.values():
             await pool.close()
 
 
-async def place_account(main: asyncpg.Pool[Any], databases: list[str]) -> str:
-    """The configured database with the fewest accounts (new accounts spread evenly)."""
-    rows = await main.fetch("SELECT database, count(*) AS n FROM accounts GROUP BY database")
-    counts = {r["database"]: r["n"] for r in rows}
-    return min(databases, key=lambda name: (counts.get(name, 0), databases.index(name)))
-
-
-class Router:
-    """Resolves an AccountId to its Route from the catalog, remembering answers for a while."""
-
-    def __init__(self, main: asyncpg.Pool[Any], ttl: float = 60.0) -> None:
-        self._main = main
-        self._ttl = ttl
-        self._routes: dict[UUID, tuple[float, Route]] = {}
-
-    async def route(self, account_id: UUID) -> Route | None:
-        now = time.monotonic()
-        cached = self._routes.get(account_id)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        database = await self._main.fetchval(
-            "SELECT database FROM accounts WHERE account_id = $1", account_id
-        )
-        if database is None:
-            return None
-        route = Route(account_id, database)
-        self._routes[account_id] = (now + self._ttl, route)
-        return route
+def place(databases: list[str], accounts: Mapping[str, int]) -> str:
+    """The database for a new account: the one with the fewest accounts (new accounts spread evenly)."""
+    return min(databases, key=lambda name: (accounts.get(name, 0), databases.index(name)))

@@ -1,0 +1,2 @@
+"""Temporal: the projector pipelines, rebuilds and onboarding as workflows; the operators' projection
+endpoints."""

@@ -9,14 +9,14 @@ from uuid import UUID
 
 from temporalio import activity
 
-from erp import metrics
-from erp.settings import Settings
+from commands.store.feed import EventFeed
+from core import metrics
 from queries.notifications import Notifier
-from queries.projector import Projector
+from queries.projector import Projector, follow, rebuild_account
 from queries.registry import PROJECTIONS
-from tenancy.accounts import AccountStatus
-from tenancy.onboarding import create_event_partition, partition_name
-from tenancy.routing import Databases
+from tenancy.catalog import AccountStatus
+from tenancy.onboarding import Onboarding
+from tenancy.routing import Databases, partition_name
 from workflows.messages import (
     AccountInput,
     OnboardResult,
@@ -28,18 +28,22 @@ from workflows.messages import (
 
 
 class ErpActivities:
-    """Activities sharing the worker's tenant-database pools and Redis notifier."""
+    """Activities sharing the worker's tenant-database pools, event feed and Redis notifier."""
 
-    def __init__(self, databases: Databases, notifier: Notifier, settings: Settings) -> None:
+    def __init__(
+        self, databases: Databases, feed: EventFeed, notifier: Notifier, onboarding: Onboarding
+    ) -> None:
         self._databases = databases
+        self._feed = feed
         self._notifier = notifier
-        self._settings = settings
+        self._onboarding = onboarding
 
     def _projector(self, name: str, database: str) -> Projector:
         projection = PROJECTIONS.get(name)
         if projection is None:
             raise ValueError(f"unknown projection {name!r}")
-        return Projector(self._databases.pool(database), projection, self._notifier, database=database)
+        pool = self._databases.pool(database)
+        return Projector(pool, projection, self._feed, self._notifier, database=database)
 
     @activity.defn
     async def run_projector(self, data: ProjectorInput) -> None:
@@ -48,8 +52,8 @@ class ErpActivities:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         loop.call_later(data.run_for_seconds, stop.set)
-        dsn = self._settings.databases[data.database]
-        await projector.run_forever(dsn, heartbeat=activity.heartbeat, stop=stop)
+        dsn = self._databases.url(data.database)
+        await follow(projector, dsn, heartbeat=activity.heartbeat, stop=stop)
 
     @activity.defn
     async def rebuild_projection(self, data: RebuildStep) -> RebuildResult:
@@ -80,7 +84,7 @@ class ErpActivities:
             def applied(events: int, before: RebuildProgress = done) -> None:
                 beat(replace(before, account_events=events))
 
-            rebuilt = await projector.rebuild(account_id, applied)
+            rebuilt = await rebuild_account(projector, account_id, applied)
             done = replace(
                 done,
                 accounts_done=done.accounts_done + 1,
@@ -95,18 +99,12 @@ class ErpActivities:
     @activity.defn
     async def create_account_partition(self, data: AccountInput) -> str:
         """The account's partition of `events`, in the account's own database."""
-        async with self._databases.pool(data.database).acquire() as connection:
-            return await create_event_partition(connection, UUID(data.account_id))
+        return await self._onboarding.create_partition(UUID(data.account_id), data.database)
 
     @activity.defn
     async def activate_account(self, data: AccountInput) -> OnboardResult:
         account_id = UUID(data.account_id)
-        async with self._databases.main.acquire() as connection:
-            await connection.execute(
-                "UPDATE accounts SET status = $2 WHERE account_id = $1",
-                account_id,
-                AccountStatus.ACTIVE,
-            )
+        await self._onboarding.activate(account_id)
         return OnboardResult(data.account_id, partition_name(account_id), AccountStatus.ACTIVE)
 
     def all(self) -> list[Any]:

@@ -1,4 +1,4 @@
-"""Client-side helpers that start the workflows (used by the API, the CLI and the worker)."""
+"""Client side: starting the workflows (the projector pipelines, onboarding, rebuilds) on Temporal."""
 
 from __future__ import annotations
 
@@ -6,17 +6,15 @@ import asyncio
 import logging
 import uuid
 from datetime import timedelta
-from typing import Any
 from uuid import UUID
 
-import asyncpg
 from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
+from core.temporal import TemporalGateway
 from queries.registry import PROJECTIONS
-from tenancy.accounts import Account, AccountCatalog, AccountStatus
-from tenancy.routing import place_account
+from tenancy.catalog import Account, AccountStatus
 from workflows.messages import (
     AccountInput,
     OnboardResult,
@@ -28,9 +26,6 @@ from workflows.messages import (
 from workflows.workflows import OnboardAccountWorkflow, ProjectorWorkflow, RebuildProjectionWorkflow
 
 log = logging.getLogger(__name__)
-
-ONBOARD_WAIT = timedelta(seconds=15)
-"""How long POST /accounts waits for onboarding before answering with Status Onboarding."""
 
 
 def projector_workflow_id(projection: str, database: str) -> str:
@@ -51,59 +46,37 @@ async def start_projectors(client: Client, task_queue: str, databases: list[str]
             )
 
 
-async def open_account(
-    catalog: AccountCatalog,
-    main: asyncpg.Pool[Any],
-    databases: list[str],
-    client: Client,
-    task_queue: str,
-    name: str,
-    wait: timedelta = ONBOARD_WAIT,
-) -> tuple[Account, str, str]:
-    """Register an account in the least-used database and onboard it: (account, API key, status).
+class TemporalOnboarding:
+    """Runs `tenancy.onboarding`'s steps as one `OnboardAccountWorkflow` per account."""
 
-    The status is Active when onboarding finished within `wait`, else Onboarding: the workflow goes on
-    (with no deadline of its own), and the worker's sweep starts it again if it never began.
-    """
-    database = await place_account(main, databases)
-    account, api_key = await catalog.register(name, database)
-    status = await onboard_account(client, task_queue, account, wait)
-    return account, api_key, status
+    def __init__(self, temporal: TemporalGateway) -> None:
+        self._temporal = temporal
 
+    async def ensure_available(self) -> None:
+        await self._temporal.client()
 
-async def onboard_account(
-    client: Client, task_queue: str, account: Account, wait: timedelta = ONBOARD_WAIT
-) -> str:
-    """Start (or join) the account's onboarding workflow and wait up to `wait` for its status."""
-    try:
-        handle = await _start_onboarding(client, task_queue, account)
-        result = await asyncio.wait_for(handle.result(), wait.total_seconds())
-    except (RPCError, TimeoutError, WorkflowFailureError):
-        log.warning("account %s is still onboarding", account.account_id, exc_info=True)
-        return AccountStatus.ONBOARDING
-    return result.status
+    async def start(self, account: Account) -> None:
+        await self._start(account)
 
+    async def run(self, account: Account, within: timedelta) -> str:
+        try:
+            handle = await self._start(account)
+            result = await asyncio.wait_for(handle.result(), within.total_seconds())
+        except (RPCError, TimeoutError, WorkflowFailureError):
+            log.warning("account %s is still onboarding", account.account_id, exc_info=True)
+            return AccountStatus.ONBOARDING
+        return result.status
 
-async def resume_onboarding(client: Client, task_queue: str, catalog: AccountCatalog) -> int:
-    """Start onboarding again for every account left in Onboarding (a workflow that never started,
-    or one that failed); accounts whose workflow still runs just join it. Returns how many."""
-    waiting = await catalog.onboarding()
-    for account in waiting:
-        await _start_onboarding(client, task_queue, account)
-    return len(waiting)
-
-
-async def _start_onboarding(
-    client: Client, task_queue: str, account: Account
-) -> WorkflowHandle[OnboardAccountWorkflow, OnboardResult]:
-    """The account's one onboarding workflow: started, or joined while it runs."""
-    return await client.start_workflow(
-        OnboardAccountWorkflow.run,
-        AccountInput(str(account.account_id), account.database),
-        id=f"onboard-{account.account_id}",
-        task_queue=task_queue,
-        id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
-    )
+    async def _start(self, account: Account) -> WorkflowHandle[OnboardAccountWorkflow, OnboardResult]:
+        """The account's one onboarding workflow: started, or joined while it runs."""
+        client = await self._temporal.client()
+        return await client.start_workflow(
+            OnboardAccountWorkflow.run,
+            AccountInput(str(account.account_id), account.database),
+            id=f"onboard-{account.account_id}",
+            task_queue=self._temporal.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
 
 
 async def start_rebuild(

@@ -28,11 +28,12 @@ from typing import Any
 import httpx
 import pytest
 
-from erp.db import create_pool
+from commands.store.feed import EventFeed
+from core.db import create_pool
+from core.settings import Settings
 from erp.devserver import answers, free_ports, start_temporal
 from erp.migrate import upgrade_async
-from erp.settings import Settings
-from queries.projector import Projector
+from queries.projector import Projector, rebuild_account
 from queries.registry import PROJECTIONS
 
 pytestmark = pytest.mark.fault
@@ -338,7 +339,7 @@ async def test_faults_lose_nothing_and_never_answer_500(
         )
         assert set(stored) == set(load.acknowledged), "an order was stored twice or without a 2xx"
 
-        projector = Projector(pool, PROJECTIONS["orders"])
+        projector = Projector(pool, PROJECTIONS["orders"], EventFeed())
 
         async def caught_up() -> bool:
             return (await projector.lag()).events_behind == 0
@@ -348,7 +349,7 @@ async def test_faults_lose_nothing_and_never_answer_500(
         live = [dict(r) for r in await pool.fetch(query)]
         assert len(live) == len(load.acknowledged)
         for account_id in await projector.accounts():
-            await projector.rebuild(account_id)
+            await rebuild_account(projector, account_id)
         assert [dict(r) for r in await pool.fetch(query)] == live
     finally:
         await pool.close()

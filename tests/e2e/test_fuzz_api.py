@@ -55,7 +55,7 @@ from schemathesis.specs.openapi.checks import content_type_conformance, response
 
 from commands.registry import COMMANDS
 from commands.service import CommandResult
-from queries.routes import Items
+from queries.http import Items
 from queries.views import QUERIES
 from tests.conftest import OPERATOR_TOKEN, Tenant, onboard, private_stack
 

@@ -12,23 +12,28 @@ from dataclasses import replace
 from datetime import timedelta
 from typing import Any
 
-import asyncpg
 import httpx
 import pytest
-from sqlalchemy.ext.asyncio import create_async_engine
 
-from erp.settings import MAIN_DATABASE, Settings
-from erp.temporal import connect_temporal
-from tenancy.accounts import AccountCatalog, AccountStatus
-from workflows.starters import open_account
-from workflows.worker import run_worker
+from core.settings import MAIN_DATABASE, Settings
+from core.temporal import TemporalGateway
+from erp.worker import run_worker
+from tenancy.catalog import AccountCatalog, AccountStatus
+from tenancy.onboarding import Onboarding
+from tenancy.routing import Databases
+from workflows.starters import TemporalOnboarding
 
 
 @pytest.fixture
-async def catalog(settings: Settings) -> AsyncIterator[AccountCatalog]:
-    engine = create_async_engine(settings.sqlalchemy_url)
-    yield AccountCatalog(engine)
-    await engine.dispose()
+async def databases(settings: Settings) -> AsyncIterator[Databases]:
+    databases = await Databases(settings, min_size=1, max_size=2).open()
+    yield databases
+    await databases.close()
+
+
+@pytest.fixture
+def catalog(databases: Databases) -> AccountCatalog:
+    return AccountCatalog(databases)
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], seconds: float, what: str) -> None:
@@ -54,15 +59,13 @@ async def status_of(http: httpx.AsyncClient, operator: dict[str, str], account_i
 async def test_late_onboarding_answers_onboarding_then_503_until_a_worker_finishes_it(
     settings: Settings,
     catalog: AccountCatalog,
-    pool: asyncpg.Pool[Any],
+    databases: Databases,
     http: httpx.AsyncClient,
     operator: dict[str, str],
 ) -> None:
     unserved = replace(settings, task_queue=f"erp-unserved-{uuid.uuid4().hex[:8]}")
-    client = await connect_temporal(settings)
-    account, api_key, status = await open_account(
-        catalog, pool, [MAIN_DATABASE], client, unserved.task_queue, "Late", wait=timedelta(seconds=1)
-    )
+    onboarding = Onboarding(catalog, databases, TemporalOnboarding(TemporalGateway(unserved)))
+    account, api_key, status = await onboarding.open("Late", wait=timedelta(seconds=1))
     assert status == AccountStatus.ONBOARDING
     assert await status_of(http, operator, account.account_id) == "Onboarding"
 

@@ -12,11 +12,11 @@ import asyncpg
 import httpx
 import pytest
 
+from core.settings import Settings
 from erp.app import create_app
 from erp.devserver import drop_database, free_port
-from erp.settings import Settings
+from erp.worker import run_worker
 from tests.conftest import OPERATOR_TOKEN, fresh_database, onboard, serve
-from workflows.worker import run_worker
 
 
 @pytest.fixture(scope="module")

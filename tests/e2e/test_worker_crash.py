@@ -17,9 +17,10 @@ import asyncpg
 import pytest
 
 from commands.service import CommandService
-from erp.db import create_pool
+from commands.store.event_store import EventStore
+from core.db import create_pool
+from core.settings import Settings
 from erp.devserver import drop_database, free_port, start_temporal
-from erp.settings import Settings
 from tests.conftest import fresh_database, make_account
 
 pytestmark = pytest.mark.fault
@@ -59,7 +60,7 @@ async def projected(pool: asyncpg.Pool[Any]) -> int:
 
 async def test_killed_worker_resumes_from_its_checkpoint(crash_settings: Settings) -> None:
     pool = await create_pool(crash_settings, min_size=2, max_size=10)
-    service = CommandService(pool)
+    service = CommandService(pool, EventStore())
     accounts = [await make_account(pool) for _ in range(4)]
     placed = 0
 

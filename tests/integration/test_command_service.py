@@ -13,8 +13,8 @@ import asyncpg
 import pytest
 
 from commands.errors import BusinessRuleViolation
-from commands.event_store import ConcurrencyConflict
 from commands.service import CommandService
+from commands.store.event_store import ConcurrencyConflict, EventStore
 from commands.stream_cache import StreamCache
 
 
@@ -45,7 +45,9 @@ async def events_of(pool: asyncpg.Pool[Any], account_id: UUID, stream_id: str) -
 
 def two_processes(pool: asyncpg.Pool[Any]) -> tuple[CommandService, CommandService]:
     """Two API processes: same database, caches of their own."""
-    return CommandService(pool, cache=StreamCache()), CommandService(pool, cache=StreamCache())
+    return CommandService(pool, EventStore(), cache=StreamCache()), CommandService(
+        pool, EventStore(), cache=StreamCache()
+    )
 
 
 async def test_a_stale_cache_never_decides(pool: asyncpg.Pool[Any], account_id: UUID) -> None:
@@ -61,7 +63,7 @@ async def test_a_stale_cache_never_decides(pool: asyncpg.Pool[Any], account_id: 
 async def test_a_stale_cache_does_not_turn_a_good_pinned_revision_into_409(
     pool: asyncpg.Pool[Any], account_id: UUID
 ) -> None:
-    a = CommandService(pool, cache=StreamCache())
+    a = CommandService(pool, EventStore(), cache=StreamCache())
     order_id = uuid.uuid4()
     placed = await a.execute(account_id, a.parse("PlaceOrder", place(order_id)))
     assert placed.revision == 1
@@ -96,7 +98,9 @@ async def test_concurrent_cancels_of_one_order_cancel_it_once(
     pool: asyncpg.Pool[Any], account_id: UUID
 ) -> None:
     """No lost update: of many processes racing to cancel, exactly one succeeds."""
-    services = [CommandService(pool, cache=StreamCache()) for _ in range(4)] + [CommandService(pool)]
+    services = [CommandService(pool, EventStore(), cache=StreamCache()) for _ in range(4)] + [
+        CommandService(pool, EventStore())
+    ]
     order_id = uuid.uuid4()
     for service in services:  # every cache now holds the Placed order
         with contextlib.suppress(BusinessRuleViolation):

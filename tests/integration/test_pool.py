@@ -14,8 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from erp.db import create_pool, finish_before_cancelling
-from erp.settings import Settings
+from core.db import create_pool, finish_before_cancelling
+from core.settings import Settings
 
 ROWS = 100_000
 

@@ -14,11 +14,12 @@ import asyncpg
 import redis.asyncio as redis
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
-from commands.event_store import CommandMetadata, EventStore, PendingEvent, StreamWrite
 from commands.service import CommandService
-from erp.settings import Settings
+from commands.store.event_store import CommandMetadata, EventStore, PendingEvent, StreamWrite
+from commands.store.feed import EventFeed
+from core.settings import Settings
 from queries.notifications import Notifier, channel_for
-from queries.projector import Projector, Rebuilt
+from queries.projector import Projector, Rebuilt, rebuild_account
 from queries.registry import PROJECTIONS
 from tenancy.rls import tenant_transaction
 from tests.conftest import make_account, metric_points
@@ -86,8 +87,8 @@ async def test_two_projectors_racing_writers_apply_every_event_exactly_once(
     a zombie), the read model ends with exactly one row per order; a double apply would also fail
     on the read model's primary key."""
     accounts = [await make_account(pool) for _ in range(3)]
-    live = Projector(pool, PROJECTIONS["orders"], batch_size=7, pairs_per_batch=2)
-    zombie = Projector(pool, PROJECTIONS["orders"], batch_size=5, pairs_per_batch=3)
+    live = Projector(pool, PROJECTIONS["orders"], EventFeed(), batch_size=7, pairs_per_batch=2)
+    zombie = Projector(pool, PROJECTIONS["orders"], EventFeed(), batch_size=5, pairs_per_batch=3)
     stop = asyncio.Event()
 
     async def follow(projector: Projector) -> None:
@@ -122,10 +123,10 @@ async def rows_of(pool: asyncpg.Pool[Any], account_id: UUID) -> list[dict[str, A
 async def projected_orders(pool: asyncpg.Pool[Any], count: int) -> tuple[UUID, Projector]:
     """An account with `count` orders in its read model, and a projector of small batches."""
     account_id = await make_account(pool)
-    service = CommandService(pool)
+    service = CommandService(pool, EventStore())
     for i in range(count):
         await service.execute(account_id, service.parse("PlaceOrder", place_order_body(f"C{i % 3}")))
-    projector = Projector(pool, PROJECTIONS["orders"], batch_size=5, pairs_per_batch=1)
+    projector = Projector(pool, PROJECTIONS["orders"], EventFeed(), batch_size=5, pairs_per_batch=1)
     await projector.catch_up(account_id)
     return account_id, projector
 
@@ -136,7 +137,7 @@ async def test_readers_see_the_old_read_model_until_the_rebuild_commits(pool: as
     assert len(before) == 150
     applied: list[int] = []
     seen_mid_rebuild: list[int] = []
-    rebuilding = asyncio.create_task(projector.rebuild(account_id, applied.append))
+    rebuilding = asyncio.create_task(rebuild_account(projector, account_id, applied.append))
     while not rebuilding.done():
         rows = await rows_of(pool, account_id)
         assert rows == before, f"a reader saw {len(rows)} of 150 orders during the rebuild"
@@ -163,7 +164,7 @@ async def test_a_cancelled_rebuild_changes_nothing_and_holds_no_locks(pool: asyn
         if events >= 50:
             half_way.set()
 
-    rebuilding = asyncio.create_task(projector.rebuild(account_id, applied))
+    rebuilding = asyncio.create_task(rebuild_account(projector, account_id, applied))
     await half_way.wait()
     rebuilding.cancel()
     with contextlib.suppress(asyncio.CancelledError):
@@ -172,18 +173,18 @@ async def test_a_cancelled_rebuild_changes_nothing_and_holds_no_locks(pool: asyn
     assert (await projector.lag(account_id)).position == 100
 
     # The checkpoints are free: the live projector moves on, and a rebuild that finishes repairs.
-    service = CommandService(pool)
+    service = CommandService(pool, EventStore())
     await service.execute(account_id, service.parse("PlaceOrder", place_order_body()))
     assert await asyncio.wait_for(projector.catch_up(account_id), 10) == 1
     assert len(await rows_of(pool, account_id)) == 100
-    await projector.rebuild(account_id)
+    await rebuild_account(projector, account_id)
     assert len(await rows_of(pool, account_id)) == 101
 
 
 async def test_writers_and_the_live_projector_carry_on_during_a_rebuild(pool: asyncpg.Pool[Any]) -> None:
     account_id, projector = await projected_orders(pool, 60)
-    live = Projector(pool, PROJECTIONS["orders"])
-    rebuilding = asyncio.create_task(projector.rebuild(account_id))
+    live = Projector(pool, PROJECTIONS["orders"], EventFeed())
+    rebuilding = asyncio.create_task(rebuild_account(projector, account_id))
     written = await place_orders_with_random_commit_delays(pool, account_id, writers=4, per_writer=10)
     await live.catch_up(account_id)
     await rebuilding
@@ -203,20 +204,20 @@ async def test_a_rebuild_does_not_count_old_events_as_projection_delay(
 
     account_id, projector = await projected_orders(pool, 150)
     before = delays()
-    await projector.rebuild(account_id)
+    await rebuild_account(projector, account_id)
     # (A worker left running by another test may record a few live delays meanwhile.)
     assert delays() - before < 150
 
 
 async def test_rebuilding_one_account_leaves_the_others_alone(pool: asyncpg.Pool[Any]) -> None:
     a, b = await make_account(pool), await make_account(pool)
-    service = CommandService(pool)
+    service = CommandService(pool, EventStore())
     for account_id in (a, b):
         await service.execute(account_id, service.parse("PlaceOrder", place_order_body()))
-    projector = Projector(pool, PROJECTIONS["orders"])
+    projector = Projector(pool, PROJECTIONS["orders"], EventFeed())
     await projector.catch_up()
     await pool.execute("DELETE FROM rm_order WHERE account_id = ANY($1)", [a, b])
-    assert await projector.rebuild(a) == Rebuilt(1, 1)
+    assert await rebuild_account(projector, a) == Rebuilt(1, 1)
     assert await order_count(pool, a) == 1
     assert await order_count(pool, b) == 0
     assert {a, b} <= set(await projector.accounts())
@@ -230,9 +231,9 @@ async def test_a_committed_batch_is_announced_on_the_accounts_channel(
     pubsub = client.pubsub()
     await pubsub.subscribe(channel_for(account_id))
     try:
-        service = CommandService(pool)
+        service = CommandService(pool, EventStore())
         result = await service.execute(account_id, service.parse("PlaceOrder", place_order_body()))
-        await Projector(pool, PROJECTIONS["orders"], Notifier(client)).catch_up(account_id)
+        await Projector(pool, PROJECTIONS["orders"], EventFeed(), Notifier(client)).catch_up(account_id)
         message = None
         for _ in range(50):
             message = await pubsub.get_message(ignore_subscribe_messages=True, timeout=0.1)
@@ -252,11 +253,11 @@ async def test_a_committed_batch_is_announced_on_the_accounts_channel(
 async def test_notifications_wait_while_redis_is_unreachable(pool: asyncpg.Pool[Any]) -> None:
     """A batch commits even when Redis is down; its notification is kept for later."""
     account_id = await make_account(pool)
-    service = CommandService(pool)
+    service = CommandService(pool, EventStore())
     await service.execute(account_id, service.parse("PlaceOrder", place_order_body()))
     unreachable = redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     notifier = Notifier(unreachable)
-    await Projector(pool, PROJECTIONS["orders"], notifier).catch_up(account_id)
+    await Projector(pool, PROJECTIONS["orders"], EventFeed(), notifier).catch_up(account_id)
     assert await order_count(pool, account_id) == 1
     assert notifier._pending  # kept, to publish once Redis answers
     await unreachable.aclose()
@@ -275,7 +276,7 @@ async def test_an_event_the_read_model_cannot_hold_is_parked_not_blocking(pool: 
             [StreamWrite(f"Order-{order_id}", "Order", 0, [PendingEvent("OrderPlaced", payload)])],
             CommandMetadata(order_id, order_id, order_id),
         )
-    projector = Projector(pool, PROJECTIONS["orders"])
+    projector = Projector(pool, PROJECTIONS["orders"], EventFeed())
     await projector.catch_up(account_id)
     assert await pool.fetchval(
         "SELECT count(*) FROM rm_order WHERE account_id = $1 AND id = $2", account_id, good

@@ -15,14 +15,20 @@ import pytest
 from temporalio.testing import ActivityEnvironment
 
 from commands.service import CommandService
+from commands.store.event_store import EventStore
+from commands.store.feed import EventFeed
+from core.redis_client import redis_client
+from core.settings import Settings
+from core.temporal import TemporalGateway
 from erp.devserver import drop_database
-from erp.redis_client import redis_client
-from erp.settings import Settings
 from queries.notifications import Notifier
+from tenancy.catalog import AccountCatalog
+from tenancy.onboarding import Onboarding
 from tenancy.routing import Databases
 from tests.conftest import fresh_database, make_account
 from workflows.activities import ErpActivities
 from workflows.messages import RebuildProgress, RebuildStep
+from workflows.starters import TemporalOnboarding
 
 
 @pytest.fixture
@@ -30,10 +36,11 @@ async def own(settings: Settings) -> AsyncIterator[tuple[ErpActivities, asyncpg.
     """Activities over a fresh database, so `all accounts` means the two the test makes."""
     url = await fresh_database()
     scoped = replace(settings, database_url=url)
-    databases = await Databases.open(scoped, min_size=1, max_size=4)
+    databases = await Databases(scoped, min_size=1, max_size=4).open()
     client = redis_client(settings.redis_url)
+    onboarding = Onboarding(AccountCatalog(databases), databases, TemporalOnboarding(TemporalGateway(scoped)))
     try:
-        yield ErpActivities(databases, Notifier(client), scoped), databases.main
+        yield ErpActivities(databases, EventFeed(), Notifier(client), onboarding), databases.main
     finally:
         await client.aclose()
         await databases.close()
@@ -56,7 +63,7 @@ async def test_a_retried_rebuild_goes_on_after_the_last_account_done(
 ) -> None:
     activities, pool = own
     first, second = sorted([await make_account(pool), await make_account(pool)], key=str)
-    service = CommandService(pool)
+    service = CommandService(pool, EventStore())
     for account_id, orders in ((first, 3), (second, 4)):
         for _ in range(orders):
             await service.execute(account_id, service.parse("PlaceOrder", place_order_body()))

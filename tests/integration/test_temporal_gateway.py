@@ -7,11 +7,11 @@ import asyncio
 
 import pytest
 
+from core.problems import UNAVAILABLE, _unavailable
+from core.settings import Settings
+from core.temporal import TemporalUnavailable
 from erp.bootstrap import TemporalGateway
 from erp.devserver import free_port
-from erp.problems import UNAVAILABLE, _unavailable
-from erp.settings import Settings
-from erp.temporal import TemporalUnavailable
 
 
 async def not_temporal(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:

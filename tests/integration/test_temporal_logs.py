@@ -16,9 +16,9 @@ SCRIPT = textwrap.dedent(
     """
     import asyncio, os, signal
     from erp.devserver import free_port, start_temporal
-    from erp.settings import Settings
-    from erp.telemetry import configure_logging
-    from erp.temporal import connect_temporal
+    from core.settings import Settings
+    from core.telemetry import configure_logging
+    from core.temporal import connect_temporal
 
     async def main() -> None:
         configure_logging()

@@ -10,8 +10,8 @@ from typing import Any
 import asyncpg
 import pytest
 
-from commands.wakeup import EVENTS_CHANNEL, ProjectorWakeup, concerns
-from erp.settings import Settings
+from commands.store.wakeup import EVENTS_CHANNEL, ProjectorWakeup, concerns
+from core.settings import Settings
 
 pytestmark = pytest.mark.timeout(30)
 

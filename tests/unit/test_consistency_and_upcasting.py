@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from commands.upcasting import Upcasters
-from erp.consistency import InvalidToken, decode_token, encode_token
+from commands.store.upcasting import Upcasters
+from core.tokens import InvalidToken, decode_token, encode_token
 
 
 def test_token_round_trip() -> None:

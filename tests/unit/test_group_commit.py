@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from commands.group_commit import GroupCommit, Outcome
+from commands.store.group_commit import GroupCommit, Outcome
 
 Request = tuple[int, str]
 """(key, name)"""

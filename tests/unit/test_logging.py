@@ -7,7 +7,7 @@ import logging
 
 from opentelemetry.sdk.trace import TracerProvider
 
-from erp.telemetry import ACCOUNT_ID, JsonFormatter, TraceContext
+from core.telemetry import ACCOUNT_ID, JsonFormatter, TraceContext
 
 
 def test_a_log_line_names_its_trace_and_account() -> None:

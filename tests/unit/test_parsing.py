@@ -10,10 +10,11 @@ import pytest
 
 from commands.errors import InvalidCommand, MalformedCommand, UnknownCommand
 from commands.service import CommandService, command_id_for
+from commands.store.event_store import EventStore
 
 
 def service() -> CommandService:
-    return CommandService(pool=None)  # type: ignore[arg-type]  # parsing needs no database
+    return CommandService(pool=None, store=EventStore())  # type: ignore[arg-type]  # parsing needs no database
 
 
 def body(**overrides: Any) -> bytes:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 import sqlalchemy.exc
 
-from erp.problems import _from_sqlalchemy
+from core.problems import _from_sqlalchemy
 
 
 def wrapped(cause: Exception) -> sqlalchemy.exc.DBAPIError:

@@ -21,7 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from temporalio.service import RPCError
 
-from erp.temporal import TemporalUnavailable
+from core.temporal import TemporalUnavailable
 
 log = logging.getLogger(__name__)
 

@@ -6,6 +6,7 @@ them to the `temporalio.core` logger instead, so they come out as JSON lines lik
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from functools import cache
 
@@ -13,7 +14,7 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
-from erp.settings import Settings
+from core.settings import Settings
 
 
 class TemporalUnavailable(Exception):
@@ -35,3 +36,27 @@ async def connect_temporal(settings: Settings) -> Client:
         interceptors=[TracingInterceptor()],
         runtime=temporal_runtime(),
     )
+
+
+class TemporalGateway:
+    """A Temporal client connected on first use, so the API starts (and reports 503) without Temporal."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._client: Client | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def task_queue(self) -> str:
+        return self._settings.task_queue
+
+    async def client(self) -> Client:
+        """The client; TemporalUnavailable if Temporal cannot be reached within 5 s."""
+        if self._client is None:
+            async with self._lock:
+                if self._client is None:
+                    try:
+                        self._client = await asyncio.wait_for(connect_temporal(self._settings), 5)
+                    except (RuntimeError, TimeoutError) as error:  # the SDK's "Failed client connect"
+                        raise TemporalUnavailable(str(error)) from error
+        return self._client

@@ -1,4 +1,4 @@
-"""Command API: POST /commands/{CommandName}."""
+"""Command API: POST /commands/{CommandName}, and /customisations (an account's own attributes)."""
 
 from __future__ import annotations
 
@@ -7,11 +7,11 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 from litestar import Controller, Request, get, post
-from litestar.di import NamedDependency, Provide
+from litestar.di import NamedDependency
 from litestar.params import FromPath, HeaderParameter, JSONBody
 from litestar.plugins.problem_details import ProblemDetailsException
 
-from commands.customisation import NAME, CustomAttribute
+from commands.customisation import NAME, CustomAttribute, Customisations
 from commands.erp_model import ERP
 from commands.errors import (
     BusinessRuleViolation,
@@ -21,12 +21,10 @@ from commands.errors import (
     StreamNotFound,
     UnknownCommand,
 )
-from commands.event_store import ConcurrencyConflict
 from commands.openapi import MAX_IDEMPOTENCY_KEY
-from commands.service import CommandResult
-from erp.bootstrap import Services
-from erp.problems import problem, problem_responses
-from tenancy.auth import tenant_route
+from commands.service import CommandResult, CommandService
+from commands.store.event_store import ConcurrencyConflict
+from core.problems import problem, problem_responses
 from tenancy.routing import Route
 
 ERRORS: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
@@ -60,7 +58,6 @@ class CommandController(Controller):
 
     path = "/commands"
     tags = ["commands"]
-    dependencies = {"tenant": Provide(tenant_route)}
 
     @post("/{command_name:str}", status_code=200, summary="Run a command by name", include_in_schema=False)
     async def run(
@@ -68,12 +65,11 @@ class CommandController(Controller):
         request: Request[Any, Any, Any],
         command_name: FromPath[str],
         tenant: NamedDependency[Route],
-        services: NamedDependency[Services],
+        commands: NamedDependency[CommandService],
         key: IdempotencyKey = None,
     ) -> CommandResult:
         """Run `CommandName` for the caller's account. Send `Idempotency-Key` to make retries safe."""
         _check_key(key)
-        commands = services.commands(tenant)
         parsed = commands.parse(command_name, await request.body())
         return await commands.execute(tenant.account_id, parsed, key)
 
@@ -101,7 +97,6 @@ class CustomisationController(Controller):
 
     path = "/customisations"
     tags = ["customisation"]
-    dependencies = {"tenant": Provide(tenant_route)}
 
     @post(
         "/",
@@ -113,7 +108,7 @@ class CustomisationController(Controller):
         self,
         data: JSONBody[DefineAttribute],
         tenant: NamedDependency[Route],
-        services: NamedDependency[Services],
+        customisations: NamedDependency[Customisations],
     ) -> AttributeView:
         element = ERP.elements.get(data.element)
         if element is None:
@@ -123,7 +118,7 @@ class CustomisationController(Controller):
         if any(a.name == data.attribute for a in element.attributes):
             raise problem(422, f"Attribute: {data.element} already has a model attribute {data.attribute}")
         attribute = CustomAttribute(data.element, data.attribute, data.type, data.required, data.max_length)
-        if not await services.commands(tenant).customisations.define(tenant.account_id, attribute):
+        if not await customisations.define(tenant.account_id, attribute):
             raise problem(
                 409, f"{data.element} already has a custom attribute {data.attribute} in this account"
             )
@@ -131,9 +126,9 @@ class CustomisationController(Controller):
 
     @get("/", summary="The account's custom attributes", responses=problem_responses(401, 503))
     async def list(
-        self, tenant: NamedDependency[Route], services: NamedDependency[Services]
+        self, tenant: NamedDependency[Route], customisations: NamedDependency[Customisations]
     ) -> list[AttributeView]:
-        definitions = await services.commands(tenant).customisations.for_account(tenant.account_id)
+        definitions = await customisations.for_account(tenant.account_id)
         return [
             AttributeView(d.element, d.attribute, d.type, d.required, d.max_length)
             for by_name in definitions.values()

@@ -1,4 +1,4 @@
-"""Database plumbing: the SQLAlchemy metadata every package's tables hang on, and asyncpg pools."""
+"""Database plumbing: asyncpg pools whose connections speak jsonb, and finishing work before a cancel."""
 
 from __future__ import annotations
 
@@ -8,11 +8,8 @@ from typing import Any, TypeVar
 
 import asyncpg
 import msgspec
-from sqlalchemy import MetaData
 
-from erp.settings import Settings
-
-metadata = MetaData()
+from core.settings import Settings
 
 T = TypeVar("T")
 

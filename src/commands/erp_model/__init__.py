@@ -1,0 +1,20 @@
+"""The ERP, declared: the seed's elements, their commands and events, and the rules that need code.
+
+Person and Organisation are Entities (parties, with addresses); Customer is a
+Role a party plays for the account's Own Organisation in a Workarea, with a
+spending limit; Order is an Agreement; Delivery and Invoice are Business
+Activities. A customer's open amount is what its orders placed and not yet
+paid or cancelled add up to; PlaceOrder may not take it over the limit.
+"""
+
+from commands.erp_model.customer import CUSTOMER
+from commands.erp_model.fulfilment import DELIVERY, INVOICE
+from commands.erp_model.order import ORDER
+from commands.erp_model.parties import ORGANISATION, OWN_ORGANISATION, PERSON, WORKAREA
+from commands.erp_model.upcasters import UPCASTERS
+from commands.model import Model
+
+ERP = Model((PERSON, ORGANISATION, OWN_ORGANISATION, WORKAREA, CUSTOMER, ORDER, DELIVERY, INVOICE))
+"""The ERP model."""
+
+__all__ = ["ERP", "UPCASTERS"]

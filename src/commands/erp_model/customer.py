@@ -1,0 +1,76 @@
+"""The Customer: a Role a party plays for the Own Organisation in a Workarea, with a spending limit."""
+
+from __future__ import annotations
+
+from commands.erp_model.common import MONEY, ref, require
+from commands.erp_model.parties import PERSON
+from commands.model import (
+    Attr,
+    Change,
+    CommandDecl,
+    Element,
+    EventDecl,
+    Kind,
+    RuleContext,
+)
+
+
+async def make_customer(ctx: RuleContext) -> None:
+    """The party and the workarea must exist (and the own organisation, when named)."""
+    party_id = ctx.payload["PartyId"]
+    person = await ctx.uow.get(ctx.model.aggregates["Person"], PERSON.stream_id(party_id))
+    if not person.exists:
+        await require(ctx, "Organisation", party_id, "party (Person or Organisation)")
+    await require(ctx, "Workarea", ctx.payload["WorkareaId"], "Workarea")
+    if ctx.payload.get("OwnOrganisationId"):
+        await require(ctx, "OwnOrganisation", ctx.payload["OwnOrganisationId"], "OwnOrganisation")
+
+
+CUSTOMER_FIELDS = (
+    ref("CustomerId", "Customer"),
+    ref("PartyId", "Person"),
+    ref("WorkareaId", "Workarea"),
+    ref("OwnOrganisationId", "OwnOrganisation", required=False),
+    Attr("SpendingLimit", MONEY),
+)
+RESERVATION = (ref("CustomerId", "Customer"), ref("OrderId", "Order"), Attr("Amount", MONEY))
+
+CUSTOMER = Element(
+    name="Customer",
+    kind=Kind.ROLE,
+    attributes=(*CUSTOMER_FIELDS, Attr("OpenAmount", MONEY, required=False)),
+    commands=(
+        CommandDecl(
+            "MakeCustomer",
+            CUSTOMER_FIELDS,
+            "CustomerMade",
+            key="CustomerId",
+            creates=True,
+            rule=make_customer,
+            description="A party becomes a Customer of the Own Organisation in a Workarea.",
+        ),
+        CommandDecl(
+            "ChangeSpendingLimit",
+            (ref("CustomerId", "Customer"), Attr("SpendingLimit", MONEY)),
+            "SpendingLimitChanged",
+            key="CustomerId",
+            when=("Active",),
+        ),
+    ),
+    events=(
+        EventDecl(
+            "CustomerMade",
+            CUSTOMER_FIELDS,
+            Change(set=tuple(a.name for a in CUSTOMER_FIELDS), status="Active", creates=True),
+        ),
+        EventDecl(
+            "SpendingLimitChanged",
+            (ref("CustomerId", "Customer"), Attr("SpendingLimit", MONEY)),
+            Change(set=("SpendingLimit",)),
+        ),
+    ),
+    internal_events=(
+        EventDecl("AmountReserved", RESERVATION, Change(add=(("OpenAmount", "Amount"),))),
+        EventDecl("AmountReleased", RESERVATION, Change(subtract=(("OpenAmount", "Amount"),))),
+    ),
+)

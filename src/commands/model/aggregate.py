@@ -1,0 +1,126 @@
+"""Aggregates: self-contained business objects that handle commands and raise events.
+
+Each element of the model is one aggregate class (`aggregate_class`), with its own stream. Its
+state is a dict of attributes plus Status, changed only by the events' declared `Change`s.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
+
+import msgspec
+
+from commands.model.language import Change, Element
+from commands.store.event_store import PendingEvent
+
+if TYPE_CHECKING:
+    from commands.model.model import Model
+
+
+class StoredEvent(Protocol):
+    """What replay needs of a stored event (RecordedEvent and CachedEvent both qualify)."""
+
+    @property
+    def stream_revision(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def payload(self) -> Mapping[str, Any]: ...
+
+
+class Aggregate:
+    """A consistency boundary with its own stream; `revision` is the last stored StreamRevision."""
+
+    stream_type: ClassVar[str]
+
+    def __init__(self, stream_id: str) -> None:
+        self.stream_id = stream_id
+        self.revision = 0
+
+    def replay(self, history: Iterable[StoredEvent]) -> None:
+        """Rebuild state from stored events."""
+        raise NotImplementedError
+
+    def pending_events(self) -> list[PendingEvent]:
+        """Events raised since loading, as the store takes them."""
+        raise NotImplementedError
+
+    @property
+    def exists(self) -> bool:
+        """Whether anything was ever stored or raised on this stream."""
+        return self.revision > 0 or bool(self.pending_events())
+
+
+class ModelAggregate(Aggregate):
+    """An element's consistency boundary: state is a dict of attributes plus Status.
+
+    Its state changes are the model's declared Changes, applied by one function
+    (`apply_change`) both when an event is raised and when it is replayed, so
+    deciding and replaying cannot drift apart.
+    """
+
+    element: Element
+    model: Model
+
+    def __init__(self, stream_id: str) -> None:
+        super().__init__(stream_id)
+        self.state: dict[str, Any] = {"Status": None}
+        self._raised: list[tuple[str, dict[str, Any]]] = []
+
+    @property
+    def exists(self) -> bool:
+        return self.revision > 0 or bool(self._raised)
+
+    @property
+    def status(self) -> str | None:
+        status: str | None = self.state.get("Status")
+        return status
+
+    def raise_event(self, name: str, payload: Mapping[str, Any]) -> None:
+        """Validate the payload against the event's type, apply it and record it."""
+        key = (self.element.name, name)
+        decl = self.model.event_decls.get(key)
+        if decl is None:
+            raise ValueError(f"{name} is not an event of {self.element.name}")
+        typed = msgspec.convert(dict(payload), self.model.event_types[key], str_keys=True)
+        wire = msgspec.to_builtins(typed)
+        apply_change(self.state, decl.change, wire)
+        self._raised.append((name, wire))
+
+    def replay(self, history: Iterable[StoredEvent]) -> None:
+        for stored in history:
+            decl = self.model.event_decls[(self.element.name, stored.name)]
+            apply_change(self.state, decl.change, stored.payload)
+            self.revision = stored.stream_revision
+
+    def pending_events(self) -> list[PendingEvent]:
+        return [PendingEvent(name, payload) for name, payload in self._raised]
+
+
+def apply_change(state: dict[str, Any], change: Change, payload: Mapping[str, Any]) -> None:
+    """The one place where an event's declared Change alters element state."""
+    for name in change.set:
+        if name in payload:
+            state[name] = payload[name]
+    for attr, source in change.copy:
+        if source in payload:
+            state[attr] = payload[source]
+    if payload.get("Custom"):
+        state["Custom"] = {**state.get("Custom", {}), **payload["Custom"]}
+    for attr, source in change.add:
+        state[attr] = str(Decimal(state.get(attr) or 0) + Decimal(payload[source]))
+    for attr, source in change.subtract:
+        state[attr] = str(Decimal(state.get(attr) or 0) - Decimal(payload[source]))
+    for attr, source in change.append:
+        state[attr] = [*state.get(attr, []), payload[source]]
+    if change.status is not None:
+        state["Status"] = change.status
+
+
+def aggregate_class(element: Element, model: Model) -> type[ModelAggregate]:
+    attributes = {"element": element, "model": model, "stream_type": element.stream_type}
+    return type(element.name, (ModelAggregate,), attributes)

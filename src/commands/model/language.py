@@ -1,0 +1,173 @@
+"""The model language: elements with attributes, commands and events, declared as data.
+
+The ERP is one model (`commands.erp_model`); the platform is generic over it
+(`commands.model.model.Model` derives everything else from the declarations here).
+Hand-written code appears only as a command's `rule`, where a business rule needs it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import TYPE_CHECKING, Any
+from uuid import UUID
+
+if TYPE_CHECKING:
+    from commands.model.aggregate import ModelAggregate
+    from commands.model.model import Model
+    from commands.model.wire import Command
+    from commands.unit_of_work import UnitOfWork
+
+
+class Kind(StrEnum):
+    """The seed's element kinds."""
+
+    ENTITY = "Entity"
+    ROLE = "Role"
+    AGREEMENT = "Agreement"
+    BUSINESS_ACTIVITY = "BusinessActivity"
+    OWN_ORGANISATION = "OwnOrganisation"
+    WORKAREA = "Workarea"
+
+
+class Type(StrEnum):
+    """Attribute types, with their wire form."""
+
+    STRING = "string"
+    TEXT = "text"
+    INTEGER = "integer"
+    MONEY = "money"
+    """A decimal string with at most two decimals, >= 0."""
+    ID = "id"
+    """A UUID: an element's id or a reference to another element."""
+    DATE = "date"
+    BOOLEAN = "boolean"
+    RECORD = "record"
+    """One record whose fields are `Attr.fields`."""
+    RECORDS = "records"
+    """A list of records whose fields are `Attr.fields`."""
+
+
+@dataclass(frozen=True)
+class Attr:
+    """One attribute of an element, a command or a record."""
+
+    name: str
+    type: Type = Type.STRING
+    required: bool = True
+    max_length: int | None = None
+    minimum: int | None = None
+    maximum: int | None = None
+    fields: tuple[Attr, ...] = ()
+    min_items: int | None = None
+    references: str | None = None
+    """For an id: the element it points to (a relation such as `party`)."""
+    searched: bool = False
+    """Queries look elements up by it: its read-model column is indexed (per account)."""
+
+    @property
+    def snake(self) -> str:
+        return snake(self.name)
+
+
+@dataclass(frozen=True)
+class Change:
+    """How an event changes its element's state (and read-model row)."""
+
+    set: tuple[str, ...] = ()
+    """Payload fields copied into the attributes of the same name."""
+    copy: tuple[tuple[str, str], ...] = ()
+    """(attribute, payload field): copied under another name."""
+    status: str | None = None
+    add: tuple[tuple[str, str], ...] = ()
+    """(attribute, payload field): the attribute grows by the field's amount."""
+    subtract: tuple[tuple[str, str], ...] = ()
+    append: tuple[tuple[str, str], ...] = ()
+    """(records attribute, payload field): the field's record is appended to the list."""
+    creates: bool = False
+    """The event starts the stream."""
+
+
+Rule = Callable[["RuleContext"], Awaitable[None]]
+"""Hand-written code for a command: may refuse, load other elements, raise their events, add payload."""
+
+
+@dataclass
+class RuleContext:
+    """What a rule sees and may change."""
+
+    command: Command
+    uow: UnitOfWork
+    element: ModelAggregate
+    payload: dict[str, Any]
+    model: Model
+
+
+@dataclass(frozen=True)
+class CommandDecl:
+    """A command on an element: validated fields, the stream it targets, the event it raises."""
+
+    name: str
+    fields: tuple[Attr, ...]
+    event: str
+    key: str
+    """The field holding the element's id (its stream)."""
+    creates: bool = False
+    when: tuple[str, ...] = ()
+    """Statuses the element must be in (empty: any, once it exists)."""
+    rule: Rule | None = None
+    description: str = ""
+    alternatives: tuple[str, ...] = ()
+    """Other elements whose stream the key may name (ChangeAddress: a Person or an Organisation)."""
+
+
+@dataclass(frozen=True)
+class EventDecl:
+    name: str
+    fields: tuple[Attr, ...]
+    change: Change
+
+
+@dataclass(frozen=True)
+class Element:
+    """One element type of the model: its attributes, commands and events."""
+
+    name: str
+    kind: Kind
+    attributes: tuple[Attr, ...]
+    commands: tuple[CommandDecl, ...] = ()
+    events: tuple[EventDecl, ...] = ()
+    internal_events: tuple[EventDecl, ...] = ()
+    """Events only rules raise (e.g. a Customer's AmountReserved, raised by PlaceOrder)."""
+    listed_by_status: bool = False
+    """A list query pages through its elements of one status (e.g. open invoices), so its table
+    gets an index on status in creation order."""
+
+    @property
+    def stream_type(self) -> str:
+        return self.name
+
+    def stream_id(self, element_id: UUID) -> str:
+        return f"{self.name}-{element_id}"
+
+    def all_events(self) -> tuple[EventDecl, ...]:
+        return self.events + self.internal_events
+
+    def attribute(self, name: str) -> Attr:
+        for attr in self.attributes:
+            if attr.name == name:
+                return attr
+        raise KeyError(f"{self.name} has no attribute {name}")
+
+
+_SNAKE = re.compile(r"(?<=[a-z0-9])(?=[A-Z])")
+
+
+def snake(name: str) -> str:
+    return _SNAKE.sub("_", name).lower()
+
+
+def singular(name: str) -> str:
+    return name[:-1] if name.endswith("s") else name

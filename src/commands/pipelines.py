@@ -1,0 +1,42 @@
+"""One command pipeline per tenant database, each with its projector wake-up and stream cache."""
+
+from __future__ import annotations
+
+from commands.customisation import Customisations
+from commands.handlers import CommandSpec
+from commands.service import CommandService
+from commands.store.event_store import EventStore
+from commands.store.wakeup import ProjectorWakeup
+from commands.stream_cache import StreamCache
+from tenancy.routing import Databases, Route
+
+
+class CommandPipelines:
+    """The command side of every tenant database; an account's commands run in its database's."""
+
+    def __init__(self, databases: Databases, store: EventStore, commands: dict[str, CommandSpec]) -> None:
+        self._databases = databases
+        self._store = store
+        self._commands = commands
+        self._services: dict[str, CommandService] = {}
+        self._wakeups: dict[str, ProjectorWakeup] = {}
+
+    def of(self, route: Route) -> CommandService:
+        """The pipeline of the account's database."""
+        service = self._services.get(route.database)
+        if service is None:
+            pool = self._databases.pool(route.database)
+            wakeup = self._wakeups[route.database] = ProjectorWakeup(pool)
+            service = CommandService(pool, self._store, self._commands, wakeup=wakeup, cache=StreamCache())
+            self._services[route.database] = service
+        return service
+
+    def customisations(self, route: Route) -> Customisations:
+        """The custom attributes of the account's database."""
+        return self.of(route).customisations
+
+    async def close(self) -> None:
+        for wakeup in self._wakeups.values():
+            await wakeup.close()
+        self._services.clear()
+        self._wakeups.clear()

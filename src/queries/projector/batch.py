@@ -1,0 +1,252 @@
+"""The projector's batches: moves a projection forward from the event store, exactly once per event.
+
+One batch is one transaction: it claims (locks) the checkpoints of the most
+lagging (account, stream type) pairs, reads the events after them in SequenceNumber order,
+applies them and stores the new checkpoints. Because SequenceNumbers become
+visible strictly in order (see commands.store.event_store), reading `> checkpoint`
+never skips an event, and because the checkpoint moves in the same commit as
+the read model, no event is applied twice, even with two projectors (a zombie
+after a worker was killed, or a rebuild) running at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+from opentelemetry import trace
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
+
+from commands.store.feed import EventFeed, RecordedEvent
+from core import metrics
+from core.db import finish_before_cancelling
+from core.telemetry import traced
+from queries.notifications import Notifier, ProjectionAdvanced
+from queries.projection import Projection
+from queries.projector.checkpoints import Checkpoints, Lag
+
+log = logging.getLogger(__name__)
+tracer = trace.get_tracer("erp.projector")
+
+
+REFUSED_BY_READ_MODEL = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
+"""What the database answers for an event its read model cannot hold: park it, do not retry it."""
+
+
+class Projector:
+    """Keeps one projection up to date for every account."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        projection: Projection,
+        feed: EventFeed,
+        notifier: Notifier | None = None,
+        *,
+        batch_size: int = 500,
+        pairs_per_batch: int = 50,
+        database: str = "main",
+    ) -> None:
+        self.database = database
+        self.pool = pool
+        self.projection = projection
+        self.feed = feed
+        """Where events come from, decoded and upcast as every reader sees them."""
+        self.checkpoints = Checkpoints(projection.name, projection.stream_types)
+        self.notifier = notifier
+        self.batch_size = batch_size
+        self.pairs_per_batch = pairs_per_batch
+
+    async def run_batch(self, account_id: UUID | None = None) -> list[ProjectionAdvanced]:
+        """Apply one batch for the most lagging accounts; returns what advanced (empty when caught up).
+
+        A cancellation (Temporal cancels an activity whose heartbeat stopped) waits for the batch
+        to finish: abandoned halfway, it could keep its claimed checkpoints locked forever.
+        """
+        return await finish_before_cancelling(self._run_batch(account_id))
+
+    async def _run_batch(self, account_id: UUID | None) -> list[ProjectionAdvanced]:
+        links: list[trace.Link] = []
+        oldest: list[float] = []
+        async with self.pool.acquire() as connection:
+            for _ in range(2):
+                try:
+                    async with connection.transaction():
+                        advanced = await self.apply(connection, account_id, links, oldest)
+                except REFUSED_BY_READ_MODEL:
+                    # Rolled back: again, event by event, parking what the read model refuses.
+                    links.clear()
+                    oldest.clear()
+                    async with connection.transaction():
+                        advanced = await self.apply(connection, account_id, links, oldest, True)
+                if advanced:
+                    break
+                # Nothing claimable: maybe streams whose checkpoints do not exist yet.
+                if not await self.checkpoints.add_missing(connection, account_id):
+                    break
+        if advanced and self.notifier is not None:
+            await self.notifier.publish(advanced, links)
+            if oldest:
+                metrics.NOTIFICATION_DELAY.record(
+                    time.time() - oldest[0], {"projection": self.projection.name}
+                )
+        return advanced
+
+    async def apply(
+        self,
+        connection: asyncpg.Connection[Any],
+        account_id: UUID | None,
+        links: list[trace.Link],
+        oldest: list[float],
+        one_by_one: bool = False,
+        *,
+        live: bool = True,
+    ) -> list[ProjectionAdvanced]:
+        """Claim, read, apply and checkpoint one batch.
+
+        `links` receives the commands' traces, `oldest` the earliest commit time (for metrics).
+        `one_by_one` applies each event in a savepoint of its own and parks those the read model
+        refuses; otherwise the batch goes in whole (the common case, without the savepoints' cost).
+        A rebuild (`live=False`) replays old events: their age is not a projection delay.
+        """
+        name = self.projection.name
+        claimed = await self.checkpoints.claim_lagging(connection, account_id, self.pairs_per_batch)
+        if not claimed:
+            return []
+        events = await self.feed.after(connection, claimed, self.batch_size)
+        if not events:
+            return []
+        links.extend(_links(events))
+        oldest.append(min(e.commit_time for e in events).timestamp())
+        with traced(
+            tracer,
+            f"project {name}",
+            links=links,
+            attributes={
+                "erp.projection": name,
+                "erp.events": len(events),
+                "erp.accounts": len({e.account_id for e in events}),
+            },
+        ):
+            if one_by_one:
+                parked = await self._apply_one_by_one(connection, events)
+            else:
+                parked = await self.projection.apply(connection, events)
+            if parked:
+                await self._park(connection, parked)
+        last: dict[tuple[UUID, str], int] = {}
+        for e in events:
+            key = (e.account_id, e.stream_type)
+            last[key] = max(last.get(key, 0), e.sequence_number)
+        labels = {"projection": name}
+        metrics.EVENTS_PROJECTED.add(len(events), labels)
+        if live:
+            now = time.time()
+            for e in events:
+                metrics.PROJECTION_DELAY.record(now - e.commit_time.timestamp(), labels)
+        await self.checkpoints.save(connection, last)
+        return [ProjectionAdvanced(name, a, t, p) for (a, t), p in last.items()]
+
+    async def _apply_one_by_one(
+        self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent]
+    ) -> list[tuple[RecordedEvent, str]]:
+        """Apply each event in a savepoint; park the ones the database refuses.
+
+        One event the read model cannot hold (a value out of range, say) must not stall the
+        projection for every account in its batch.
+        """
+        parked: list[tuple[RecordedEvent, str]] = []
+        for event in events:
+            try:
+                async with connection.transaction():  # a savepoint
+                    parked.extend(await self.projection.apply(connection, [event]))
+            except REFUSED_BY_READ_MODEL as error:
+                parked.append((event, f"{type(error).__name__}: {error}"))
+        return parked
+
+    async def _park(
+        self, connection: asyncpg.Connection[Any], parked: list[tuple[RecordedEvent, str]]
+    ) -> None:
+        """Set aside events the read model cannot apply, so the rest of the stream keeps flowing."""
+        metrics.EVENTS_PARKED.add(len(parked), {"projection": self.projection.name})
+        for event, reason in parked:
+            log.error(
+                "parking %s #%d of account %s in %s: %s",
+                event.stream_type,
+                event.sequence_number,
+                event.account_id,
+                self.projection.name,
+                reason,
+            )
+        await connection.executemany(
+            "INSERT INTO parked_events (projection, account_id, stream_type, sequence_number, stream_id, "
+            "payload_item_name, reason) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
+            [
+                (
+                    self.projection.name,
+                    e.account_id,
+                    e.stream_type,
+                    e.sequence_number,
+                    e.stream_id,
+                    e.name,
+                    reason,
+                )
+                for e, reason in parked
+            ],
+        )
+
+    async def catch_up(
+        self,
+        account_id: UUID | None = None,
+        *,
+        progress: Callable[[Lag], None] | None = None,
+        every: float = 2.0,
+        pause: float = 0.02,
+    ) -> int:
+        """Run batches until nothing lags; returns the number of batches this projector applied.
+
+        Another projector may hold some checkpoints (claims skip locked rows), so
+        "nothing to claim" is not "caught up": it waits for that one to finish.
+        `progress` hears the lag at most every `every` seconds.
+        """
+        batches = 0
+        reported = time.monotonic()
+        while True:
+            if await self.run_batch(account_id):
+                batches += 1
+                if progress is not None and time.monotonic() - reported >= every:
+                    progress(await self.lag(account_id))
+                    reported = time.monotonic()
+            elif (await self.lag(account_id)).events_behind <= 0:
+                return batches
+            else:
+                await asyncio.sleep(pause)
+
+    async def accounts(self) -> list[UUID]:
+        """Every account with events this projection projects, in a fixed order."""
+        return await self.checkpoints.accounts(self.pool)
+
+    async def lag(self, account_id: UUID | None = None) -> Lag:
+        """The projection's head (events to apply) and position (events applied)."""
+        return await self.checkpoints.lag(self.pool, account_id)
+
+
+_TRACE_CONTEXT = TraceContextTextMapPropagator()
+
+
+def _links(events: Sequence[RecordedEvent]) -> list[trace.Link]:
+    """A span link to each distinct command trace in the batch (at most 128)."""
+    links: dict[str, trace.Link] = {}
+    for e in events:
+        parent = e.trace_context.get("traceparent") if e.trace_context else None
+        if parent is None or parent in links or len(links) >= 128:
+            continue
+        context = trace.get_current_span(_TRACE_CONTEXT.extract(e.trace_context)).get_span_context()
+        if context.is_valid:
+            links[parent] = trace.Link(context)
+    return list(links.values())

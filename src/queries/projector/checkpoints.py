@@ -1,0 +1,119 @@
+"""A projection's checkpoints: how far it has applied each (account, stream type), and all their SQL.
+
+A checkpoint moves only in the transaction that applies the events before it, so it is the
+projection's exact position. Claiming locks it (`FOR UPDATE ... SKIP LOCKED`): two projectors (a
+zombie after a killed worker, a rebuild) then work on different accounts instead of waiting.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from commands.store.feed import Position
+
+_ADD_MISSING = """
+INSERT INTO projection_checkpoints (projection, account_id, stream_type, position)
+SELECT $1, s.account_id, s.stream_type, 0
+FROM stream_sequences s
+WHERE s.stream_type = ANY($2::text[]) AND ($3::uuid IS NULL OR s.account_id = $3)
+  AND NOT EXISTS (
+      SELECT 1 FROM projection_checkpoints c
+      WHERE c.projection = $1 AND c.account_id = s.account_id AND c.stream_type = s.stream_type)
+ON CONFLICT DO NOTHING
+"""
+_CLAIM_LAGGING = """
+SELECT c.account_id, c.stream_type, c.position
+FROM projection_checkpoints c
+JOIN stream_sequences s ON s.account_id = c.account_id AND s.stream_type = c.stream_type
+WHERE c.projection = $1 AND c.stream_type = ANY($2::text[]) AND s.last_sequence > c.position
+  AND ($3::uuid IS NULL OR c.account_id = $3)
+ORDER BY s.last_sequence - c.position DESC
+LIMIT $4
+FOR UPDATE OF c SKIP LOCKED
+"""
+_SAVE = """
+UPDATE projection_checkpoints c SET position = p.position, updated_at = now()
+FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS p(account_id, stream_type, position)
+WHERE c.projection = $1 AND c.account_id = p.account_id AND c.stream_type = p.stream_type
+"""
+# Locks the account's checkpoints (waiting out a live batch that holds them) and starts them over;
+# the live projector claims with SKIP LOCKED and never waits for them, so no deadlock.
+_RESTART = """
+UPDATE projection_checkpoints SET position = 0, updated_at = now()
+WHERE projection = $1 AND account_id = $2
+"""
+_ACCOUNTS = """
+SELECT DISTINCT account_id FROM stream_sequences WHERE stream_type = ANY($1::text[]) ORDER BY account_id
+"""
+_STATUS = """
+SELECT s.account_id, s.stream_type, s.last_sequence, coalesce(c.position, 0) AS position,
+       c.updated_at
+FROM stream_sequences s
+LEFT JOIN projection_checkpoints c
+  ON c.projection = $1 AND c.account_id = s.account_id AND c.stream_type = s.stream_type
+WHERE s.stream_type = ANY($2::text[]) AND ($3::uuid IS NULL OR s.account_id = $3)
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Lag:
+    """How far a projection is behind the store, summed over accounts."""
+
+    projection: str
+    head: int
+    position: int
+
+    @property
+    def events_behind(self) -> int:
+        return self.head - self.position
+
+
+class Checkpoints:
+    """One projection's checkpoints over some stream types; each call runs on the caller's connection."""
+
+    def __init__(self, projection: str, stream_types: tuple[str, ...]) -> None:
+        self.projection = projection
+        self.stream_types = list(stream_types)
+
+    async def add_missing(self, connection: asyncpg.Connection[Any], account_id: UUID | None) -> bool:
+        """Start a checkpoint at 0 for every stream type with events but none yet; True if any was."""
+        status = await connection.execute(_ADD_MISSING, self.projection, self.stream_types, account_id)
+        return not status.endswith(" 0")
+
+    async def claim_lagging(
+        self, connection: asyncpg.Connection[Any], account_id: UUID | None, limit: int
+    ) -> list[Position]:
+        """Lock up to `limit` of the most lagging checkpoints no one else holds (in a transaction)."""
+        rows = await connection.fetch(_CLAIM_LAGGING, self.projection, self.stream_types, account_id, limit)
+        return [Position(r["account_id"], r["stream_type"], r["position"]) for r in rows]
+
+    async def save(self, connection: asyncpg.Connection[Any], last: Mapping[tuple[UUID, str], int]) -> None:
+        """Move claimed checkpoints to the last SequenceNumber applied per (account, stream type)."""
+        await connection.execute(
+            _SAVE, self.projection, [a for a, _ in last], [t for _, t in last], list(last.values())
+        )
+
+    async def restart(self, connection: asyncpg.Connection[Any], account_id: UUID) -> None:
+        """Lock one account's checkpoints and set them back to 0 (a rebuild, in its transaction)."""
+        await connection.execute(_RESTART, self.projection, account_id)
+
+    async def accounts(self, connection: asyncpg.Connection[Any] | asyncpg.Pool[Any]) -> list[UUID]:
+        """Every account with events of these stream types, in a fixed order."""
+        rows = await connection.fetch(_ACCOUNTS, self.stream_types)
+        return [r["account_id"] for r in rows]
+
+    async def lag(
+        self, connection: asyncpg.Connection[Any] | asyncpg.Pool[Any], account_id: UUID | None = None
+    ) -> Lag:
+        """The projection's head (events to apply) and position (events applied)."""
+        rows = await connection.fetch(_STATUS, self.projection, self.stream_types, account_id)
+        return Lag(
+            self.projection,
+            head=sum(r["last_sequence"] for r in rows),
+            position=sum(r["position"] for r in rows),
+        )

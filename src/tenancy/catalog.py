@@ -1,0 +1,143 @@
+"""The account catalog, and all of its SQL: accounts, where each lives, and their API keys.
+
+The catalog lives in the `main` tenant database. API keys are stored only as hashes; a key is
+shown once, when it is issued.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from tenancy.routing import Databases, Route
+
+KEY_PREFIX = "erp_"
+
+
+class AccountStatus:
+    ONBOARDING = "Onboarding"
+    ACTIVE = "Active"
+
+
+class UnknownAccount(LookupError):
+    """No account has that id."""
+
+    def __init__(self, account_id: UUID) -> None:
+        super().__init__(f"there is no account {account_id}")
+        self.account_id = account_id
+
+
+@dataclass(frozen=True, slots=True)
+class Account:
+    account_id: UUID
+    name: str
+    status: str
+    database: str
+
+
+@dataclass(frozen=True, slots=True)
+class KeyOwner:
+    """Where the account a key belongs to lives, and whether it is active yet."""
+
+    route: Route
+    status: str
+
+    @property
+    def active(self) -> bool:
+        return self.status == AccountStatus.ACTIVE
+
+
+def hash_key(api_key: str) -> bytes:
+    """API keys are high-entropy secrets, so one SHA-256 is the right hash (no salt or KDF needed)."""
+    return hashlib.sha256(api_key.encode()).digest()
+
+
+def new_api_key() -> str:
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+_ACCOUNT = "SELECT account_id, name, status, database FROM accounts"
+_REGISTER = "INSERT INTO accounts (account_id, name, status, database) VALUES ($1, $2, $3, $4)"
+_ISSUE_KEY = "INSERT INTO api_keys (key_hash, account_id, expires_at) VALUES ($1, $2, $3)"
+_SET_STATUS = "UPDATE accounts SET status = $2 WHERE account_id = $1"
+_RESOLVE_KEY = """
+SELECT k.account_id, a.database, a.status
+FROM api_keys k JOIN accounts a ON a.account_id = k.account_id
+WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
+"""
+_COUNTS = "SELECT database, count(*) AS n FROM accounts GROUP BY database"
+
+
+def _account(row: asyncpg.Record) -> Account:
+    return Account(row["account_id"], row["name"], row["status"], row["database"])
+
+
+class AccountCatalog:
+    """Reads and writes the catalog (in the `main` database)."""
+
+    def __init__(self, databases: Databases) -> None:
+        self._databases = databases
+
+    @property
+    def _pool(self) -> asyncpg.Pool[Any]:
+        return self._databases.main
+
+    async def register(
+        self, name: str, database: str, *, expires_at: datetime | None = None
+    ) -> tuple[Account, str]:
+        """A new account in status Onboarding, placed in `database`, with its first API key.
+
+        The key is returned once, in clear; only its hash is stored.
+        """
+        account = Account(uuid.uuid4(), name, AccountStatus.ONBOARDING, database)
+        api_key = new_api_key()
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(_REGISTER, account.account_id, name, account.status, database)
+            await connection.execute(_ISSUE_KEY, hash_key(api_key), account.account_id, expires_at)
+        return account, api_key
+
+    async def issue_key(self, account_id: UUID, *, expires_at: datetime | None = None) -> str:
+        api_key = new_api_key()
+        await self._pool.execute(_ISSUE_KEY, hash_key(api_key), account_id, expires_at)
+        return api_key
+
+    async def get(self, account_id: UUID) -> Account | None:
+        row = await self._pool.fetchrow(f"{_ACCOUNT} WHERE account_id = $1", account_id)
+        return None if row is None else _account(row)
+
+    async def require(self, account_id: UUID) -> Account:
+        """The account; UnknownAccount if there is none."""
+        account = await self.get(account_id)
+        if account is None:
+            raise UnknownAccount(account_id)
+        return account
+
+    async def list(self) -> list[Account]:
+        return [_account(r) for r in await self._pool.fetch(f"{_ACCOUNT} ORDER BY created_at")]
+
+    async def onboarding(self) -> Sequence[Account]:
+        """Accounts registered but not yet active: their onboarding has not finished."""
+        rows = await self._pool.fetch(
+            f"{_ACCOUNT} WHERE status = $1 ORDER BY created_at", AccountStatus.ONBOARDING
+        )
+        return [_account(r) for r in rows]
+
+    async def set_status(self, account_id: UUID, status: str) -> None:
+        await self._pool.execute(_SET_STATUS, account_id, status)
+
+    async def resolve_key(self, api_key: str) -> KeyOwner | None:
+        """The account a live (unrevoked, unexpired) key belongs to, and its status; else None."""
+        row = await self._pool.fetchrow(_RESOLVE_KEY, hash_key(api_key))
+        return None if row is None else KeyOwner(Route(row["account_id"], row["database"]), row["status"])
+
+    async def accounts_per_database(self) -> dict[str, int]:
+        """How many accounts each tenant database holds (for placing new ones)."""
+        return {r["database"]: r["n"] for r in await self._pool.fetch(_COUNTS)}

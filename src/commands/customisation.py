@@ -20,7 +20,7 @@ from uuid import UUID
 import asyncpg
 
 from commands.errors import InvalidCommand
-from commands.messages import check_money
+from commands.model import check_money
 from tenancy.rls import tenant_transaction
 
 TYPES = ("string", "integer", "money", "boolean", "date")
@@ -70,6 +70,7 @@ class CustomAttribute:
 
 
 _DEFINITIONS = "SELECT element, attribute, type, required, max_length FROM erp_customisations($1)"
+"""`erp_customisations` lives beside this module, in customisations.sql (applied by every migration)."""
 
 
 class Customisations:

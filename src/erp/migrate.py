@@ -1,15 +1,18 @@
-"""Schema migrations (Alembic), run by `erp migrate`, `erp dev` and the test fixtures."""
+"""Schema migrations (Alembic), run by `erp migrate`, `erp dev` and the test fixtures.
+
+`alembic upgrade` does it all (`migrations/env.py`): the versioned migrations, then, at head, the
+repeatable steps (store functions, read-model tables, customer-name triggers; `migrations/repeatable.py`).
+"""
 
 from __future__ import annotations
 
 import asyncio
 from pathlib import Path
 
-import asyncpg
 from alembic import command
 from alembic.config import Config
 
-from erp.settings import Settings
+from core.settings import Settings
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -23,23 +26,8 @@ def alembic_config(settings: Settings) -> Config:
 
 
 def upgrade(settings: Settings, revision: str = "head") -> None:
-    """Bring the database up to `revision`, then create or extend the model's read-model tables."""
+    """Bring the database up to `revision`; at head that includes the repeatable steps."""
     command.upgrade(alembic_config(settings), revision)
-    if revision == "head":
-        asyncio.run(_model_tables(settings))
-
-
-async def _model_tables(settings: Settings) -> None:
-    from commands.erp_model import ERP
-    from queries.customer_names import ensure_customer_names
-    from queries.model_tables import ensure_model_tables
-
-    connection = await asyncpg.connect(settings.database_url)
-    try:
-        await ensure_model_tables(connection, ERP)
-        await ensure_customer_names(connection)
-    finally:
-        await connection.close()
 
 
 async def upgrade_async(settings: Settings, revision: str = "head") -> None:

@@ -19,7 +19,8 @@ import asyncpg
 import pytest
 
 from commands.errors import IdempotencyKeyReused
-from commands.event_store import (
+from commands.service import CommandResult, CommandService, command_id_for
+from commands.store.event_store import (
     CommandLogEntry,
     CommandMetadata,
     ConcurrencyConflict,
@@ -27,10 +28,9 @@ from commands.event_store import (
     PendingEvent,
     StreamWrite,
 )
-from commands.service import CommandResult, CommandService, command_id_for
+from commands.store.upcasting import Upcasters
 from commands.stream_cache import StreamCache
-from commands.upcasting import Upcasters
-from erp.db import TENANT_ROLE
+from core.db import TENANT_ROLE
 from tenancy.onboarding import partition_name
 from tenancy.rls import tenant_transaction
 from tests.conftest import make_account
@@ -450,7 +450,7 @@ async def test_the_same_idempotency_key_returns_the_original_result_and_appends_
 ) -> None:
     """Invariant 4: a retried command returns the first result and appends nothing more, even
     after the stream has moved on (the replay is not re-decided)."""
-    service = CommandService(pool)
+    service = CommandService(pool, EventStore())
     order_id = uuid.uuid4()
     key = f"key-{uuid.uuid4()}"
     command = service.parse("PlaceOrder", place_order_body(order_id))
@@ -482,7 +482,9 @@ async def test_concurrent_retries_with_one_idempotency_key_append_once(
     each with a fresh key and order."""
     rounds, copies = 20, 10
     for round_ in range(rounds):
-        services = [CommandService(pool, cache=StreamCache() if i % 2 else None) for i in range(copies)]
+        services = [
+            CommandService(pool, EventStore(), cache=StreamCache() if i % 2 else None) for i in range(copies)
+        ]
         order_id = uuid.uuid4()
         key = str(uuid.uuid4())
         body = place_order_body(order_id)
@@ -510,7 +512,7 @@ async def test_an_idempotency_key_reused_for_another_payload_is_refused(
 ) -> None:
     """Invariant 4: a key names one command; reusing it for a different body (or command) is refused
     and appends nothing."""
-    service = CommandService(pool)
+    service = CommandService(pool, EventStore())
     key = "reused-key"
     order_id = uuid.uuid4()
     await service.execute(account_id, service.parse("PlaceOrder", place_order_body(order_id)), key)
@@ -535,7 +537,7 @@ async def test_concurrent_different_payloads_with_one_key_append_once(
     pool: asyncpg.Pool[Any], account_id: UUID
 ) -> None:
     """Invariant 4 under a race: 10 different commands sharing a key: one appends, nine are refused."""
-    services = [CommandService(pool) for _ in range(10)]
+    services = [CommandService(pool, EventStore()) for _ in range(10)]
     key = str(uuid.uuid4())
 
     async def attempt(service: CommandService) -> CommandResult | None:

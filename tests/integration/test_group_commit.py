@@ -16,7 +16,8 @@ from uuid import UUID
 import asyncpg
 import pytest
 
-from commands.event_store import (
+from commands.store.event_store import (
+    APPEND_BATCH,
     MAX_BATCH,
     AppendRequest,
     AppendResult,
@@ -241,7 +242,7 @@ async def test_the_batch_function_takes_distinct_accounts_in_order_and_at_most_s
     pool: asyncpg.Pool[Any],
 ) -> None:
     a, b = sorted(await accounts(pool, 2))
-    sql = f"SELECT * FROM erp_append_batch({', '.join(f'${n}' for n in range(1, 20))})"
+    sql = APPEND_BATCH
     for requests in ([request(b, write("Thing-1", 0)), request(a, write("Thing-1", 0))],
                      [request(a, write("Thing-1", 0)), request(a, write("Thing-2", 0))]):  # fmt: skip
         with pytest.raises(asyncpg.InvalidParameterValueError):

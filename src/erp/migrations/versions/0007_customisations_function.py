@@ -1,7 +1,8 @@
 """Read an account's customisations in one round trip, scoped like the other store functions.
 
-The API re-reads each account's definitions every few seconds; as an explicit
-transaction that was four round trips (BEGIN, scope, SELECT, COMMIT).
+`erp_customisations` lives beside its caller, in `commands/customisations.sql`, applied with
+CREATE OR REPLACE by the repeatable step of every upgrade (`erp/migrations/repeatable.py`). This
+revision changes nothing itself any more.
 
 Revision ID: 0007
 Revises: 0006
@@ -16,17 +17,8 @@ depends_on = None
 
 
 def upgrade() -> None:
-    run_script(
-        """
-        CREATE FUNCTION erp_customisations(p_account uuid)
-        RETURNS SETOF customisations LANGUAGE plpgsql AS $$
-        BEGIN
-            PERFORM erp_enter_account(p_account);
-            RETURN QUERY SELECT * FROM customisations WHERE account_id = p_account;
-        END $$;
-        """
-    )
+    """Nothing: erp_customisations comes from the repeatable step."""
 
 
 def downgrade() -> None:
-    run_script("DROP FUNCTION erp_customisations(uuid)")
+    run_script("DROP FUNCTION IF EXISTS erp_customisations(uuid)")

@@ -14,19 +14,22 @@ Guarantees (DESIGN.md, invariants 1-3 and 6):
   still all or nothing, and a refused one does not affect the others.
 * Events are never updated or deleted (a trigger refuses it).
 
-The work happens in SQL functions (migrations 0002 and 0006), one round trip
-per call, each append scoped to its account by row-level security.
+The work happens in SQL functions, one round trip per call, each append scoped
+to its account by row-level security. The append, `erp_append_batch`, lives
+beside this module in `append.sql` (the others in `streams.sql`); its
+arguments are named once, by `AppendBatchArguments`. Each event is stored at
+its name's schema version today (`Upcasters.version`).
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, fields
 from functools import partial
-from typing import Any, Protocol
+from operator import attrgetter
+from typing import Annotated, Any, get_type_hints
 from uuid import UUID
 
 import asyncpg
@@ -34,10 +37,11 @@ from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import SpanContext
 
-from commands.group_commit import GroupCommit, Outcome
-from commands.upcasting import Upcasters
-from erp.metrics import APPEND_BATCH_SIZE, EVENTS_APPENDED
-from erp.telemetry import traced
+from commands.store.feed import EventFeed, Executor, RecordedEvent
+from commands.store.group_commit import GroupCommit, Outcome
+from commands.store.upcasting import Upcasters
+from core.metrics import APPEND_BATCH_SIZE, EVENTS_APPENDED
+from core.telemetry import traced
 
 tracer = trace.get_tracer("erp.event_store")
 
@@ -82,22 +86,6 @@ class CommandMetadata:
 
 
 @dataclass(frozen=True, slots=True)
-class RecordedEvent:
-    """An event as stored."""
-
-    account_id: UUID
-    stream_id: str
-    stream_type: str
-    stream_revision: int
-    sequence_number: int
-    name: str
-    payload: dict[str, Any]
-    commit_time: datetime
-    command_id: UUID
-    trace_context: dict[str, str]
-
-
-@dataclass(frozen=True, slots=True)
 class AppendResult:
     """Each written stream's new revision and each stream type's last SequenceNumber."""
 
@@ -121,19 +109,8 @@ class AppendRequest:
     """The span that asked for it, linked from the batch that carries it."""
 
 
-_LOAD_STREAM = "SELECT * FROM erp_load_stream($1, $2, $3)"
-_APPEND_BATCH = """
-SELECT stream_types, last_sequences, refusal, detail
-FROM erp_append_batch($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19)
-"""
 MAX_BATCH = 50
 """Appends per batch; the SQL function allows 60 (subtransactions a backend caches: 64)."""
-
-
-class Executor(Protocol):
-    """A pool or a connection: the store runs each call as one statement on it."""
-
-    async def fetch(self, query: str, *args: Any) -> list[asyncpg.Record]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +126,7 @@ class CommandLogEntry:
 class EventStore:
     """Appends and loads one account's events; row-level security scopes every call.
 
-    Appends on a pool use group commit (`commands.group_commit`): appends that
+    Appends on a pool use group commit (`commands.store.group_commit`): appends that
     arrive while another is in flight are sent together as one statement and
     commit in one transaction, each still all-or-nothing on its own.
     """
@@ -157,7 +134,8 @@ class EventStore:
     def __init__(
         self, upcasters: Upcasters | None = None, *, group_commit: bool = True, lanes: int = 2
     ) -> None:
-        self._upcasters = upcasters or Upcasters()
+        self.feed = EventFeed(upcasters)
+        """How this store's events are read back: the decoder every reader shares."""
         self._group_commit = group_commit
         self._lanes = lanes
         self._groups: dict[asyncpg.Pool[Any], GroupCommit[AppendRequest, AppendResult]] = {}
@@ -166,8 +144,7 @@ class EventStore:
         self, executor: Executor, account_id: UUID, stream_id: str, after_revision: int = 0
     ) -> list[RecordedEvent]:
         """The stream's events after `after_revision`, oldest first, upcast to today's schema."""
-        rows = await executor.fetch(_LOAD_STREAM, account_id, stream_id, after_revision)
-        return [self._recorded(row) for row in rows]
+        return await self.feed.stream(executor, account_id, stream_id, after_revision)
 
     async def append(
         self,
@@ -221,7 +198,7 @@ class EventStore:
         """
         order = sorted(range(len(requests)), key=lambda i: requests[i].account_id)
         ordered = [requests[i] for i in order]
-        rows = await executor.fetch(_APPEND_BATCH, *batch_arguments(ordered))
+        rows = await executor.fetch(APPEND_BATCH, *batch_arguments(ordered, self.feed.upcasters))
         outcomes = dict(zip(order, map(_outcome, ordered, rows), strict=True))
         return [outcomes[i] for i in range(len(requests))]
 
@@ -263,32 +240,83 @@ class EventStore:
             return error
         return outcome
 
-    def _recorded(self, row: asyncpg.Record) -> RecordedEvent:
-        name, payload = self._upcasters.upcast(
-            row["payload_item_name"], row["schema_version"], row["payload"]
-        )
-        return RecordedEvent(
-            account_id=row["account_id"],
-            stream_id=row["stream_id"],
-            stream_type=row["stream_type"],
-            stream_revision=row["stream_revision"],
-            sequence_number=row["sequence_number"],
-            name=name,
-            payload=payload,
-            commit_time=row["commit_time"],
-            command_id=row["command_id"],
-            trace_context=row["trace_context"],
-        )
+
+@dataclass(slots=True)
+class AppendBatchArguments:
+    """`erp_append_batch`'s arguments (append.sql), each named once: field `x` is parameter `p_x`,
+    of the SQL type its annotation carries.
+
+    `APPEND_BATCH` passes them in named notation, so no two can swap places and a name the
+    function does not have fails the first call. Per append i: entry i of each column up to
+    `results`; its streams and events are the flat stream and event columns up to
+    `stream_ends[i]` and `event_ends[i]` (streams sorted by id, events in stream order).
+    """
+
+    accounts: Annotated[list[UUID], "uuid[]"]
+    command_ids: Annotated[list[UUID], "uuid[]"]
+    correlation_ids: Annotated[list[UUID], "uuid[]"]
+    causation_ids: Annotated[list[UUID], "uuid[]"]
+    trace_contexts: Annotated[list[dict[str, str]], "jsonb[]"]
+    command_names: Annotated[list[str | None], "text[]"]
+    request_hashes: Annotated[list[bytes | None], "bytea[]"]
+    results: Annotated[list[dict[str, Any] | None], "jsonb[]"]
+    stream_ends: Annotated[list[int], "integer[]"]
+    stream_ids: Annotated[list[str], "text[]"]
+    stream_types: Annotated[list[str], "text[]"]
+    expected: Annotated[list[int], "integer[]"]
+    counts: Annotated[list[int], "integer[]"]
+    event_ends: Annotated[list[int], "integer[]"]
+    event_stream_ids: Annotated[list[str], "text[]"]
+    event_revisions: Annotated[list[int], "integer[]"]
+    event_types: Annotated[list[str], "text[]"]
+    names: Annotated[list[str], "text[]"]
+    payloads: Annotated[list[Mapping[str, Any]], "jsonb[]"]
+    versions: Annotated[list[int], "smallint[]"]
+
+    def __iter__(self) -> Iterator[list[Any]]:
+        """The values in `APPEND_BATCH`'s order: `fetch(APPEND_BATCH, *arguments)`."""
+        return iter(_values(self))
 
 
-def batch_arguments(requests: Sequence[AppendRequest]) -> list[list[Any]]:
-    """`erp_append_batch`'s arguments: per-append columns, then flat stream and event columns."""
-    columns: list[list[Any]] = [[] for _ in range(19)]
-    (
-        accounts, command_ids, correlation_ids, causation_ids, trace_contexts, command_names,
-        request_hashes, results, stream_ends, stream_ids, stream_types, expected, counts,
-        event_ends, event_stream_ids, event_revisions, event_types, names, payloads,
-    ) = columns  # fmt: skip
+_HINTS = get_type_hints(AppendBatchArguments, include_extras=True)
+APPEND_PARAMETERS: dict[str, str] = {
+    f"p_{f.name}": _HINTS[f.name].__metadata__[0] for f in fields(AppendBatchArguments)
+}
+"""The function's parameters, as `AppendBatchArguments` names them: {name: SQL type}, in order."""
+_values = attrgetter(*(f.name for f in fields(AppendBatchArguments)))
+APPEND_BATCH = (
+    "SELECT stream_types, last_sequences, refusal, detail FROM erp_append_batch("
+    + ", ".join(
+        f"{name} => ${n}::{sql_type}" for n, (name, sql_type) in enumerate(APPEND_PARAMETERS.items(), 1)
+    )
+    + ")"
+)
+"""The append's one statement, built once: `erp_append_batch(p_accounts => $1::uuid[], ...)`."""
+
+
+def batch_arguments(
+    requests: Sequence[AppendRequest], upcasters: Upcasters | None = None
+) -> AppendBatchArguments:
+    """`erp_append_batch`'s arguments for requests of distinct accounts, in ascending account order.
+
+    Each event is stored at the schema version `upcasters` give its name (1 without upcasters).
+    """
+    arguments = AppendBatchArguments(*[[] for _ in APPEND_PARAMETERS])
+    version = (upcasters or _NO_UPCASTERS).version
+    # Bound by name once, so the loop below appends to locals (this is the append's hot path).
+    accounts, command_ids = arguments.accounts, arguments.command_ids
+    correlation_ids, causation_ids = arguments.correlation_ids, arguments.causation_ids
+    trace_contexts, command_names = arguments.trace_contexts, arguments.command_names
+    request_hashes, results = arguments.request_hashes, arguments.results
+    stream_ends, stream_ids, stream_types = (
+        arguments.stream_ends,
+        arguments.stream_ids,
+        arguments.stream_types,
+    )
+    expected, counts = arguments.expected, arguments.counts
+    event_ends, event_stream_ids = arguments.event_ends, arguments.event_stream_ids
+    event_revisions, event_types = arguments.event_revisions, arguments.event_types
+    names, payloads, versions = arguments.names, arguments.payloads, arguments.versions
     for request in requests:
         metadata, log = request.metadata, request.log
         accounts.append(request.account_id)
@@ -304,15 +332,19 @@ def batch_arguments(requests: Sequence[AppendRequest]) -> list[list[Any]]:
             stream_types.append(write.stream_type)
             expected.append(write.expected_revision)
             counts.append(len(write.events))
-            for offset, pending in enumerate(write.events, start=1):
+            for revision, pending in enumerate(write.events, start=write.expected_revision + 1):
                 event_stream_ids.append(write.stream_id)
-                event_revisions.append(write.expected_revision + offset)
+                event_revisions.append(revision)
                 event_types.append(write.stream_type)
                 names.append(pending.name)
                 payloads.append(pending.payload)
+                versions.append(version(pending.name))
         stream_ends.append(len(stream_ids))
         event_ends.append(len(event_stream_ids))
-    return columns
+    return arguments
+
+
+_NO_UPCASTERS = Upcasters()
 
 
 def _outcome(request: AppendRequest, row: asyncpg.Record) -> Outcome[AppendResult]:

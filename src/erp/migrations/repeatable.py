@@ -1,0 +1,55 @@
+"""Repeatable migrations: applied after the versioned ones on every upgrade to head (Flyway's R__ scripts).
+
+Versioned migrations (`versions/`) hold what has a history: tables, columns, roles, policies,
+grants. What can simply be replaced lives beside the code that uses it and is applied from here,
+whole, on every upgrade, in this order:
+
+1. The store functions, each written once in a `.sql` file beside its caller with
+   `CREATE OR REPLACE` (`STORE_FUNCTIONS`, in order: later files call earlier ones). They run
+   in the versioned migrations' transaction (`env.py`).
+2. The ERP model's read-model tables (`ensure_model_tables`): 50 elements per transaction, since
+   one transaction for thousands of tables would overflow Postgres's lock table.
+3. The customer-name triggers (`queries/customer_names.sql`), which need those tables.
+
+`CREATE OR REPLACE` cannot change a function's argument list (a new list makes an overload) nor
+its result type: such a change needs a versioned migration that drops the old signature first
+(as `0008` does); this step then creates the new one.
+"""
+
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
+import asyncpg
+
+from commands import customisation
+from commands.erp_model import ERP
+from commands.store import event_store, feed
+from core.sql import sql_beside
+from queries.customer_names import ensure_customer_names
+from queries.model_tables import ensure_model_tables
+
+STORE_FUNCTIONS: tuple[tuple[ModuleType, str], ...] = (
+    (feed, "streams.sql"),  # erp_enter_account (the others call it), erp_load_stream, erp_find_command
+    (event_store, "append.sql"),  # erp_append_batch
+    (customisation, "customisations.sql"),  # erp_customisations
+)
+"""Each store function's `.sql` file, named by the module beside which it lives, in the order applied."""
+
+
+def store_functions() -> list[str]:
+    """The text of every store function file, in order."""
+    return [sql_beside(str(module.__file__), name) for module, name in STORE_FUNCTIONS]
+
+
+async def apply_store_functions(connection: asyncpg.Connection[Any]) -> None:
+    """Create or replace every store function, in the caller's transaction."""
+    for script in store_functions():
+        await connection.execute(script)
+
+
+async def apply_read_models(connection: asyncpg.Connection[Any]) -> None:
+    """Create or extend the ERP model's read-model tables, then the customer-name triggers."""
+    await ensure_model_tables(connection, ERP)
+    await ensure_customer_names(connection)

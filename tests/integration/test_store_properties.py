@@ -3,14 +3,16 @@
 Each example is a fresh account and a random sequence of appends to a few
 streams of two stream types, one to three streams per append, with expected
 revisions that are sometimes stale (behind) or ahead. A plain in-memory model
-says what must happen; after every append the store must agree with it:
+says what must happen; after every append the store must agree with it, and so
+must the tests' in-memory store (tests/memory_store.py), given the same appends:
 
 * an append whose every expected revision is current writes all its events:
   each stream's revisions run on from where they were, and each stream type's
   SequenceNumbers run on as one contiguous block after the last ones;
 * an append with any other expected revision raises ConcurrencyConflict and
   writes nothing at all, counters included;
-* what `load` returns is exactly what was appended, in order.
+* what `load` returns is exactly what was appended, in order;
+* the memory store answers and loads exactly what the Postgres store does.
 
 Hypothesis is derandomized and bounded (a fixed number of examples); async
 examples run on the session's event loop through pytest-asyncio.
@@ -28,14 +30,16 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from commands.event_store import (
+from commands.store.event_store import (
     CommandMetadata,
     ConcurrencyConflict,
     EventStore,
     PendingEvent,
     StreamWrite,
 )
+from commands.store.feed import RecordedEvent
 from tests.conftest import make_account
+from tests.memory_store import NO_SQL, MemoryEventStore
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -68,6 +72,21 @@ WRITE = st.builds(
     events=st.integers(min_value=0, max_value=3),
 )
 APPEND = st.lists(WRITE, min_size=1, max_size=3, unique_by=lambda w: w.stream_id)
+
+
+def shown(event: RecordedEvent) -> tuple[Any, ...]:
+    """An event without its commit time (which the two stores take from their own clocks)."""
+    return (
+        event.account_id,
+        event.stream_id,
+        event.stream_type,
+        event.stream_revision,
+        event.sequence_number,
+        event.name,
+        event.payload,
+        event.command_id,
+        event.trace_context,
+    )
 
 
 def metadata() -> CommandMetadata:
@@ -104,6 +123,7 @@ async def counters(pool: asyncpg.Pool[Any], account_id: UUID) -> dict[str, int]:
 @given(appends=st.lists(APPEND, min_size=1, max_size=15))
 async def test_the_store_always_equals_its_model(pool: asyncpg.Pool[Any], appends: list[list[Write]]) -> None:
     store = EventStore()
+    memory = MemoryEventStore()
     account_id = await make_account(pool, "Store properties")
     model = Model()
     for number, append in enumerate(appends, start=1):
@@ -129,10 +149,18 @@ async def test_the_store_always_equals_its_model(pool: asyncpg.Pool[Any], append
             assert conflict.value.stream_id in named, (conflict.value, stale)
             assert conflict.value.expected == named[conflict.value.stream_id].expected_revision
             assert conflict.value.actual in (None, model.revision(conflict.value.stream_id))
+            with pytest.raises(ConcurrencyConflict) as same:
+                await memory.append(NO_SQL, account_id, writes, caused_by)
+            assert (same.value.stream_id, same.value.expected) == (
+                conflict.value.stream_id,
+                conflict.value.expected,
+            )
+            assert conflict.value.actual in (None, same.value.actual)
             after = (await stored_sequences(pool, account_id), await counters(pool, account_id))
             assert after == before, f"append {number} conflicted but changed the store"
         else:
             result = await store.append(pool, account_id, writes, caused_by)
+            assert await memory.append(NO_SQL, account_id, writes, caused_by) == result
             for w in counted:
                 model.streams.setdefault(w.stream_id, []).extend(e.name for e in w.events)
             written_types = {w.stream_type for w in counted}
@@ -158,6 +186,9 @@ async def test_the_store_always_equals_its_model(pool: asyncpg.Pool[Any], append
             assert [e.stream_revision for e in loaded] == list(range(1, model.revision(stream_id) + 1))
             assert [e.name for e in loaded] == model.streams.get(stream_id, []), stream_id
             assert all(e.stream_type == STREAMS[stream_id] for e in loaded)
+            assert [shown(e) for e in await memory.load(NO_SQL, account_id, stream_id)] == [
+                shown(e) for e in loaded
+            ], stream_id
             revision = await pool.fetchval(
                 "SELECT revision FROM streams WHERE account_id = $1 AND stream_id = $2", account_id, stream_id
             )

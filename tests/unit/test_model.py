@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -13,54 +12,31 @@ import pytest
 
 from commands.erp_model import ERP
 from commands.errors import BusinessRuleViolation, StreamNotFound
-from commands.event_store import RecordedEvent
 from commands.handlers import command_specs
 from commands.model import Attr, Change, CommandDecl, Element, EventDecl, Kind, Model, ModelAggregate, Type
+from commands.store.event_store import CommandMetadata, StreamWrite
 from commands.stream_cache import StreamCache
 from commands.unit_of_work import UnitOfWork
+from tests.memory_store import NO_SQL, MemoryEventStore
 
 SPECS = command_specs(ERP)
 
 
-class MemoryStore:
-    """Just enough of an event store for handlers: streams kept in a dict."""
-
-    def __init__(self) -> None:
-        self.streams: dict[str, list[RecordedEvent]] = {}
-
-    async def load(
-        self, executor: Any, account_id: UUID, stream_id: str, after: int = 0
-    ) -> list[RecordedEvent]:
-        return [e for e in self.streams.get(stream_id, []) if e.stream_revision > after]
-
-    def save(self, aggregate: ModelAggregate) -> None:
-        stream = self.streams.setdefault(aggregate.stream_id, [])
-        for pending in aggregate.pending_events():
-            stream.append(
-                RecordedEvent(
-                    account_id=uuid.uuid4(),
-                    stream_id=aggregate.stream_id,
-                    stream_type=aggregate.stream_type,
-                    stream_revision=len(stream) + 1,
-                    sequence_number=0,
-                    name=pending.name,
-                    payload=msgspec.json.decode(msgspec.json.encode(pending.payload)),
-                    commit_time=datetime.now(UTC),
-                    command_id=uuid.uuid4(),
-                    trace_context={},
-                )
-            )
+ACCOUNT = UUID(int=1)
 
 
-async def run(store: MemoryStore, name: str, **fields: Any) -> ModelAggregate:
-    """Decide a command on the in-memory streams and keep what every touched aggregate raised."""
+def metadata() -> CommandMetadata:
+    command_id = uuid.uuid4()
+    return CommandMetadata(command_id, command_id, command_id)
+
+
+async def run(store: MemoryEventStore, name: str, **fields: Any) -> ModelAggregate:
+    """Decide a command on the in-memory store and commit what every touched aggregate raised."""
     spec = SPECS[name]
     command = msgspec.convert(fields, spec.message)
-    uow = UnitOfWork(None, uuid.uuid4(), store, StreamCache(), trust_cache=False)  # type: ignore[arg-type]
+    uow = UnitOfWork(NO_SQL, ACCOUNT, store, StreamCache(), trust_cache=False)  # type: ignore[arg-type]
     aggregate = await spec.handler(command, uow)
-    for touched in uow._seen.values():
-        assert isinstance(touched, ModelAggregate)
-        store.save(touched)
+    await uow.commit(metadata())
     assert isinstance(aggregate, ModelAggregate)
     return aggregate
 
@@ -69,7 +45,7 @@ def lines(*priced: tuple[int, str]) -> list[dict[str, Any]]:
     return [{"ProductCode": f"P{i}", "Quantity": q, "UnitPrice": p} for i, (q, p) in enumerate(priced)]
 
 
-async def customer_with_limit(store: MemoryStore, limit: str) -> str:
+async def customer_with_limit(store: MemoryEventStore, limit: str) -> str:
     person, workarea, customer = (str(uuid.uuid4()) for _ in range(3))
     await run(store, "RegisterPerson", PersonId=person, Name="Ada")
     await run(store, "CreateWorkarea", WorkareaId=workarea, Name="North")
@@ -81,7 +57,7 @@ async def customer_with_limit(store: MemoryStore, limit: str) -> str:
 
 async def test_place_order_totals_the_lines() -> None:
     order = await run(
-        MemoryStore(),
+        MemoryEventStore(),
         "PlaceOrder",
         OrderId=str(uuid.uuid4()),
         CustomerName="Linus",
@@ -92,7 +68,7 @@ async def test_place_order_totals_the_lines() -> None:
 
 
 async def test_only_a_placed_order_can_be_cancelled() -> None:
-    store = MemoryStore()
+    store = MemoryEventStore()
     order_id = str(uuid.uuid4())
     with pytest.raises(StreamNotFound):
         await run(store, "CancelOrder", OrderId=order_id, Reason="x")
@@ -101,11 +77,11 @@ async def test_only_a_placed_order_can_be_cancelled() -> None:
     assert (cancelled.status, cancelled.state["CancelReason"]) == ("Cancelled", "changed my mind")
     with pytest.raises(BusinessRuleViolation, match="needs it to be Placed"):
         await run(store, "CancelOrder", OrderId=order_id, Reason="again")
-    assert [e.name for e in store.streams[f"Order-{order_id}"]] == ["OrderPlaced", "OrderCancelled"]
+    assert [e.name for e in store.streams(ACCOUNT)[f"Order-{order_id}"]] == ["OrderPlaced", "OrderCancelled"]
 
 
 async def test_placing_twice_is_refused() -> None:
-    store = MemoryStore()
+    store = MemoryEventStore()
     order_id = str(uuid.uuid4())
     await run(store, "PlaceOrder", OrderId=order_id, CustomerName="L", OrderLines=lines((1, "1.00")))
     with pytest.raises(BusinessRuleViolation, match="already exists"):
@@ -113,7 +89,7 @@ async def test_placing_twice_is_refused() -> None:
 
 
 async def test_the_spending_limit_counts_open_orders_until_paid_or_cancelled() -> None:
-    store = MemoryStore()
+    store = MemoryEventStore()
     customer = await customer_with_limit(store, "100.00")
     first, second = str(uuid.uuid4()), str(uuid.uuid4())
     await run(
@@ -134,7 +110,7 @@ async def test_the_spending_limit_counts_open_orders_until_paid_or_cancelled() -
             OrderLines=lines((5, "10.00")),
         )
     assert "100.00" in str(refused.value) and "60.00" in str(refused.value)
-    assert f"Order-{second}" not in store.streams
+    assert f"Order-{second}" not in store.streams(ACCOUNT)
 
     invoice = str(uuid.uuid4())
     await run(store, "InvoiceOrder", InvoiceId=invoice, OrderId=first)
@@ -148,12 +124,12 @@ async def test_the_spending_limit_counts_open_orders_until_paid_or_cancelled() -
         OrderLines=lines((10, "10.00")),
     )
     assert placed.status == "Placed"
-    names = [e.name for e in store.streams[f"Customer-{customer}"]]
+    names = [e.name for e in store.streams(ACCOUNT)[f"Customer-{customer}"]]
     assert names == ["CustomerMade", "AmountReserved", "AmountReleased", "AmountReserved"]
 
 
 async def test_cancelling_gives_the_amount_back() -> None:
-    store = MemoryStore()
+    store = MemoryEventStore()
     customer = await customer_with_limit(store, "50.00")
     order = str(uuid.uuid4())
     await run(
@@ -177,7 +153,7 @@ async def test_cancelling_gives_the_amount_back() -> None:
 
 
 async def test_change_address_finds_a_person_or_an_organisation() -> None:
-    store = MemoryStore()
+    store = MemoryEventStore()
     organisation = str(uuid.uuid4())
     await run(store, "RegisterOrganisation", OrganisationId=organisation, Name="ACME")
     address = {"Kind": "Visit", "Street": "Main 1", "City": "Leusden", "Country": "NL"}
@@ -189,7 +165,7 @@ async def test_change_address_finds_a_person_or_an_organisation() -> None:
 
 
 async def test_make_customer_needs_an_existing_party_and_workarea() -> None:
-    store = MemoryStore()
+    store = MemoryEventStore()
     with pytest.raises(BusinessRuleViolation, match="party"):
         await run(
             store,
@@ -202,7 +178,7 @@ async def test_make_customer_needs_an_existing_party_and_workarea() -> None:
 
 
 async def test_delivery_and_invoice_follow_the_order() -> None:
-    store = MemoryStore()
+    store = MemoryEventStore()
     workarea, order = str(uuid.uuid4()), str(uuid.uuid4())
     await run(store, "CreateWorkarea", WorkareaId=workarea, Name="South")
     await run(store, "PlaceOrder", OrderId=order, CustomerName="L", OrderLines=lines((1, "3.00")))
@@ -213,7 +189,7 @@ async def test_delivery_and_invoice_follow_the_order() -> None:
         await run(store, "CancelOrder", OrderId=order, Reason="too late")
 
 
-def test_replay_gives_the_state_deciding_gave() -> None:
+async def test_replay_gives_the_state_deciding_gave() -> None:
     element = ERP.elements["Customer"]
     aggregate = ERP.aggregates["Customer"]("Customer-1")
     aggregate.raise_event(
@@ -228,10 +204,13 @@ def test_replay_gives_the_state_deciding_gave() -> None:
     aggregate.raise_event(
         "AmountReserved", {"CustomerId": str(uuid.uuid4()), "OrderId": str(uuid.uuid4()), "Amount": "2.50"}
     )
-    store = MemoryStore()
-    store.save(aggregate)
+    store = MemoryEventStore()
+    write = StreamWrite(
+        aggregate.stream_id, aggregate.stream_type, aggregate.revision, aggregate.pending_events()
+    )
+    await store.append(NO_SQL, ACCOUNT, [write], metadata())
     replayed = ERP.aggregates[element.name]("Customer-1")
-    replayed.replay(store.streams["Customer-1"])
+    replayed.replay(store.streams(ACCOUNT)["Customer-1"])
     assert replayed.state == aggregate.state
     assert Decimal(replayed.state["OpenAmount"]) == Decimal("2.50")
 

@@ -1,7 +1,7 @@
 """Property tests of the pure logic, no I/O: aggregates, the command pipeline, tokens and upcasters.
 
-The command pipeline runs on an in-memory event store with the real store's
-rules (expected revisions, SequenceNumbers per stream type, JSON payloads), so
+The command pipeline runs on the in-memory event store of tests/memory_store.py,
+held to the Postgres store's contract (tests/contracts/test_event_store.py), so
 whole command sequences can be generated and checked against simple models.
 
 Every property is derandomized (the same examples on every run) and bounded.
@@ -17,8 +17,6 @@ import json
 import re
 import uuid
 from collections.abc import Coroutine, Mapping, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Any, TypeVar
 from uuid import UUID
@@ -28,7 +26,6 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from commands.aggregate import Aggregate
 from commands.customisation import CustomAttribute, Customisations
 from commands.erp_model import ERP
 from commands.errors import (
@@ -38,23 +35,16 @@ from commands.errors import (
     MalformedCommand,
     StreamNotFound,
 )
-from commands.event_store import (
-    AppendResult,
-    CommandLogEntry,
-    CommandMetadata,
-    ConcurrencyConflict,
-    RecordedEvent,
-    StreamWrite,
-)
-from commands.messages import MAX_MONEY
-from commands.model import ModelAggregate, Type
+from commands.model import MAX_MONEY, Aggregate, ModelAggregate, Type
 from commands.registry import COMMANDS
 from commands.service import CommandService
+from commands.store.event_store import CommandMetadata, ConcurrencyConflict
+from commands.store.upcasting import Upcasters
 from commands.stream_cache import StreamCache
 from commands.unit_of_work import UnitOfWork
-from commands.upcasting import Upcasters
-from erp.consistency import InvalidToken, decode_token, encode_token
+from core.tokens import InvalidToken, decode_token, encode_token
 from queries.model_tables import COLUMN_TYPES
+from tests.memory_store import NO_SQL, MemoryEventStore
 
 PROPERTIES = settings(
     max_examples=150,
@@ -83,68 +73,24 @@ def metadata() -> CommandMetadata:
 
 
 # ---------------------------------------------------------------------------------------------
-# an in-memory event store with the real one's rules
+# the in-memory event store (tests/memory_store.py), as the pipeline's tests look at it
 
 
-@dataclass
-class MemoryStore:
-    """Streams and SequenceNumbers in dicts; payloads go through JSON as they do through jsonb."""
+def snapshot(store: MemoryEventStore) -> list[tuple[str, int, int, str, str]]:
+    """Everything stored, comparable across stores (no times, no command ids)."""
+    streams = store.streams(ACCOUNT)
+    return [
+        (e.stream_id, e.stream_revision, e.sequence_number, e.name, json.dumps(e.payload, sort_keys=True))
+        for stream in sorted(streams)
+        for e in streams[stream]
+    ]
 
-    streams: dict[str, list[RecordedEvent]] = field(default_factory=dict)
-    sequences: dict[str, int] = field(default_factory=dict)
 
-    async def load(
-        self, executor: Any, account_id: UUID, stream_id: str, after_revision: int = 0
-    ) -> list[RecordedEvent]:
-        return [e for e in self.streams.get(stream_id, []) if e.stream_revision > after_revision]
-
-    async def append(
-        self,
-        executor: Any,
-        account_id: UUID,
-        writes: Sequence[StreamWrite],
-        metadata: CommandMetadata,
-        log: CommandLogEntry | None = None,
-    ) -> AppendResult:
-        writes = [w for w in writes if w.events]
-        for write in writes:
-            actual = len(self.streams.get(write.stream_id, []))
-            if actual != write.expected_revision:
-                raise ConcurrencyConflict(write.stream_id, write.expected_revision, actual)
-        positions: dict[str, int] = {}
-        for write in sorted(writes, key=lambda w: w.stream_id):
-            stream = self.streams.setdefault(write.stream_id, [])
-            for pending in write.events:
-                sequence = self.sequences.get(write.stream_type, 0) + 1
-                self.sequences[write.stream_type] = positions[write.stream_type] = sequence
-                stream.append(
-                    RecordedEvent(
-                        account_id=account_id,
-                        stream_id=write.stream_id,
-                        stream_type=write.stream_type,
-                        stream_revision=len(stream) + 1,
-                        sequence_number=sequence,
-                        name=pending.name,
-                        payload=json.loads(json.dumps(pending.payload)),
-                        commit_time=datetime.now(UTC),
-                        command_id=metadata.command_id,
-                        trace_context=dict(metadata.trace_context),
-                    )
-                )
-        return AppendResult({w.stream_id: len(self.streams[w.stream_id]) for w in writes}, positions)
-
-    def snapshot(self) -> list[tuple[str, int, int, str, str]]:
-        """Everything stored, comparable across stores (no times, no command ids)."""
-        return [
-            (e.stream_id, e.stream_revision, e.sequence_number, e.name, json.dumps(e.payload, sort_keys=True))
-            for stream in sorted(self.streams)
-            for e in self.streams[stream]
-        ]
-
-    def aggregate(self, element: str, element_id: str) -> ModelAggregate:
-        aggregate = ERP.aggregates[element](ERP.elements[element].stream_id(UUID(element_id)))
-        aggregate.replay(self.streams.get(aggregate.stream_id, []))
-        return aggregate
+def stored(store: MemoryEventStore, element: str, element_id: str) -> ModelAggregate:
+    """The aggregate replayed from everything stored for it."""
+    aggregate = ERP.aggregates[element](ERP.elements[element].stream_id(UUID(element_id)))
+    aggregate.replay(store.streams(ACCOUNT).get(aggregate.stream_id, []))
+    return aggregate
 
 
 class NoCustomisations(Customisations):
@@ -157,7 +103,7 @@ class NoCustomisations(Customisations):
         return {}
 
 
-def service(store: MemoryStore, cache: StreamCache | None = None) -> CommandService:
+def service(store: MemoryEventStore, cache: StreamCache | None = None) -> CommandService:
     """The real command pipeline on the in-memory store (no pool: nothing here needs one)."""
     pipeline = CommandService(None, store=store, cache=cache)  # type: ignore[arg-type]
     pipeline.customisations = NoCustomisations()
@@ -167,8 +113,8 @@ def service(store: MemoryStore, cache: StreamCache | None = None) -> CommandServ
 class RecordingUnitOfWork(UnitOfWork):
     """A unit of work that remembers every aggregate a handler touched."""
 
-    def __init__(self, store: MemoryStore) -> None:
-        super().__init__(None, ACCOUNT, store)  # type: ignore[arg-type]
+    def __init__(self, store: MemoryEventStore) -> None:
+        super().__init__(NO_SQL, ACCOUNT, store)  # type: ignore[arg-type]
         self.touched: dict[str, Aggregate] = {}
 
     async def get(self, aggregate_type: type[Any], stream_id: str) -> Any:
@@ -200,7 +146,7 @@ LINE = st.fixed_dictionaries(
     {
         "ProductCode": TEXT,
         "Quantity": st.integers(min_value=1, max_value=1_000_000) | st.just(1_000_000),
-        # The limits too: at most 10**12 per unit (commands.messages.MAX_MONEY).
+        # The limits too: at most 10**12 per unit (commands.model.MAX_MONEY).
         "UnitPrice": MONEY | st.sampled_from(["0", "0.5", "1", "19.99", "999999999999.99", "1000000000000"]),
     }
 )
@@ -244,8 +190,13 @@ ERP_COMMANDS = st.one_of(
 )
 
 
+def parser() -> CommandService:
+    """The pipeline, for parsing only: no pool, and a store it never reaches."""
+    return CommandService(None, MemoryEventStore())  # type: ignore[arg-type]
+
+
 def parse(name: str, fields: Mapping[str, Any]) -> Any:
-    return CommandService(None).parse(name, msgspec.json.encode(fields))  # type: ignore[arg-type]
+    return parser().parse(name, msgspec.json.encode(fields))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -261,7 +212,7 @@ def line_total(lines: Sequence[Mapping[str, Any]]) -> Decimal:
 def test_order_decisions_replay_to_the_state_they_decided(steps: list[tuple[str, dict[str, Any]]]) -> None:
     """Place and cancel, any order: the aggregate replayed from the store has the state deciding gave,
     a PlaceOrder's total is the lines' sum rounded to cents, and a refusal raises no event."""
-    store = MemoryStore()
+    store = MemoryEventStore()
     status: dict[str, str] = {}
 
     async def decide(name: str, fields: dict[str, Any]) -> None:
@@ -296,13 +247,13 @@ def test_order_decisions_replay_to_the_state_they_decided(steps: list[tuple[str,
         status[order_id] = "Placed" if name == "PlaceOrder" else "Cancelled"
         for stream_id, (state, revision) in decided_states.items():
             element, element_id = stream_id.split("-", 1)
-            replayed = store.aggregate(element, element_id)
+            replayed = stored(store, element, element_id)
             assert (replayed.state, replayed.revision) == (state, revision), stream_id
 
     for name, fields in steps:
         run(decide(name, fields))
     for order_id, expected in status.items():
-        assert store.aggregate("Order", order_id).status == expected
+        assert stored(store, "Order", order_id).status == expected
 
 
 MONEY_COLUMN = re.fullmatch(r"numeric\((\d+), (\d+)\)", COLUMN_TYPES[Type.MONEY])
@@ -331,7 +282,7 @@ def test_every_amount_an_accepted_order_holds_fits_its_read_model_column(
     name, fields = place
     parsed = parse(name, fields)
     try:
-        order = run(parsed.spec.handler(parsed.message, RecordingUnitOfWork(MemoryStore())))
+        order = run(parsed.spec.handler(parsed.message, RecordingUnitOfWork(MemoryEventStore())))
     except CommandError:
         return  # refused: nothing to project
     assert isinstance(order, ModelAggregate)
@@ -359,12 +310,12 @@ async def execute(service: CommandService, name: str, fields: Mapping[str, Any])
     return ("ok", (result.stream_id, result.revision, result.positions, result.consistency_token))
 
 
-def open_amounts(store: MemoryStore) -> dict[str, Decimal]:
+def open_amounts(store: MemoryEventStore) -> dict[str, Decimal]:
     """Per customer: the totals of its orders that are neither cancelled nor paid."""
     amounts: dict[str, Decimal] = {}
-    for stream_id in store.streams:
+    for stream_id in store.streams(ACCOUNT):
         if stream_id.startswith("Order-"):
-            order = store.aggregate("Order", stream_id.removeprefix("Order-"))
+            order = stored(store, "Order", stream_id.removeprefix("Order-"))
             customer = order.state.get("CustomerId")
             if customer and order.status not in ("Cancelled", "Paid"):
                 amounts[customer] = amounts.get(customer, Decimal(0)) + Decimal(order.state["Total"])
@@ -392,29 +343,29 @@ def test_the_pipeline_keeps_the_store_consistent_and_the_cache_changes_no_answer
     * two API processes, each with its own stream cache, on one store, answer exactly what one
       process without a cache answers, and store exactly the same events.
     """
-    reference = MemoryStore()
+    reference = MemoryEventStore()
     plain = service(reference)
-    shared = MemoryStore()
+    shared = MemoryEventStore()
     processes = [service(shared, StreamCache()), service(shared, StreamCache())]
 
     async def scenario() -> None:
         for process, (name, fields) in [*SETUP, *steps]:
-            before = reference.snapshot()
+            before = snapshot(reference)
             outcome = await execute(plain, name, fields)
             assert await execute(processes[process], name, fields) == outcome, (name, fields)
-            after = reference.snapshot()
+            after = snapshot(reference)
             if outcome[0] != "ok":
                 assert after == before, f"{name} was refused ({outcome[0]}) but stored events"
             else:
                 stream_id, revision, positions, token = outcome[1]
-                assert revision == len(reference.streams[stream_id])
+                assert revision == len(reference.streams(ACCOUNT)[stream_id])
                 assert set(before) < set(after), f"{name} was accepted but changed or added nothing"
-                assert positions == {t: reference.sequences[t] for t in positions}
+                assert positions == {t: reference.sequences(ACCOUNT)[t] for t in positions}
                 assert decode_token(token) == positions
             for customer_id, amount in open_amounts(reference).items():
-                customer = reference.aggregate("Customer", customer_id)
+                customer = stored(reference, "Customer", customer_id)
                 assert Decimal(customer.state.get("OpenAmount") or 0) == amount, customer_id
-        assert shared.snapshot() == reference.snapshot()
+        assert snapshot(shared) == snapshot(reference)
 
     run(scenario())
 
@@ -440,7 +391,7 @@ def test_parsing_any_json_returns_a_command_or_refuses_it(named: tuple[str, Any]
     """For any JSON body: a command (the same one every time), MalformedCommand or InvalidCommand."""
     name, value = named
     body = json.dumps(value, allow_nan=True).encode()
-    service = CommandService(None)  # type: ignore[arg-type]
+    service = parser()
     try:
         parsed = service.parse(name, body)
     except (MalformedCommand, InvalidCommand) as refusal:
@@ -456,7 +407,7 @@ def test_parsing_any_json_returns_a_command_or_refuses_it(named: tuple[str, Any]
 @given(st.sampled_from(sorted(COMMANDS)), st.binary(max_size=64))
 def test_parsing_any_bytes_returns_a_command_or_refuses_it(name: str, body: bytes) -> None:
     with contextlib.suppress(MalformedCommand, InvalidCommand):
-        CommandService(None).parse(name, body)  # type: ignore[arg-type]
+        parser().parse(name, body)
 
 
 # ---------------------------------------------------------------------------------------------

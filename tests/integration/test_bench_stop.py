@@ -17,7 +17,7 @@ import pytest
 SCRIPT = textwrap.dedent(
     """
     import asyncio, sys
-    from erp.stopping import stoppable
+    from core.stopping import stoppable
 
     async def work() -> None:
         try:

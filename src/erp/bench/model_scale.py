@@ -63,18 +63,17 @@ def synthetic_model(elements: int = SEED_ELEMENTS, attributes: int = SEED_ATTRIB
 async def measure(elements: int, attributes: int) -> dict[str, Any]:
     """Runs in its own process: build, create tables, serve the first command; returns figures."""
     import aiohttp
+    from alembic import command as alembic
 
     from commands.model import Model
+    from core.settings import MAIN_DATABASE, Settings
     from erp.app import create_app
-    from erp.db import create_pool
+    from erp.bootstrap import Container
     from erp.devserver import create_database, drop_database, free_port, with_database
     from erp.migrate import alembic_config
-    from erp.settings import Settings
     from queries.model_projection import ModelProjection
     from queries.model_tables import ensure_model_tables, table_name
     from queries.projector import Projector
-    from tenancy.accounts import hash_key, new_api_key
-    from tenancy.onboarding import create_event_partition
 
     process = psutil.Process()
     figures: dict[str, Any] = {"elements": elements, "attributes": attributes}
@@ -90,73 +89,65 @@ async def measure(elements: int, attributes: int) -> dict[str, Any]:
     figures["commands"] = len(model.command_types)
     await create_database(settings.database_url)
     try:
-        from alembic import command as alembic
-
         await asyncio.to_thread(alembic.upgrade, alembic_config(settings), "head")
         tables_started = time.monotonic()
-        pool = await create_pool(settings, min_size=1, max_size=4)
-        async with pool.acquire() as connection:
-            await ensure_model_tables(connection, model)
-        figures["create_tables_s"] = time.monotonic() - tables_started
+        async with Container(settings, min_pool=1, max_pool=4).running() as container:
+            pool = container.databases.main
+            async with pool.acquire() as connection:
+                await ensure_model_tables(connection, model)
+            figures["create_tables_s"] = time.monotonic() - tables_started
 
-        app_started = time.monotonic()
-        import uvicorn
+            app_started = time.monotonic()
+            import uvicorn
 
-        app = create_app(settings, model)
-        server = uvicorn.Server(
-            uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning")
-        )
-        serving = asyncio.create_task(server.serve())
-        while not server.started:  # noqa: ASYNC110  (uvicorn exposes a flag, not an event)
-            await asyncio.sleep(0.05)
-        figures["start_api_s"] = time.monotonic() - app_started
-
-        first_started = time.monotonic()
-        account_id, api_key = uuid.uuid4(), new_api_key()
-        async with pool.acquire() as connection:
-            await connection.execute(
-                "INSERT INTO accounts (account_id, name, status) VALUES ($1, 'Scale', 'Active')", account_id
+            app = create_app(settings, model)
+            server = uvicorn.Server(
+                uvicorn.Config(app, host="127.0.0.1", port=settings.http_port, log_level="warning")
             )
-            await connection.execute(
-                "INSERT INTO api_keys (key_hash, account_id) VALUES ($1, $2)", hash_key(api_key), account_id
-            )
-            await create_event_partition(connection, account_id)
-        element = model.elements[f"E{elements - 1:04d}"]
-        element_id = uuid.uuid4()
-        body = {f"{element.name}Id": str(element_id), "A000": "first", "A001": 7, "A002": "12.50"}
-        async with (
-            aiohttp.ClientSession() as session,
-            session.post(
-                f"http://127.0.0.1:{settings.http_port}/commands/Create{element.name}",
-                json=body,
-                headers={"Authorization": f"Bearer {api_key}"},
-            ) as response,
-        ):
-            figures["first_command_status"] = response.status
-            figures["first_command_body"] = await response.json()
-        projector = Projector(pool, ModelProjection("synthetic", model, list(model.elements)))
-        await projector.catch_up(account_id)
-        row = await pool.fetchrow(
-            f"SELECT a000, a001, a002 FROM {table_name(element)} WHERE id = $1", element_id
-        )
-        figures["first_row"] = None if row is None else [str(v) for v in row]
-        figures["first_command_s"] = time.monotonic() - first_started
-        figures["total_s"] = time.monotonic() - started
+            serving = asyncio.create_task(server.serve())
+            while not server.started:  # noqa: ASYNC110  (uvicorn exposes a flag, not an event)
+                await asyncio.sleep(0.05)
+            figures["start_api_s"] = time.monotonic() - app_started
 
-        # The OpenAPI document is written when first asked for (not part of the start-up above).
-        document_started = time.monotonic()
-        async with (
-            aiohttp.ClientSession() as session,
-            session.get(f"http://127.0.0.1:{settings.http_port}/schema/openapi.json") as response,
-        ):
-            document = await response.read()
-            figures["openapi_status"] = response.status
-        figures["openapi_s"] = time.monotonic() - document_started
-        figures["openapi_mb"] = len(document) / 2**20
-        figures["api_rss_mb"] = process.memory_info().rss / 2**20
-        server.should_exit = True
-        await serving
-        await pool.close()
+            first_started = time.monotonic()
+            account, api_key = await container.catalog.register("Scale", MAIN_DATABASE)
+            await container.onboarding.create_partition(account.account_id, account.database)
+            await container.onboarding.activate(account.account_id)
+            element = model.elements[f"E{elements - 1:04d}"]
+            element_id = uuid.uuid4()
+            body = {f"{element.name}Id": str(element_id), "A000": "first", "A001": 7, "A002": "12.50"}
+            async with (
+                aiohttp.ClientSession() as session,
+                session.post(
+                    f"http://127.0.0.1:{settings.http_port}/commands/Create{element.name}",
+                    json=body,
+                    headers={"Authorization": f"Bearer {api_key}"},
+                ) as response,
+            ):
+                figures["first_command_status"] = response.status
+                figures["first_command_body"] = await response.json()
+            projection = ModelProjection("synthetic", model, list(model.elements))
+            await Projector(pool, projection, container.store.feed).catch_up(account.account_id)
+            row = await pool.fetchrow(
+                f"SELECT a000, a001, a002 FROM {table_name(element)} WHERE id = $1", element_id
+            )
+            figures["first_row"] = None if row is None else [str(v) for v in row]
+            figures["first_command_s"] = time.monotonic() - first_started
+            figures["total_s"] = time.monotonic() - started
+
+            # The OpenAPI document is written when first asked for (not part of the start-up above).
+            document_started = time.monotonic()
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(f"http://127.0.0.1:{settings.http_port}/schema/openapi.json") as response,
+            ):
+                document = await response.read()
+                figures["openapi_status"] = response.status
+            figures["openapi_s"] = time.monotonic() - document_started
+            figures["openapi_mb"] = len(document) / 2**20
+            figures["api_rss_mb"] = process.memory_info().rss / 2**20
+            server.should_exit = True
+            await serving
     finally:
         await drop_database(settings.database_url)
     return figures
@@ -167,7 +158,8 @@ def run_in_subprocess(elements: int = SEED_ELEMENTS, attributes: int = SEED_ATTR
     import subprocess
 
     code = (
-        "import asyncio, json, sys; from erp.stopping import stoppable; from erp.bench_model import measure; "
+        "import asyncio, json, sys; from core.stopping import stoppable; "
+        "from erp.bench.model_scale import measure; "
         f"print(json.dumps(asyncio.run(stoppable(measure({elements}, {attributes})))))"
     )
     # Its own session: a Ctrl-C reaches it once, as the SIGTERM below, so its clean-up is not cut short.

@@ -1,0 +1,96 @@
+"""`erp dev`: everything for local work in one process, with a demo account and curl lines to try."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from core.settings import Settings
+from core.stopping import STOP_SIGNALS
+from erp.cli.common import console, running
+from erp.cli.migrate import migrate
+from erp.cli.serve import api_server
+
+
+def dev() -> None:
+    """Start everything for local work: Temporal (if none answers), migrations, worker and API."""
+    from core.telemetry import configure_logging, configure_telemetry
+    from erp.devserver import answers, start_temporal
+    from erp.worker import run_worker
+
+    configure_logging()
+    configure_telemetry("erp-dev")
+    settings = Settings()
+    temporal = None
+    if not answers(settings.temporal_address):
+        Path(".erp").mkdir(exist_ok=True)
+        console.print(f"starting a Temporal dev server on {settings.temporal_address} (UI :8233)")
+        temporal = start_temporal(settings.temporal_address, ui_port=8233, db_file=".erp/temporal.db")
+    migrate()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        server = api_server(settings, capture_signals=False)
+        loop = asyncio.get_running_loop()
+        for signal_number in STOP_SIGNALS:  # Ctrl-C, SIGTERM or a hang-up: stop in order
+            loop.add_signal_handler(signal_number, setattr, server, "should_exit", True)
+        worker_task = asyncio.create_task(run_worker(settings, stop))
+        api_task = asyncio.create_task(server.serve())
+        try:
+            while not server.started:
+                if api_task.done() or worker_task.done():
+                    return
+                await asyncio.sleep(0.1)
+            _print_demo(settings, await _demo_account(settings))
+            await asyncio.wait([api_task, worker_task], return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            server.should_exit = True
+            await api_task
+            stop.set()
+            await worker_task
+
+    try:
+        asyncio.run(main())
+    finally:
+        if temporal is not None:
+            temporal.terminate()
+
+
+async def _demo_account(settings: Settings) -> str:
+    """An API key of the account named Demo, opened the first time (onboarded again if unfinished)."""
+    async with running(settings) as container:
+        demo = next((a for a in await container.catalog.list() if a.name == "Demo"), None)
+        if demo is None:
+            _, api_key, _ = await container.onboarding.open("Demo")
+            return api_key
+        await container.onboarding.rejoin(demo)
+        return await container.catalog.issue_key(demo.account_id)
+
+
+def _print_demo(settings: Settings, api_key: str) -> None:
+    base = f"http://{settings.http_host}:{settings.http_port}"
+    order_id = "0b81b458-7671-4e9b-844b-9934255f5406"
+    console.print(f"\n[bold]ERP API on {base}[/]  (OpenAPI: {base}/schema/openapi.json)")
+    console.print(f"demo account API key: [bold]{api_key}[/]\n")
+    console.print("# place an order (the seed's PlaceOrderCommand):", markup=False)
+    console.print(
+        f"curl -s -X POST {base}/commands/PlaceOrder -H 'Authorization: Bearer {api_key}' "
+        f"-H 'Content-Type: application/json' -H 'Idempotency-Key: demo-1' "
+        f'-d \'{{"OrderId": "{order_id}", "CustomerName": "Linus Torvalds", '
+        f'"OrderLines": [{{"ProductCode": "KB-1", "Quantity": 2, "UnitPrice": "10.00"}}]}}\'',
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print("# read it back, waiting until the read model has it:", markup=False)
+    console.print(
+        f"curl -s '{base}/queries/GetOrders?CustomerName=Linus%20Torvalds&ConsistentWith=Order:1' "
+        f"-H 'Authorization: Bearer {api_key}'",
+        markup=False,
+        soft_wrap=True,
+    )
+    console.print("# watch notifications:", markup=False)
+    console.print(
+        f"curl -sN {base}/notifications -H 'Authorization: Bearer {api_key}'",
+        markup=False,
+        soft_wrap=True,
+    )

@@ -1,0 +1,71 @@
+"""`erp api` and `erp worker`: the two long-running processes."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from typing import Annotated
+
+import typer
+import uvicorn
+import uvloop
+
+from core.settings import Settings
+
+
+class _SignalFreeServer(uvicorn.Server):
+    """A uvicorn server that leaves signals to its caller (`erp dev` stops the API, then the worker,
+    then Temporal; uvicorn's own handling re-raises the signal afterwards, killing the process
+    before the rest has stopped)."""
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        yield
+
+
+def api_server(settings: Settings, *, capture_signals: bool = True) -> uvicorn.Server:
+    """A uvicorn server for the app on ERP_HTTP_HOST:ERP_HTTP_PORT."""
+    from erp.app import create_app
+
+    config = uvicorn.Config(
+        create_app(settings),
+        host=settings.http_host,
+        port=settings.http_port,
+        log_level="warning",
+        log_config=None,  # uvicorn's loggers propagate to the JSON handler
+        access_log=False,
+    )
+    return uvicorn.Server(config) if capture_signals else _SignalFreeServer(config)
+
+
+def api(
+    workers: Annotated[int, typer.Option(help="API processes sharing the port")] = 1,
+) -> None:
+    """Serve the HTTP API on ERP_HTTP_HOST:ERP_HTTP_PORT."""
+    from core.telemetry import configure_logging
+
+    configure_logging()
+    if workers == 1:
+        api_server(Settings()).run()
+        return
+    settings = Settings()
+    uvicorn.run(
+        "erp.app:serve_app",
+        factory=True,
+        host=settings.http_host,
+        port=settings.http_port,
+        workers=workers,
+        log_level="warning",
+        log_config=None,
+        access_log=False,
+    )
+
+
+def worker() -> None:
+    """Run the Temporal worker: projector pipelines, rebuilds and onboarding."""
+    from core.telemetry import configure_logging, configure_telemetry
+    from erp.worker import run_worker
+
+    configure_logging()
+    configure_telemetry("erp-worker")
+    uvloop.run(run_worker(Settings()))

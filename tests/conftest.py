@@ -80,7 +80,11 @@ def temporal_address() -> Iterator[str]:
 async def fresh_database() -> str:
     url = with_database(BASE_DATABASE_URL, f"erp_test_{uuid.uuid4().hex[:12]}")
     await create_database(url)
-    await upgrade_async(Settings(database_url=url))
+    try:
+        await upgrade_async(Settings(database_url=url))
+    except BaseException:
+        await drop_database(url)  # a migration that fails must not leave its database behind
+        raise
     return url
 
 

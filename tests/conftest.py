@@ -31,7 +31,6 @@ from erp.app import create_app
 from erp.devserver import create_database, drop_database, free_port, start_temporal, with_database
 from erp.migrate import upgrade_async
 from erp.worker import run_worker
-from tenancy.onboarding import create_event_partition
 
 OPERATOR_TOKEN = "test-operator-token"
 BASE_DATABASE_URL = os.environ.get("ERP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -114,15 +113,11 @@ async def pool(settings: Settings) -> AsyncIterator[asyncpg.Pool[Any]]:
 
 
 async def make_account(pool: asyncpg.Pool[Any], name: str = "Test") -> UUID:
-    """An active account with its partition, created directly in SQL (no workflow)."""
+    """An active account, created directly in SQL (no workflow; partitions are fixed, so no DDL)."""
     account_id = uuid.uuid4()
-    async with pool.acquire() as connection:
-        await connection.execute(
-            "INSERT INTO accounts (account_id, name, status) VALUES ($1, $2, 'Active')",
-            account_id,
-            name,
-        )
-        await create_event_partition(connection, account_id)
+    await pool.execute(
+        "INSERT INTO accounts (account_id, name, status) VALUES ($1, $2, 'Active')", account_id, name
+    )
     return account_id
 
 

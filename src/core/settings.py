@@ -28,6 +28,9 @@ class Settings:
     operator_token: str = field(default_factory=lambda: _env("ERP_OPERATOR_TOKEN", "dev-operator-token"))
     http_port: int = field(default_factory=lambda: int(_env("ERP_HTTP_PORT", "8000")))
     http_host: str = field(default_factory=lambda: _env("ERP_HTTP_HOST", "127.0.0.1"))
+    partitions: int = field(default_factory=lambda: int(_env("ERP_PARTITIONS", "16")))
+    """Partitions of each table that grows with events, in a database migrated from scratch (read by
+    migration 0009 only: a database keeps the number it was made with)."""
     extra_databases: str = field(default_factory=lambda: _env("ERP_DATABASES", ""))
     """More tenant databases, `name=url,name=url`; accounts are placed across all of them."""
 

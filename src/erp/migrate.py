@@ -22,6 +22,7 @@ def alembic_config(settings: Settings) -> Config:
     config = Config()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.set_main_option("sqlalchemy.url", settings.sqlalchemy_url)
+    config.set_main_option("erp.partitions", str(settings.partitions))
     return config
 
 

@@ -1,21 +1,20 @@
-"""Onboarding, the one use case: place a new account, register it, give it its partition, activate it.
+"""Onboarding, the one use case: place a new account, register it, find its partition, activate it.
 
 The two steps after registering (partition, then activation) are idempotent, so a durable workflow
-can retry them; the workflow is behind `OnboardingRunner` (`workflows.starters` runs it on Temporal).
-An account whose workflow never started (the engine unreachable right after registering) stays
-Onboarding until `resume` starts it again; the worker calls that every 30 s.
+can retry them, and neither needs DDL (partitions are fixed, chosen by AccountId). The workflow is
+behind `OnboardingRunner` (`workflows.starters` runs it on Temporal). An account whose workflow
+never started (the engine unreachable right after registering) stays Onboarding until `resume`
+starts it again; the worker calls that every 30 s.
 """
 
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Protocol
+from typing import Protocol
 from uuid import UUID
 
-import asyncpg
-
 from tenancy.catalog import Account, AccountCatalog, AccountStatus
-from tenancy.routing import Databases, partition_name, place
+from tenancy.routing import Databases, event_partition, place
 
 ONBOARD_WAIT = timedelta(seconds=15)
 """How long opening an account waits for onboarding before answering with Status Onboarding."""
@@ -65,24 +64,11 @@ class Onboarding:
             await self._runner.start(account)
         return len(waiting)
 
-    async def create_partition(self, account_id: UUID, database: str) -> str:
-        """Step 1: the account's partition of `events`, in its own database (idempotent)."""
-        async with self._databases.pool(database).acquire() as connection:
-            return await create_event_partition(connection, account_id)
+    async def find_partition(self, account_id: UUID, database: str) -> str:
+        """Step 1: the account's partition of `events` in its database. Partitions are fixed and chosen
+        by AccountId, so this creates nothing (it used to create a partition per account)."""
+        return await event_partition(self._databases.pool(database), account_id)
 
     async def activate(self, account_id: UUID) -> None:
         """Step 2: the account is Active; its keys work from now on (idempotent)."""
         await self._catalog.set_status(account_id, AccountStatus.ACTIVE)
-
-
-async def create_event_partition(connection: asyncpg.Connection[Any], account_id: UUID) -> str:
-    """The account's own partition of the event store, as immutable as its parent (idempotent)."""
-    name = partition_name(account_id)
-    await connection.execute(
-        f"CREATE TABLE IF NOT EXISTS {name} PARTITION OF events "
-        f"FOR VALUES IN ('{UUID(str(account_id))}'); "
-        # Row triggers (no UPDATE, no DELETE) are inherited; statement triggers are not.
-        f"CREATE OR REPLACE TRIGGER events_no_truncate BEFORE TRUNCATE ON {name} "
-        f"FOR EACH STATEMENT EXECUTE FUNCTION erp_events_are_immutable()"
-    )
-    return name

@@ -2,7 +2,9 @@
 
 The catalog (in the `main` database) records each account's database. Every
 tenant database has the full schema; an account's events, streams and read
-models live only in its own database, in its own partition of `events`.
+models live only in its own database. There, each table that grows with events
+has a fixed number of partitions (HASH on AccountId, migration 0009), and an
+account's rows live in exactly one of them.
 """
 
 from __future__ import annotations
@@ -17,10 +19,20 @@ import asyncpg
 from core.db import create_pool
 from core.settings import MAIN_DATABASE, Settings
 
+_PARTITION_OF = r"""
+SELECT c.relname
+FROM pg_inherits i
+JOIN pg_class c ON c.oid = i.inhrelid
+CROSS JOIN LATERAL regexp_match(pg_get_expr(c.relpartbound, c.oid), 'modulus (\d+), remainder (\d+)') b
+WHERE i.inhparent = 'events'::regclass
+  AND satisfies_hash_partition('events'::regclass, b[1]::int, b[2]::int, $1::uuid)
+"""
 
-def partition_name(account_id: UUID) -> str:
-    """The account's partition of `events`."""
-    return f"events_{account_id.hex}"
+
+async def event_partition(executor: asyncpg.Pool[Any] | asyncpg.Connection[Any], account_id: UUID) -> str:
+    """The partition of `events` that holds the account's events (one of a fixed number, by AccountId)."""
+    name: str = await executor.fetchval(_PARTITION_OF, account_id)
+    return name
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,10 +41,6 @@ class Route:
 
     account_id: UUID
     database: str
-
-    @property
-    def partition(self) -> str:
-        return partition_name(self.account_id)
 
 
 class Databases:

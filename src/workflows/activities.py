@@ -16,7 +16,7 @@ from queries.projector import Projector, follow, rebuild_account
 from queries.registry import PROJECTIONS
 from tenancy.catalog import AccountStatus
 from tenancy.onboarding import Onboarding
-from tenancy.routing import Databases, partition_name
+from tenancy.routing import Databases
 from workflows.messages import (
     AccountInput,
     OnboardResult,
@@ -98,14 +98,16 @@ class ErpActivities:
 
     @activity.defn
     async def create_account_partition(self, data: AccountInput) -> str:
-        """The account's partition of `events`, in the account's own database."""
-        return await self._onboarding.create_partition(UUID(data.account_id), data.database)
+        """The account's partition of `events`, in the account's own database. Partitions are fixed
+        now (chosen by AccountId), so nothing is created; the name stays for workflows in flight."""
+        return await self._onboarding.find_partition(UUID(data.account_id), data.database)
 
     @activity.defn
     async def activate_account(self, data: AccountInput) -> OnboardResult:
         account_id = UUID(data.account_id)
         await self._onboarding.activate(account_id)
-        return OnboardResult(data.account_id, partition_name(account_id), AccountStatus.ACTIVE)
+        partition = await self._onboarding.find_partition(account_id, data.database)
+        return OnboardResult(data.account_id, partition, AccountStatus.ACTIVE)
 
     def all(self) -> list[Any]:
         return [

@@ -9,14 +9,24 @@ from pathlib import Path
 from typing import Any
 
 import asyncpg
+import pytest
 from alembic.script import ScriptDirectory
 
-from commands.store.event_store import APPEND_PARAMETERS, AppendRequest, EventStore, batch_arguments
+from commands.store.event_store import (
+    APPEND_PARAMETERS,
+    AppendRequest,
+    CommandAlreadyLogged,
+    CommandLogEntry,
+    EventStore,
+    batch_arguments,
+)
 from core.db import create_pool
 from core.settings import Settings
 from erp.devserver import create_database, drop_database, with_database
 from erp.migrate import alembic_config, upgrade_async
 from erp.migrations.repeatable import store_functions
+from tenancy.rls import tenant_transaction
+from tenancy.routing import event_partition
 from tests.conftest import BASE_DATABASE_URL, fresh_database, make_account
 from tests.integration.test_event_store import metadata, stored, write
 
@@ -86,6 +96,35 @@ async def functions_of(connection: asyncpg.Connection[Any] | asyncpg.Pool[Any]) 
     return [(row[0], row[1]) for row in rows]
 
 
+def old_partition(account_id: uuid.UUID) -> str:
+    """How onboarding made an account's own partition before migration 0009 (one per account)."""
+    name = f"events_{account_id.hex}"
+    return (
+        f"CREATE TABLE {name} PARTITION OF events FOR VALUES IN ('{account_id}'); "
+        f"CREATE TRIGGER events_no_truncate BEFORE TRUNCATE ON {name} "
+        "FOR EACH STATEMENT EXECUTE FUNCTION erp_events_are_immutable()"
+    )
+
+
+async def old_append(pool: asyncpg.Pool[Any], requests: list[AppendRequest]) -> list[asyncpg.Record]:
+    """The append as the code before migration 0008 called it (no p_versions)."""
+    before = [name for name in APPEND_PARAMETERS if name != "p_versions"]
+    values = dict(zip(APPEND_PARAMETERS, batch_arguments(requests), strict=True))
+    call = ", ".join(f"{name} => ${n}" for n, name in enumerate(before, 1))
+    return await pool.fetch(f"SELECT * FROM erp_append_batch({call})", *(values[name] for name in before))
+
+
+async def database_at_0007() -> str:
+    """A database at 0007, as the code before the functions moved into `.sql` files made it."""
+    url = await new_database()
+    connection = await asyncpg.connect(url)
+    try:
+        await connection.execute(SCHEMA_0007.read_text(encoding="utf-8"))
+    finally:
+        await connection.close()
+    return url
+
+
 async def new_database() -> str:
     """An empty database of the test cluster, not migrated."""
     url = with_database(BASE_DATABASE_URL, f"erp_test_{uuid.uuid4().hex[:12]}")
@@ -129,25 +168,15 @@ async def test_below_head_the_repeatable_step_does_not_run() -> None:
 
 
 async def test_a_database_made_before_the_functions_moved_upgrades_to_a_fresh_databases_schema() -> None:
-    old, fresh = await new_database(), await fresh_database()
+    old, fresh = await database_at_0007(), await fresh_database()
     settings = Settings(database_url=old)
     try:
-        connection = await asyncpg.connect(old)
-        try:
-            await connection.execute(SCHEMA_0007.read_text(encoding="utf-8"))
-        finally:
-            await connection.close()
         # Events stored by the old code, through its own append (which had no p_versions).
         pool = await create_pool(settings, min_size=1, max_size=2)
         try:
             account_id = await make_account(pool, "Before")
-            old_append = [name for name in APPEND_PARAMETERS if name != "p_versions"]
-            arguments = batch_arguments([AppendRequest(account_id, [write("Thing-1", 0)], metadata())])
-            values = dict(zip(APPEND_PARAMETERS, arguments, strict=True))
-            call = ", ".join(f"{name} => ${n}" for n, name in enumerate(old_append, 1))
-            [row] = await pool.fetch(
-                f"SELECT * FROM erp_append_batch({call})", *(values[name] for name in old_append)
-            )
+            await pool.execute(old_partition(account_id))
+            [row] = await old_append(pool, [AppendRequest(account_id, [write("Thing-1", 0)], metadata())])
             assert row["refusal"] is None
         finally:
             await pool.close()
@@ -183,3 +212,86 @@ async def test_a_database_made_before_the_functions_moved_upgrades_to_a_fresh_da
     finally:
         await drop_database(old)
         await drop_database(fresh)
+
+
+ROWS = {
+    "events": "SELECT * FROM events ORDER BY account_id, stream_id, stream_revision",
+    "streams": "SELECT * FROM streams ORDER BY account_id, stream_id",
+    "stream_sequences": "SELECT account_id, stream_type, last_sequence FROM stream_sequences ORDER BY 1, 2",
+    "command_log": "SELECT * FROM command_log ORDER BY account_id, command_id",
+}
+
+
+async def test_one_partition_per_account_moves_to_the_fixed_partitions_with_every_row_unchanged() -> None:
+    """Migration 0009 on a database with a partition per account: every event, stream, counter and
+    logged command is kept exactly (every column), each account ends in one of the fixed
+    partitions, and the store, row-level security and immutability work as before."""
+    url = await database_at_0007()
+    settings = Settings(database_url=url)
+    try:
+        pool = await create_pool(settings, min_size=1, max_size=2)
+        try:
+            accounts = [await make_account(pool, f"Old {n}") for n in range(40)]
+            for account_id in accounts:
+                await pool.execute(old_partition(account_id))
+            for start in range(0, len(accounts), 20):  # batches of distinct accounts, in order
+                batch = sorted(accounts[start : start + 20])
+                requests = [
+                    AppendRequest(a, [write("Thing-1", 0, 2), write("Other-1", 0)], metadata(), log=None)
+                    for a in batch
+                ]
+                assert all(row["refusal"] is None for row in await old_append(pool, requests))
+            logged = [
+                AppendRequest(a, [write("Thing-2", 0)], metadata(), CommandLogEntry("Do", b"h", {"R": 1}))
+                for a in sorted(accounts[:5])
+            ]
+            assert all(row["refusal"] is None for row in await old_append(pool, logged))
+            before = {table: [tuple(r) for r in await pool.fetch(sql)] for table, sql in ROWS.items()}
+            assert (
+                await pool.fetchval("SELECT count(*) FROM pg_inherits WHERE inhparent = 'events'::regclass")
+                == 40
+            )
+        finally:
+            await pool.close()
+
+        await upgrade_async(settings)
+
+        pool = await create_pool(settings, min_size=1, max_size=2)
+        try:
+            after = {table: [tuple(r) for r in await pool.fetch(sql)] for table, sql in ROWS.items()}
+            assert after == before, "an event, stream, counter or logged command changed in the move"
+            assert len(before["events"]) == 40 * 3 + 5
+            for table in ("events", "streams", "command_log"):
+                partitions = await pool.fetchval(
+                    "SELECT count(*) FROM pg_inherits WHERE inhparent = $1::regclass", table
+                )
+                assert partitions == settings.partitions, table
+            for account_id in accounts:
+                parts = await pool.fetch(
+                    "SELECT DISTINCT tableoid::regclass::text AS part FROM events WHERE account_id = $1",
+                    account_id,
+                )
+                assert [p["part"] for p in parts] == [await event_partition(pool, account_id)]
+            # The store goes on where the old one stopped, and refuses a logged command again.
+            store = EventStore()
+            a = accounts[-1]  # not among the logged ones: its Thing counter is at 3
+            result = await store.append(pool, a, [write("Thing-1", 2)], metadata())
+            assert result.revisions == {"Thing-1": 3} and result.positions == {"Thing": 4}
+            with pytest.raises(CommandAlreadyLogged):
+                again = logged[0]
+                await store.append(pool, again.account_id, [write("Thing-3", 0)], again.metadata, again.log)
+            # Row-level security and immutability hold on the new tables.
+            async with tenant_transaction(pool, a) as connection:
+                assert {r[0] for r in await connection.fetch("SELECT DISTINCT account_id FROM events")} == {a}
+                assert {r[0] for r in await connection.fetch("SELECT DISTINCT account_id FROM streams")} == {
+                    a
+                }
+            partition = await event_partition(pool, a)
+            with pytest.raises(asyncpg.RestrictViolationError, match="immutable"):
+                await pool.execute(f"TRUNCATE {partition}")
+            with pytest.raises(asyncpg.RestrictViolationError, match="immutable"):
+                await pool.execute("DELETE FROM events WHERE account_id = $1", a)
+        finally:
+            await pool.close()
+    finally:
+        await drop_database(url)

@@ -189,7 +189,8 @@ BEGIN
                     last_sequences := '{}';
                 WHEN unique_violation THEN
                     GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
-                    IF v_constraint <> 'command_log_pkey' THEN
+                    -- The command log's key, as its partition names it (command_log_p03_pkey).
+                    IF v_constraint !~ '^command_log(_p[0-9]+)?_pkey$' THEN
                         RAISE;
                     END IF;
                     refusal := 'duplicate';

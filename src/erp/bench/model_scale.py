@@ -111,7 +111,7 @@ async def measure(elements: int, attributes: int) -> dict[str, Any]:
 
             first_started = time.monotonic()
             account, api_key = await container.catalog.register("Scale", MAIN_DATABASE)
-            await container.onboarding.create_partition(account.account_id, account.database)
+            await container.onboarding.find_partition(account.account_id, account.database)
             await container.onboarding.activate(account.account_id)
             element = model.elements[f"E{elements - 1:04d}"]
             element_id = uuid.uuid4()

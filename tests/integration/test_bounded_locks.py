@@ -75,8 +75,7 @@ async def footprint(pool: asyncpg.Pool[Any], accounts: list[UUID]) -> dict[str, 
         async with connection.transaction():
             await store.append_batch(connection, [order(a) for a in sorted(accounts[-50:])])
             found["append batch"] = await connection.fetchval(LOCKED)
-        async with connection.transaction():
-            await projector.checkpoints.add_missing(connection, None)
+        await projector.find_work(connection)
         async with connection.transaction():
             assert await projector.apply(connection, None, [], [])
             found["projector batch"] = await connection.fetchval(LOCKED)

@@ -36,6 +36,7 @@ SCHEMA_0007 = FIXTURES / "schema_0007.sql"
 
 FUNCTIONS = {
     "erp_append_batch",
+    "erp_changed_pairs",
     "erp_customer_takes_party_name",
     "erp_customisations",
     "erp_enter_account",

@@ -24,6 +24,10 @@
 -- At most 60 appends per call: more subtransactions than a backend caches (64) would slow
 -- every snapshot on the server.
 --
+-- Each counter row it advances records the appending transaction (`changed`, its xid), so a
+-- projector finds the (account, stream type) pairs with new events from an index, without
+-- looking at idle accounts (queries/projector/checkpoints.py).
+--
 -- Each event is stored at its schema version (p_versions: the version its name is at today,
 -- `Upcasters.version`), so upcasters know which steps an event still needs when it is read.
 
@@ -99,10 +103,11 @@ BEGIN
                 detail := json_build_object('StreamId', p_stream_ids[j], 'Expected', p_expected[j],
                                             'Actual', coalesce(v_actual, 0))::text;
             ELSE
-                INSERT INTO stream_sequences AS s (account_id, stream_type, last_sequence)
-                VALUES (p_accounts[i], p_stream_types[j], p_counts[j])
+                INSERT INTO stream_sequences AS s (account_id, stream_type, last_sequence, changed)
+                VALUES (p_accounts[i], p_stream_types[j], p_counts[j], pg_current_xact_id())
                 ON CONFLICT (account_id, stream_type)
-                DO UPDATE SET last_sequence = s.last_sequence + EXCLUDED.last_sequence
+                DO UPDATE SET last_sequence = s.last_sequence + EXCLUDED.last_sequence,
+                              changed = EXCLUDED.changed
                 RETURNING s.last_sequence INTO v_last;
                 stream_types := ARRAY[p_stream_types[j]];
                 last_sequences := ARRAY[v_last];
@@ -148,10 +153,11 @@ BEGIN
                                 p_counts[s0 + 1 : p_stream_ends[i]]) AS x(t, c)
                     GROUP BY x.t ORDER BY x.t
                 LOOP
-                    INSERT INTO stream_sequences AS s (account_id, stream_type, last_sequence)
-                    VALUES (p_accounts[i], v_type, v_count)
+                    INSERT INTO stream_sequences AS s (account_id, stream_type, last_sequence, changed)
+                    VALUES (p_accounts[i], v_type, v_count, pg_current_xact_id())
                     ON CONFLICT (account_id, stream_type)
-                    DO UPDATE SET last_sequence = s.last_sequence + EXCLUDED.last_sequence
+                    DO UPDATE SET last_sequence = s.last_sequence + EXCLUDED.last_sequence,
+                                  changed = EXCLUDED.changed
                     RETURNING s.last_sequence INTO v_last;
                     stream_types := stream_types || v_type;
                     last_sequences := last_sequences || v_last;

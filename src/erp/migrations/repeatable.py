@@ -29,11 +29,13 @@ from commands.store import event_store, feed
 from core.sql import sql_beside
 from queries.customer_names import ensure_customer_names
 from queries.model_tables import ensure_model_tables
+from queries.projector import checkpoints
 
 STORE_FUNCTIONS: tuple[tuple[ModuleType, str], ...] = (
     (feed, "streams.sql"),  # erp_enter_account (the others call it), erp_load_stream, erp_find_command
     (event_store, "append.sql"),  # erp_append_batch
     (customisation, "customisations.sql"),  # erp_customisations
+    (checkpoints, "checkpoints.sql"),  # erp_changed_pairs
 )
 """Each store function's `.sql` file, named by the module beside which it lives, in the order applied."""
 

@@ -1,5 +1,9 @@
 """The projector's batches: moves a projection forward from the event store, exactly once per event.
 
+The live projector keeps a work set: the (account, stream type) pairs it knows lag, found from
+the sequence counters changed since its last look (`Checkpoints.changed_since`), so finding work
+costs what there is to do, and idle accounts cost nothing.
+
 One batch is one transaction: it claims (locks) the checkpoints of the most
 lagging (account, stream type) pairs, reads the events after them in SequenceNumber order,
 applies them and stores the new checkpoints. Because SequenceNumbers become
@@ -28,7 +32,7 @@ from core.db import finish_before_cancelling
 from core.telemetry import traced
 from queries.notifications import Notifier, ProjectionAdvanced
 from queries.projection import Projection
-from queries.projector.checkpoints import Checkpoints, Lag
+from queries.projector.checkpoints import Checkpoints, Lag, Pair
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("erp.projector")
@@ -61,6 +65,11 @@ class Projector:
         self.notifier = notifier
         self.batch_size = batch_size
         self.pairs_per_batch = pairs_per_batch
+        self._work: set[Pair] = set()
+        """Pairs known to lag: found from the counters changed since the last look (`find_work`)."""
+        self._horizon = 0
+        """Where the next look starts: the snapshot xmin of the last (0: look at every counter once)."""
+        self._heads: dict[Pair, int] = {}
 
     async def run_batch(self, account_id: UUID | None = None) -> list[ProjectionAdvanced]:
         """Apply one batch for the most lagging accounts; returns what advanced (empty when caught up).
@@ -70,11 +79,22 @@ class Projector:
         """
         return await finish_before_cancelling(self._run_batch(account_id))
 
+    async def find_work(self, connection: asyncpg.Connection[Any]) -> None:
+        """Add the pairs whose counters moved since the last look to the work set. It costs what
+        changed: idle accounts are never looked at (after the first look, which sees them all)."""
+        self._horizon, found = await self.checkpoints.changed_since(connection, self._horizon)
+        self._work.update(found)
+
     async def _run_batch(self, account_id: UUID | None) -> list[ProjectionAdvanced]:
         links: list[trace.Link] = []
         oldest: list[float] = []
         async with self.pool.acquire() as connection:
+            if account_id is None:
+                await self.find_work(connection)
+                if not self._work:
+                    return []
             for _ in range(2):
+                self._heads = {}
                 try:
                     async with connection.transaction():
                         advanced = await self.apply(connection, account_id, links, oldest)
@@ -82,8 +102,12 @@ class Projector:
                     # Rolled back: again, event by event, parking what the read model refuses.
                     links.clear()
                     oldest.clear()
+                    self._heads = {}
                     async with connection.transaction():
                         advanced = await self.apply(connection, account_id, links, oldest, True)
+                if account_id is None:
+                    await self._settle(connection, advanced)
+                    break
                 if advanced:
                     break
                 # Nothing claimable: maybe streams whose checkpoints do not exist yet.
@@ -96,6 +120,19 @@ class Projector:
                     time.time() - oldest[0], {"projection": self.projection.name}
                 )
         return advanced
+
+    async def _settle(self, connection: asyncpg.Connection[Any], advanced: list[ProjectionAdvanced]) -> None:
+        """After a committed batch: pairs it brought to the head they were claimed at leave the work
+        set; when it claimed fewer than it could, the unclaimed pairs are looked at again and the
+        caught-up ones leave too (the others are another projector's, for now)."""
+        for a in advanced:
+            pair = (a.account_id, a.stream_type)
+            if a.position >= self._heads.get(pair, a.position + 1):
+                self._work.discard(pair)
+        if len(self._heads) < self.pairs_per_batch:
+            rest = self._work - set(self._heads)
+            if rest:
+                self._work -= rest - set(await self.checkpoints.behind_among(connection, rest))
 
     async def apply(
         self,
@@ -115,7 +152,12 @@ class Projector:
         A rebuild (`live=False`) replays old events: their age is not a projection delay.
         """
         name = self.projection.name
-        claimed = await self.checkpoints.claim_lagging(connection, account_id, self.pairs_per_batch)
+        if account_id is None:
+            claims = await self.checkpoints.claim_among(connection, self._work, self.pairs_per_batch)
+            self._heads = {(p.account_id, p.stream_type): head for p, head in claims}
+            claimed = [p for p, _ in claims]
+        else:
+            claimed = await self.checkpoints.claim_lagging(connection, account_id, self.pairs_per_batch)
         if not claimed:
             return []
         events = await self.feed.after(connection, claimed, self.batch_size)
@@ -232,8 +274,16 @@ class Projector:
         return await self.checkpoints.accounts(self.pool)
 
     async def lag(self, account_id: UUID | None = None) -> Lag:
-        """The projection's head (events to apply) and position (events applied)."""
+        """The projection's head (events to apply) and position (events applied), over every
+        account (or one): a look at every counter, for operators, not for the live loop."""
         return await self.checkpoints.lag(self.pool, account_id)
+
+    async def backlog(self) -> int:
+        """Events this projector knows it still has to apply: its work set's lag (what the live
+        loop reports as `erp.projection.lag`), at a cost that grows with the work, not the accounts."""
+        if not self._work:
+            return 0
+        return sum((await self.checkpoints.behind_among(self.pool, self._work)).values())
 
 
 _TRACE_CONTEXT = TraceContextTextMapPropagator()

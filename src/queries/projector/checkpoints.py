@@ -7,7 +7,7 @@ zombie after a killed worker, a rebuild) then work on different accounts instead
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -47,6 +47,36 @@ _RESTART = """
 UPDATE projection_checkpoints SET position = 0, updated_at = now()
 WHERE projection = $1 AND account_id = $2
 """
+_CHANGED = "SELECT horizon, account_ids, stream_types FROM erp_changed_pairs($1, $2, $3)"
+# The candidates' checkpoints, those still lagging, most lagging first: an index lookup per candidate.
+_CLAIM_AMONG = """
+SELECT c.account_id, c.stream_type, c.position, s.last_sequence
+FROM unnest($2::uuid[], $3::text[]) AS w(account_id, stream_type)
+JOIN projection_checkpoints c
+  ON c.projection = $1 AND c.account_id = w.account_id AND c.stream_type = w.stream_type
+JOIN stream_sequences s ON s.account_id = c.account_id AND s.stream_type = c.stream_type
+WHERE s.last_sequence > c.position
+ORDER BY s.last_sequence - c.position DESC
+LIMIT $4
+FOR UPDATE OF c SKIP LOCKED
+"""
+_BEHIND_AMONG = """
+SELECT w.account_id, w.stream_type, s.last_sequence - coalesce(c.position, 0) AS behind
+FROM unnest($2::uuid[], $3::text[]) AS w(account_id, stream_type)
+JOIN stream_sequences s ON s.account_id = w.account_id AND s.stream_type = w.stream_type
+LEFT JOIN projection_checkpoints c
+  ON c.projection = $1 AND c.account_id = w.account_id AND c.stream_type = w.stream_type
+WHERE s.last_sequence > coalesce(c.position, 0)
+"""
+_ADD_MISSING_AMONG = """
+INSERT INTO projection_checkpoints (projection, account_id, stream_type, position)
+SELECT $1, w.account_id, w.stream_type, 0
+FROM unnest($2::uuid[], $3::text[]) AS w(account_id, stream_type)
+WHERE NOT EXISTS (
+    SELECT 1 FROM projection_checkpoints c
+    WHERE c.projection = $1 AND c.account_id = w.account_id AND c.stream_type = w.stream_type)
+ON CONFLICT DO NOTHING
+"""
 _ACCOUNTS = """
 SELECT DISTINCT account_id FROM stream_sequences WHERE stream_type = ANY($1::text[]) ORDER BY account_id
 """
@@ -71,6 +101,10 @@ class Lag:
     @property
     def events_behind(self) -> int:
         return self.head - self.position
+
+
+Pair = tuple[UUID, str]
+"""(AccountId, StreamType): what one checkpoint covers."""
 
 
 class Checkpoints:
@@ -101,6 +135,42 @@ class Checkpoints:
     async def restart(self, connection: asyncpg.Connection[Any], account_id: UUID) -> None:
         """Lock one account's checkpoints and set them back to 0 (a rebuild, in its transaction)."""
         await connection.execute(_RESTART, self.projection, account_id)
+
+    async def changed_since(
+        self, connection: asyncpg.Connection[Any], horizon: int
+    ) -> tuple[int, list[Pair]]:
+        """The pairs lagging this projection among the counters changed by transactions a look at
+        `horizon` could not see (0: every counter), and the horizon for the next look. Costs what
+        changed, not what exists; adds the checkpoints those pairs lack."""
+        row = await connection.fetchrow(_CHANGED, self.projection, self.stream_types, horizon)
+        assert row is not None
+        pairs = list(zip(row["account_ids"], row["stream_types"], strict=True))
+        if pairs:
+            await connection.execute(
+                _ADD_MISSING_AMONG, self.projection, [a for a, _ in pairs], [t for _, t in pairs]
+            )
+        return int(row["horizon"]), pairs
+
+    async def claim_among(
+        self, connection: asyncpg.Connection[Any], pairs: Collection[Pair], limit: int
+    ) -> list[tuple[Position, int]]:
+        """Lock up to `limit` of the most lagging of `pairs` that no one else holds (in a
+        transaction); each with the head it was claimed at."""
+        rows = await connection.fetch(
+            _CLAIM_AMONG, self.projection, [a for a, _ in pairs], [t for _, t in pairs], limit
+        )
+        return [
+            (Position(r["account_id"], r["stream_type"], r["position"]), r["last_sequence"]) for r in rows
+        ]
+
+    async def behind_among(
+        self, connection: asyncpg.Connection[Any] | asyncpg.Pool[Any], pairs: Collection[Pair]
+    ) -> dict[Pair, int]:
+        """How many events each of `pairs` still lags (the caught-up ones left out)."""
+        rows = await connection.fetch(
+            _BEHIND_AMONG, self.projection, [a for a, _ in pairs], [t for _, t in pairs]
+        )
+        return {(r["account_id"], r["stream_type"]): r["behind"] for r in rows}
 
     async def accounts(self, connection: asyncpg.Connection[Any] | asyncpg.Pool[Any]) -> list[UUID]:
         """Every account with events of these stream types, in a fixed order."""

@@ -49,8 +49,8 @@ async def follow(
                 await projector.notifier.flush_pending()
             if time.monotonic() - lag_read >= poll_interval:
                 lag_read = time.monotonic()
-                lag = await projector.lag()
-                metrics.LAG[(projector.projection.name, projector.database)] = lag.events_behind
+                backlog = await projector.backlog()
+                metrics.LAG[(projector.projection.name, projector.database)] = backlog
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=poll_interval)
     finally:

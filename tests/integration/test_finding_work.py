@@ -1,0 +1,79 @@
+"""Finding work costs what there is to do: a live projector looks only at the (account, stream
+type) pairs whose counters moved since its last look, from an index, so idle accounts cost
+nothing (DESIGN.md, Scale)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from typing import Any
+
+import asyncpg
+import pytest
+
+from commands.store.event_store import EventStore
+from core.db import create_pool
+from core.settings import Settings
+from erp.devserver import drop_database
+from queries.projector import Projector
+from queries.registry import PROJECTIONS
+from tests.conftest import fresh_database
+from tests.integration.test_bounded_locks import add_accounts, order
+
+IDLE = 2000
+
+# The look `erp_changed_pairs` makes (queries/projector/checkpoints.sql), with its horizon inlined.
+LOOK = """
+SELECT s.account_id, s.stream_type FROM stream_sequences s
+LEFT JOIN projection_checkpoints c
+  ON c.projection = 'orders' AND c.account_id = s.account_id AND c.stream_type = s.stream_type
+WHERE s.changed >= '{horizon}'::xid8 AND s.stream_type = ANY('{{Order}}')
+  AND s.last_sequence > coalesce(c.position, 0)
+"""
+
+
+@pytest.fixture
+async def own_pool() -> AsyncIterator[asyncpg.Pool[Any]]:
+    url = await fresh_database()
+    pool = await create_pool(Settings(database_url=url), min_size=1, max_size=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+        await drop_database(url)
+
+
+def scanned(plan: Any) -> list[tuple[str, str | None, int]]:
+    """(node type, index, actual rows) of every node that reads stream_sequences."""
+    found = []
+    if plan.get("Relation Name") == "stream_sequences":
+        found.append((plan["Node Type"], plan.get("Index Name"), plan["Actual Rows"]))
+    for child in plan.get("Plans", []):
+        found += scanned(child)
+    return found
+
+
+async def test_a_live_projector_looks_only_at_the_accounts_that_moved(own_pool: asyncpg.Pool[Any]) -> None:
+    accounts = await add_accounts(own_pool, IDLE)
+    projector = Projector(own_pool, PROJECTIONS["orders"], EventStore().feed)
+    await projector.catch_up()
+    async with own_pool.acquire() as connection:
+        await projector.find_work(connection)
+    assert projector._work == set(), "caught up, nothing is left to do"
+
+    moved = sorted(accounts[:3])
+    await EventStore().append_batch(own_pool, [order(a) for a in moved])
+    horizon = projector._horizon
+    async with own_pool.acquire() as connection:
+        await projector.find_work(connection)
+        [row] = await connection.fetch(f"EXPLAIN (ANALYZE, FORMAT JSON) {LOOK.format(horizon=horizon)}")
+    assert projector._work == {(a, "Order") for a in moved}
+    # From the `changed` index, reading the moved counters only, not the idle ones.
+    [(node, index, rows)] = scanned(json.loads(row[0])[0]["Plan"])
+    assert node in ("Index Scan", "Bitmap Heap Scan", "Index Only Scan") or index is not None, node
+    assert rows <= len(moved), f"the look read {rows} counters of {IDLE} for {len(moved)} that moved"
+
+    assert await projector.run_batch()
+    assert projector._work == set()
+    assert (await projector.lag()).events_behind == 0
+    assert await projector.backlog() == 0

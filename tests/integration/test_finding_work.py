@@ -19,6 +19,7 @@ from queries.projector import Projector
 from queries.registry import PROJECTIONS
 from tests.conftest import fresh_database
 from tests.integration.test_bounded_locks import add_accounts, order
+from tests.integration.test_event_store import metadata
 
 IDLE = 2000
 
@@ -77,3 +78,21 @@ async def test_a_live_projector_looks_only_at_the_accounts_that_moved(own_pool: 
     assert projector._work == set()
     assert (await projector.lag()).events_behind == 0
     assert await projector.backlog() == 0
+
+
+async def test_a_backlog_in_one_account_delays_another_by_one_batch_at_most(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    """Fairness: a batch shares its events evenly among the pairs it claims, so an account with a
+    big backlog takes its share, not the batch, and a quiet account's new event goes in the very
+    next batch."""
+    [busy, quiet] = sorted(await add_accounts(own_pool, 2))  # one order each
+    store = EventStore()
+    for _ in range(10):  # 500 more orders waiting in one account
+        await store.append(own_pool, busy, [order(busy).writes[0] for _ in range(50)], metadata())
+    await store.append_batch(own_pool, [order(quiet)])
+    projector = Projector(own_pool, PROJECTIONS["orders"], store.feed, batch_size=100)
+    advanced = await projector.run_batch()
+    by_account = {a.account_id: a.position for a in advanced}
+    assert by_account.get(quiet) == 2, f"the quiet account waited behind the busy one: {advanced}"
+    assert by_account[busy] == 50, "the busy account took more than its share of the batch"

@@ -52,8 +52,8 @@ class Projector:
         feed: EventFeed,
         notifier: Notifier | None = None,
         *,
-        batch_size: int = 500,
-        pairs_per_batch: int = 50,
+        batch_size: int = 2000,
+        pairs_per_batch: int = 500,
         database: str = "main",
     ) -> None:
         self.database = database
@@ -64,7 +64,10 @@ class Projector:
         self.checkpoints = Checkpoints(projection.name, projection.stream_types)
         self.notifier = notifier
         self.batch_size = batch_size
+        """Events one batch applies at most, shared evenly by the pairs it claims: a backlog in one
+        account takes its share of a batch, not the batch, so other accounts wait one batch at most."""
         self.pairs_per_batch = pairs_per_batch
+        """Pairs one batch claims at most: many accounts with a few new events each make one batch."""
         self._work: set[Pair] = set()
         """Pairs known to lag: found from the counters changed since the last look (`find_work`)."""
         self._horizon = 0
@@ -160,7 +163,8 @@ class Projector:
             claimed = await self.checkpoints.claim_lagging(connection, account_id, self.pairs_per_batch)
         if not claimed:
             return []
-        events = await self.feed.after(connection, claimed, self.batch_size)
+        share = -(-self.batch_size // len(claimed))  # each claimed pair's share, rounded up
+        events = await self.feed.after(connection, claimed, share)
         if not events:
             return []
         links.extend(_links(events))

@@ -52,7 +52,7 @@ class Projector:
         feed: EventFeed,
         notifier: Notifier | None = None,
         *,
-        batch_size: int = 2000,
+        batch_size: int = 5000,
         pairs_per_batch: int = 500,
         database: str = "main",
     ) -> None:

@@ -37,6 +37,7 @@ SCHEMA_0007 = FIXTURES / "schema_0007.sql"
 FUNCTIONS = {
     "erp_append_batch",
     "erp_changed_pairs",
+    "erp_claim_checkpoints",
     "erp_customer_takes_party_name",
     "erp_customisations",
     "erp_enter_account",
@@ -44,6 +45,7 @@ FUNCTIONS = {
     "erp_find_command",
     "erp_load_stream",
     "erp_party_gives_name",
+    "erp_save_checkpoints",
 }
 
 NOT_PARTITIONS = "NOT LIKE 'events\\_%'"

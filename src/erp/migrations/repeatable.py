@@ -35,7 +35,7 @@ STORE_FUNCTIONS: tuple[tuple[ModuleType, str], ...] = (
     (feed, "streams.sql"),  # erp_enter_account (the others call it), erp_load_stream, erp_find_command
     (event_store, "append.sql"),  # erp_append_batch
     (customisation, "customisations.sql"),  # erp_customisations
-    (checkpoints, "checkpoints.sql"),  # erp_changed_pairs
+    (checkpoints, "checkpoints.sql"),  # erp_changed_pairs, erp_claim_checkpoints, erp_save_checkpoints
 )
 """Each store function's `.sql` file, named by the module beside which it lives, in the order applied."""
 

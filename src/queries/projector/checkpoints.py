@@ -36,11 +36,7 @@ ORDER BY s.last_sequence - c.position DESC
 LIMIT $4
 FOR UPDATE OF c SKIP LOCKED
 """
-_SAVE = """
-UPDATE projection_checkpoints c SET position = p.position, updated_at = now()
-FROM unnest($2::uuid[], $3::text[], $4::bigint[]) AS p(account_id, stream_type, position)
-WHERE c.projection = $1 AND c.account_id = p.account_id AND c.stream_type = p.stream_type
-"""
+_SAVE = "SELECT erp_save_checkpoints($1, $2, $3, $4)"
 # Locks the account's checkpoints (waiting out a live batch that holds them) and starts them over;
 # the live projector claims with SKIP LOCKED and never waits for them, so no deadlock.
 _RESTART = """
@@ -48,18 +44,8 @@ UPDATE projection_checkpoints SET position = 0, updated_at = now()
 WHERE projection = $1 AND account_id = $2
 """
 _CHANGED = "SELECT horizon, account_ids, stream_types FROM erp_changed_pairs($1, $2, $3)"
-# The candidates' checkpoints, those still lagging, most lagging first: an index lookup per candidate.
-_CLAIM_AMONG = """
-SELECT c.account_id, c.stream_type, c.position, s.last_sequence
-FROM unnest($2::uuid[], $3::text[]) AS w(account_id, stream_type)
-JOIN projection_checkpoints c
-  ON c.projection = $1 AND c.account_id = w.account_id AND c.stream_type = w.stream_type
-JOIN stream_sequences s ON s.account_id = c.account_id AND s.stream_type = c.stream_type
-WHERE s.last_sequence > c.position
-ORDER BY s.last_sequence - c.position DESC
-LIMIT $4
-FOR UPDATE OF c SKIP LOCKED
-"""
+# The candidates' checkpoints still lagging, most lagging first (checkpoints.sql: an index lookup each).
+_CLAIM_AMONG = "SELECT * FROM erp_claim_checkpoints($1, $2, $3, $4)"
 _BEHIND_AMONG = """
 SELECT w.account_id, w.stream_type, s.last_sequence - coalesce(c.position, 0) AS behind
 FROM unnest($2::uuid[], $3::text[]) AS w(account_id, stream_type)
@@ -68,15 +54,7 @@ LEFT JOIN projection_checkpoints c
   ON c.projection = $1 AND c.account_id = w.account_id AND c.stream_type = w.stream_type
 WHERE s.last_sequence > coalesce(c.position, 0)
 """
-_ADD_MISSING_AMONG = """
-INSERT INTO projection_checkpoints (projection, account_id, stream_type, position)
-SELECT $1, w.account_id, w.stream_type, 0
-FROM unnest($2::uuid[], $3::text[]) AS w(account_id, stream_type)
-WHERE NOT EXISTS (
-    SELECT 1 FROM projection_checkpoints c
-    WHERE c.projection = $1 AND c.account_id = w.account_id AND c.stream_type = w.stream_type)
-ON CONFLICT DO NOTHING
-"""
+
 _ACCOUNTS = """
 SELECT DISTINCT account_id FROM stream_sequences WHERE stream_type = ANY($1::text[]) ORDER BY account_id
 """
@@ -144,12 +122,7 @@ class Checkpoints:
         changed, not what exists; adds the checkpoints those pairs lack."""
         row = await connection.fetchrow(_CHANGED, self.projection, self.stream_types, horizon)
         assert row is not None
-        pairs = list(zip(row["account_ids"], row["stream_types"], strict=True))
-        if pairs:
-            await connection.execute(
-                _ADD_MISSING_AMONG, self.projection, [a for a, _ in pairs], [t for _, t in pairs]
-            )
-        return int(row["horizon"]), pairs
+        return int(row["horizon"]), list(zip(row["account_ids"], row["stream_types"], strict=True))
 
     async def claim_among(
         self, connection: asyncpg.Connection[Any], pairs: Collection[Pair], limit: int

@@ -47,8 +47,8 @@ async def run_bench(
     console.print(
         f"starting database, Temporal, worker and API (port {stack.port}; logs in {stack.logs}) ..."
     )
-    await stack.start()
     try:
+        await stack.start()  # inside: a stack that never becomes healthy is still stopped and dropped
         pool = stack.container.databases.main
         connector = aiohttp.TCPConnector(limit=256)
         async with aiohttp.ClientSession(connector=connector) as session:

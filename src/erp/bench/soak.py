@@ -39,9 +39,9 @@ async def run_soak(
     with the memory growth from the first minute to the end.
     """
     stack = Stack(1)
-    await stack.start()
     windows: list[SoakWindow] = []
     try:
+        await stack.start()  # inside: a stack that never becomes healthy is still stopped and dropped
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
             tenants = await onboard(session, stack.base, accounts)
             placed: dict[str, list[str]] = {key: [] for _, key in tenants}

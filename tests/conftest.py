@@ -94,6 +94,18 @@ async def database_url() -> AsyncIterator[str]:
     await drop_database(url)
 
 
+@pytest.fixture
+async def own_pool() -> AsyncIterator[asyncpg.Pool[Any]]:
+    """A pool on a database of the test's own, for tests that count what the whole database holds."""
+    url = await fresh_database()
+    pool = await create_pool(Settings(database_url=url), min_size=1, max_size=4)
+    try:
+        yield pool
+    finally:
+        await pool.close()
+        await drop_database(url)
+
+
 @pytest.fixture(scope="session")
 def settings(database_url: str, temporal_address: str) -> Settings:
     return Settings(

@@ -9,21 +9,15 @@ same relations with 20 accounts as with a few thousand, far inside the default l
 from __future__ import annotations
 
 import uuid
-from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-import pytest
 
 from commands.store.event_store import AppendRequest, EventStore, PendingEvent, StreamWrite
-from core.db import create_pool
-from core.settings import Settings
-from erp.devserver import drop_database
 from queries.projector import Projector
 from queries.projector.rebuild import _replay
 from queries.registry import PROJECTIONS
-from tests.conftest import fresh_database
 from tests.integration.test_event_store import metadata
 
 MANY = 3000
@@ -32,17 +26,6 @@ LOCKED = """
 SELECT count(DISTINCT l.relation) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
 WHERE l.pid = pg_backend_pid() AND l.locktype = 'relation' AND c.relnamespace = 'public'::regnamespace
 """
-
-
-@pytest.fixture
-async def own_pool() -> AsyncIterator[asyncpg.Pool[Any]]:
-    url = await fresh_database()
-    pool = await create_pool(Settings(database_url=url), min_size=1, max_size=4)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-        await drop_database(url)
 
 
 async def add_accounts(pool: asyncpg.Pool[Any], count: int) -> list[UUID]:

@@ -5,19 +5,13 @@ nothing (DESIGN.md, Scale)."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
-import pytest
 
 from commands.store.event_store import EventStore
-from core.db import create_pool
-from core.settings import Settings
-from erp.devserver import drop_database
 from queries.projector import Projector
 from queries.registry import PROJECTIONS
-from tests.conftest import fresh_database
 from tests.integration.test_bounded_locks import add_accounts, order
 from tests.integration.test_event_store import metadata
 
@@ -32,17 +26,6 @@ WHERE s.changed >= '{horizon}'::xid8 AND s.stream_type = ANY('{{Order}}')
       WHERE c.projection = 'orders' AND c.account_id = s.account_id AND c.stream_type = s.stream_type
   ), 0)
 """
-
-
-@pytest.fixture
-async def own_pool() -> AsyncIterator[asyncpg.Pool[Any]]:
-    url = await fresh_database()
-    pool = await create_pool(Settings(database_url=url), min_size=1, max_size=4)
-    try:
-        yield pool
-    finally:
-        await pool.close()
-        await drop_database(url)
 
 
 def scanned(plan: Any) -> list[tuple[str, str | None, int]]:

@@ -56,7 +56,6 @@ DECLARE
     v_count integer;
     v_last bigint;
     v_firsts bigint[];
-    v_constraint text;
 BEGIN
     IF v_appends > 60 THEN
         RAISE EXCEPTION 'at most 60 appends per batch, got %', v_appends
@@ -185,7 +184,13 @@ BEGIN
                     SELECT p_accounts[i], p_command_ids[i], p_command_names[i], p_request_hashes[i],
                            p_results[i]
                            || jsonb_build_object('Positions', coalesce(jsonb_object_agg(t, l), '{}'))
-                    FROM unnest(stream_types, last_sequences) AS x(t, l);
+                    FROM unnest(stream_types, last_sequences) AS x(t, l)
+                    ON CONFLICT (account_id, command_id) DO NOTHING;
+                    IF NOT FOUND THEN
+                        -- Already logged (by a concurrent retry that committed first): undo this append.
+                        RAISE EXCEPTION 'command % is already logged', p_command_ids[i]
+                            USING ERRCODE = 'ER412';
+                    END IF;
                 END IF;
             EXCEPTION
                 WHEN SQLSTATE 'ER409' THEN
@@ -193,12 +198,7 @@ BEGIN
                     refusal := 'conflict';
                     stream_types := '{}';
                     last_sequences := '{}';
-                WHEN unique_violation THEN
-                    GET STACKED DIAGNOSTICS v_constraint = CONSTRAINT_NAME;
-                    -- The command log's key, as its partition names it (command_log_p03_pkey).
-                    IF v_constraint !~ '^command_log(_p[0-9]+)?_pkey$' THEN
-                        RAISE;
-                    END IF;
+                WHEN SQLSTATE 'ER412' THEN
                     refusal := 'duplicate';
                     stream_types := '{}';
                     last_sequences := '{}';

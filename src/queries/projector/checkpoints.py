@@ -46,13 +46,19 @@ WHERE projection = $1 AND account_id = $2
 _CHANGED = "SELECT horizon, account_ids, stream_types FROM erp_changed_pairs($1, $2, $3)"
 # The candidates' checkpoints still lagging, most lagging first (checkpoints.sql: an index lookup each).
 _CLAIM_AMONG = "SELECT * FROM erp_claim_checkpoints($1, $2, $3, $4)"
+# Scalar subqueries: each pair's counter and checkpoint by its key, whatever the plan guesses (a
+# join let a generic plan hash both tables whole, a cost that grew with the accounts).
 _BEHIND_AMONG = """
-SELECT w.account_id, w.stream_type, s.last_sequence - coalesce(c.position, 0) AS behind
-FROM unnest($2::uuid[], $3::text[]) AS w(account_id, stream_type)
-JOIN stream_sequences s ON s.account_id = w.account_id AND s.stream_type = w.stream_type
-LEFT JOIN projection_checkpoints c
-  ON c.projection = $1 AND c.account_id = w.account_id AND c.stream_type = w.stream_type
-WHERE s.last_sequence > coalesce(c.position, 0)
+SELECT account_id, stream_type, behind FROM (
+    SELECT w.account_id, w.stream_type,
+           (SELECT s.last_sequence FROM stream_sequences s
+            WHERE s.account_id = w.account_id AND s.stream_type = w.stream_type)
+           - coalesce((SELECT c.position FROM projection_checkpoints c
+                       WHERE c.projection = $1 AND c.account_id = w.account_id
+                         AND c.stream_type = w.stream_type), 0) AS behind
+    FROM unnest($2::uuid[], $3::text[]) AS w(account_id, stream_type)
+) pairs
+WHERE behind > 0
 """
 
 _ACCOUNTS = """

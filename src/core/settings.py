@@ -24,7 +24,8 @@ class Settings:
     redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
     temporal_address: str = field(default_factory=lambda: _env("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
     temporal_namespace: str = field(default_factory=lambda: _env("TEMPORAL_NAMESPACE", "default"))
-    task_queue: str = field(default_factory=lambda: _env("ERP_TASK_QUEUE", "erp"))
+    task_queue: str = field(default_factory=lambda: _env("ERP_TASK_QUEUE", ""))
+    """Empty: the deployment's own queue (`core.deployment`), so two deployments never share one."""
     operator_token: str = field(default_factory=lambda: _env("ERP_OPERATOR_TOKEN", "dev-operator-token"))
     http_port: int = field(default_factory=lambda: int(_env("ERP_HTTP_PORT", "8000")))
     http_host: str = field(default_factory=lambda: _env("ERP_HTTP_HOST", "127.0.0.1"))

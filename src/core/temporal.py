@@ -14,6 +14,7 @@ from temporalio.client import Client
 from temporalio.contrib.opentelemetry import TracingInterceptor
 from temporalio.runtime import LogForwardingConfig, LoggingConfig, Runtime, TelemetryConfig, TelemetryFilter
 
+from core.deployment import Deployment
 from core.settings import Settings
 
 
@@ -43,12 +44,24 @@ class TemporalGateway:
 
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
+        self._deployment: Deployment | None = None
         self._client: Client | None = None
         self._lock = asyncio.Lock()
 
+    def identify(self, deployment: Deployment) -> None:
+        """Whose workflows these are (read from the catalog when the process starts)."""
+        self._deployment = deployment
+
+    @property
+    def deployment(self) -> Deployment:
+        if self._deployment is None:
+            raise RuntimeError("the deployment is not known yet: the composition root reads it on start")
+        return self._deployment
+
     @property
     def task_queue(self) -> str:
-        return self._settings.task_queue
+        """ERP_TASK_QUEUE if set, else the deployment's own (its name): never another deployment's."""
+        return self._settings.task_queue or self.deployment.name
 
     async def client(self) -> Client:
         """The client; TemporalUnavailable if Temporal cannot be reached within 5 s."""

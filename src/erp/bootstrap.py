@@ -88,7 +88,13 @@ class Container:
 
     def activities(self) -> ErpActivities:
         """The worker's activities: projectors publishing to Redis, rebuilds and onboarding steps."""
-        return ErpActivities(self.databases, self.store.feed, Notifier(self._notifier_redis), self.onboarding)
+        return ErpActivities(
+            self.databases,
+            self.store.feed,
+            Notifier(self._notifier_redis),
+            self.onboarding,
+            self.temporal.deployment,
+        )
 
     def http_dependencies(self) -> dict[str, Provide]:
         """What the API's controllers may ask for, each a small dependency of its own."""
@@ -102,6 +108,11 @@ class Container:
 
     async def start(self) -> Container:
         await self.databases.open()
+        try:
+            self.temporal.identify(await self.catalog.deployment())
+        except BaseException:
+            await self.databases.close()
+            raise
         return self
 
     async def close(self) -> None:

@@ -16,7 +16,8 @@ async def run_worker(settings: Settings, stop: asyncio.Event | None = None) -> N
         client = await container.temporal.client()
         await serve(
             client,
-            settings.task_queue,
+            container.temporal.task_queue,
+            container.temporal.deployment,
             container.activities(),
             container.onboarding,
             container.databases.names(),

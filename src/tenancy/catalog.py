@@ -17,6 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
+from core.deployment import Deployment
 from tenancy.routing import Databases, Route
 
 KEY_PREFIX = "erp_"
@@ -74,6 +75,7 @@ FROM api_keys k JOIN accounts a ON a.account_id = k.account_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
 """
 _COUNTS = "SELECT database, count(*) AS n FROM accounts GROUP BY database"
+_DEPLOYMENT = "SELECT id FROM deployment"
 
 
 def _account(row: asyncpg.Record) -> Account:
@@ -141,3 +143,7 @@ class AccountCatalog:
     async def accounts_per_database(self) -> dict[str, int]:
         """How many accounts each tenant database holds (for placing new ones)."""
         return {r["database"]: r["n"] for r in await self._pool.fetch(_COUNTS)}
+
+    async def deployment(self) -> Deployment:
+        """The deployment this catalog belongs to (its id was made when it was first migrated)."""
+        return Deployment(await self._pool.fetchval(_DEPLOYMENT))

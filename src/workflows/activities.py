@@ -8,9 +8,11 @@ from typing import Any
 from uuid import UUID
 
 from temporalio import activity
+from temporalio.exceptions import ApplicationError
 
 from commands.store.feed import EventFeed
 from core import metrics
+from core.deployment import Deployment
 from queries.notifications import Notifier
 from queries.projector import Projector, follow, rebuild_account
 from queries.registry import PROJECTIONS
@@ -28,15 +30,46 @@ from workflows.messages import (
 
 
 class ErpActivities:
-    """Activities sharing the worker's tenant-database pools, event feed and Redis notifier."""
+    """Activities sharing the worker's tenant-database pools, event feed and Redis notifier.
+
+    Each runs only its own deployment's work: an input naming another deployment (two deployments
+    sharing a task queue by mistake) is refused, and retried until a worker of its own takes it.
+    """
 
     def __init__(
-        self, databases: Databases, feed: EventFeed, notifier: Notifier, onboarding: Onboarding
+        self,
+        databases: Databases,
+        feed: EventFeed,
+        notifier: Notifier,
+        onboarding: Onboarding,
+        deployment: Deployment,
     ) -> None:
         self._databases = databases
         self._feed = feed
         self._notifier = notifier
         self._onboarding = onboarding
+        self._deployment = deployment
+
+    @property
+    def deployment(self) -> Deployment:
+        return self._deployment
+
+    def _ours(self, deployment: str) -> None:
+        """Refuse another deployment's task (its own worker will take the retry)."""
+        if deployment == self._deployment.name:
+            return
+        if not deployment:
+            raise ApplicationError(
+                "this task was started before deployments had ids; its workflow ends here "
+                "(the worker starts its projectors again under their new ids)",
+                type="ForeignDeployment",
+                non_retryable=True,
+            )
+        raise ApplicationError(
+            f"this worker serves deployment {self._deployment.name}, not {deployment}: two deployments "
+            "share a task queue; leave ERP_TASK_QUEUE unset so that each uses its own",
+            type="ForeignDeployment",
+        )
 
     def _projector(self, name: str, database: str) -> Projector:
         projection = PROJECTIONS.get(name)
@@ -48,6 +81,7 @@ class ErpActivities:
     @activity.defn
     async def run_projector(self, data: ProjectorInput) -> None:
         """Keep a projection of one database current until `run_for_seconds` pass, heartbeating."""
+        self._ours(data.deployment)
         projector = self._projector(data.projection, data.database)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
@@ -61,6 +95,7 @@ class ErpActivities:
 
         Heartbeats carry a RebuildProgress; a retried attempt starts after the last account done.
         """
+        self._ours(data.deployment)
         projector = self._projector(data.projection, data.database)
         only = UUID(data.account_id) if data.account_id else None
         accounts = [only] if only else await projector.accounts()
@@ -100,10 +135,12 @@ class ErpActivities:
     async def create_account_partition(self, data: AccountInput) -> str:
         """The account's partition of `events`, in the account's own database. Partitions are fixed
         now (chosen by AccountId), so nothing is created; the name stays for workflows in flight."""
+        self._ours(data.deployment)
         return await self._onboarding.find_partition(UUID(data.account_id), data.database)
 
     @activity.defn
     async def activate_account(self, data: AccountInput) -> OnboardResult:
+        self._ours(data.deployment)
         account_id = UUID(data.account_id)
         await self._onboarding.activate(account_id)
         partition = await self._onboarding.find_partition(account_id, data.database)

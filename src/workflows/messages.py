@@ -1,4 +1,8 @@
-"""Workflow and activity inputs and outputs: one dataclass each."""
+"""Workflow and activity inputs and outputs: one dataclass each.
+
+Every input names its `deployment` (`core.deployment`): a worker runs only its own deployment's
+activities, so two deployments that share a task queue by mistake never cross-wire.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +13,7 @@ from dataclasses import dataclass
 class ProjectorInput:
     projection: str
     database: str = "main"
+    deployment: str = ""
     run_for_seconds: float = 3000.0
     """The activity returns after this long and the workflow continues as new, keeping history short."""
 
@@ -19,6 +24,7 @@ class RebuildInput:
     databases: list[str]
     """Tenant databases to rebuild in, one after the other (the account's only, for one account)."""
     account_id: str | None = None
+    deployment: str = ""
 
 
 @dataclass(frozen=True)
@@ -28,6 +34,7 @@ class RebuildStep:
     account_id: str | None = None
     events_before: int = 0
     """Events replayed in the databases before this one, so heartbeats count for the whole rebuild."""
+    deployment: str = ""
 
 
 @dataclass(frozen=True)
@@ -64,6 +71,7 @@ class RebuildResult:
 class AccountInput:
     account_id: str
     database: str = "main"
+    deployment: str = ""
 
 
 @dataclass(frozen=True)

@@ -81,7 +81,8 @@ class ProjectionOperations:
         for name, projection in PROJECTIONS.items():
             for database in databases:
                 lag = await self.lag(projection, database, account_id)
-                pipeline = await _pipeline(client, name, database)
+                workflow_id = projector_workflow_id(self._temporal.deployment, name, database)
+                pipeline = await _pipeline(client, workflow_id)
                 found.append(
                     ProjectionStatus(
                         name, database, projection.stream_types, pipeline, lag.head, lag.position
@@ -104,20 +105,19 @@ class ProjectionOperations:
         """Start rebuilding `name` (one account's read model, or every account's) as a workflow."""
         self.projection(name)
         databases = await self.databases_of(account_id)
-        client = await self._temporal.client()
-        return await start_rebuild(client, self._temporal.task_queue, name, databases, account_id)
+        return await start_rebuild(self._temporal, name, databases, account_id)
 
     async def progress(self, rebuild: Rebuild) -> RebuildProgress | None:
         """The rebuild's last heartbeat (None before the first)."""
         return await rebuild_progress(await self._temporal.client(), rebuild)
 
 
-async def _pipeline(client: Client | Exception, name: str, database: str) -> str:
+async def _pipeline(client: Client | Exception, workflow_id: str) -> str:
     """The projector workflow's status, or Unknown (why): Temporal down, or the workflow missing."""
     try:
         if isinstance(client, Exception):
             raise client
-        description = await client.get_workflow_handle(projector_workflow_id(name, database)).describe()
+        description = await client.get_workflow_handle(workflow_id).describe()
     except Exception as error:
         return f"Unknown ({type(error).__name__})"
     return description.status.name.title() if description.status else "Unknown"

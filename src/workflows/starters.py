@@ -12,6 +12,7 @@ from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
 from temporalio.service import RPCError
 
+from core.deployment import Deployment
 from core.temporal import TemporalGateway
 from queries.registry import PROJECTIONS
 from tenancy.catalog import Account, AccountStatus
@@ -28,18 +29,20 @@ from workflows.workflows import OnboardAccountWorkflow, ProjectorWorkflow, Rebui
 log = logging.getLogger(__name__)
 
 
-def projector_workflow_id(projection: str, database: str) -> str:
-    return f"projector-{projection}-{database}"
+def projector_workflow_id(deployment: Deployment, projection: str, database: str) -> str:
+    return deployment.workflow_id("projector", projection, database)
 
 
-async def start_projectors(client: Client, task_queue: str, databases: list[str]) -> None:
+async def start_projectors(
+    client: Client, task_queue: str, deployment: Deployment, databases: list[str]
+) -> None:
     """Start each projection's pipeline in each tenant database unless it already runs."""
     for database in databases:
         for name in PROJECTIONS:
             await client.start_workflow(
                 ProjectorWorkflow.run,
-                ProjectorInput(name, database),
-                id=projector_workflow_id(name, database),
+                ProjectorInput(name, database, deployment=deployment.name),
+                id=projector_workflow_id(deployment, name, database),
                 task_queue=task_queue,
                 id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
                 id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
@@ -70,25 +73,28 @@ class TemporalOnboarding:
     async def _start(self, account: Account) -> WorkflowHandle[OnboardAccountWorkflow, OnboardResult]:
         """The account's one onboarding workflow: started, or joined while it runs."""
         client = await self._temporal.client()
+        deployment = self._temporal.deployment
         return await client.start_workflow(
             OnboardAccountWorkflow.run,
-            AccountInput(str(account.account_id), account.database),
-            id=f"onboard-{account.account_id}",
+            AccountInput(str(account.account_id), account.database, deployment.name),
+            id=deployment.workflow_id("onboard", str(account.account_id)),
             task_queue=self._temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
 
 
 async def start_rebuild(
-    client: Client, task_queue: str, projection: str, databases: list[str], account_id: UUID | None
+    temporal: TemporalGateway, projection: str, databases: list[str], account_id: UUID | None
 ) -> WorkflowHandle[RebuildProjectionWorkflow, RebuildResult]:
     """Rebuild one account's read model (pass its database) or every account's in `databases`."""
+    client = await temporal.client()
+    deployment = temporal.deployment
     scope = str(account_id) if account_id else "all"
     return await client.start_workflow(
         RebuildProjectionWorkflow.run,
-        RebuildInput(projection, databases, str(account_id) if account_id else None),
-        id=f"rebuild-{projection}-{scope}-{uuid.uuid4().hex[:8]}",
-        task_queue=task_queue,
+        RebuildInput(projection, databases, str(account_id) if account_id else None, deployment.name),
+        id=deployment.workflow_id("rebuild", projection, scope, uuid.uuid4().hex[:8]),
+        task_queue=temporal.task_queue,
     )
 
 

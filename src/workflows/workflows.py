@@ -55,7 +55,7 @@ class RebuildProjectionWorkflow:
         for database in data.databases:
             result = await workflow.execute_activity_method(
                 ErpActivities.rebuild_projection,
-                RebuildStep(data.projection, database, data.account_id, events),
+                RebuildStep(data.projection, database, data.account_id, events, data.deployment),
                 start_to_close_timeout=timedelta(hours=12),
                 heartbeat_timeout=timedelta(seconds=10),
                 retry_policy=RETRY,

@@ -64,7 +64,9 @@ async def test_late_onboarding_answers_onboarding_then_503_until_a_worker_finish
     operator: dict[str, str],
 ) -> None:
     unserved = replace(settings, task_queue=f"erp-unserved-{uuid.uuid4().hex[:8]}")
-    onboarding = Onboarding(catalog, databases, TemporalOnboarding(TemporalGateway(unserved)))
+    gateway = TemporalGateway(unserved)
+    gateway.identify(await catalog.deployment())
+    onboarding = Onboarding(catalog, databases, TemporalOnboarding(gateway))
     account, api_key, status = await onboarding.open("Late", wait=timedelta(seconds=1))
     assert status == AccountStatus.ONBOARDING
     assert await status_of(http, operator, account.account_id) == "Onboarding"

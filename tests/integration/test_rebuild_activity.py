@@ -38,9 +38,13 @@ async def own(settings: Settings) -> AsyncIterator[tuple[ErpActivities, asyncpg.
     scoped = replace(settings, database_url=url)
     databases = await Databases(scoped, min_size=1, max_size=4).open()
     client = redis_client(settings.redis_url)
-    onboarding = Onboarding(AccountCatalog(databases), databases, TemporalOnboarding(TemporalGateway(scoped)))
+    catalog = AccountCatalog(databases)
+    deployment = await catalog.deployment()
+    gateway = TemporalGateway(scoped)
+    gateway.identify(deployment)
+    onboarding = Onboarding(catalog, databases, TemporalOnboarding(gateway))
     try:
-        yield ErpActivities(databases, EventFeed(), Notifier(client), onboarding), databases.main
+        yield ErpActivities(databases, EventFeed(), Notifier(client), onboarding, deployment), databases.main
     finally:
         await client.aclose()
         await databases.close()
@@ -71,7 +75,9 @@ async def test_a_retried_rebuild_goes_on_after_the_last_account_done(
     beats: list[RebuildProgress] = []
     env = ActivityEnvironment()
     env.on_heartbeat = lambda *details: beats.append(RebuildProgress(**details[0]))
-    result = await env.run(activities.rebuild_projection, RebuildStep("orders", "main"))
+    result = await env.run(
+        activities.rebuild_projection, RebuildStep("orders", "main", deployment=activities.deployment.name)
+    )
     assert (result.events_applied, await orders_of(pool, first), await orders_of(pool, second)) == (7, 3, 4)
     assert beats[-1].accounts_done == 2 and beats[-1].replayed == 7
 
@@ -80,7 +86,9 @@ async def test_a_retried_rebuild_goes_on_after_the_last_account_done(
     died = RebuildProgress(2, 1, 3, 1, last_account=str(first), account_events=2)
     env = ActivityEnvironment()
     env.info = replace(env.info, heartbeat_details=[asdict(died)])
-    result = await env.run(activities.rebuild_projection, RebuildStep("orders", "main"))
+    result = await env.run(
+        activities.rebuild_projection, RebuildStep("orders", "main", deployment=activities.deployment.name)
+    )
     assert await orders_of(pool, first) == 0, "the account done before the retry was replayed again"
     assert await orders_of(pool, second) == 4
     # The partial account's events are not counted twice.

@@ -47,14 +47,20 @@ def problem_responses(*codes: int) -> dict[int, ResponseSpec]:
     }
 
 
-def problem(status: int, detail: str, headers: dict[str, str] | None = None) -> ProblemDetailsException:
-    """A problem+json error with the standard title for `status`."""
+def problem(
+    status: int,
+    detail: str,
+    headers: dict[str, str] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> ProblemDetailsException:
+    """A problem+json error with the standard title for `status`; `extra` adds members to the body."""
     return ProblemDetailsException(
         status_code=status,
         title=HTTPStatus(status).phrase,
         detail=detail,
         type_="about:blank",
         headers=headers,
+        extra=extra,
     )
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,6 +45,28 @@ class Account:
 
 
 @dataclass(frozen=True, slots=True)
+class NewAccount:
+    """An account to register in bulk: its name and the database it is placed in."""
+
+    name: str
+    database: str
+
+
+Registered = list[tuple[Account, str]]
+"""Accounts registered together, each with its first API key (in clear, shown once)."""
+
+
+@dataclass(frozen=True, slots=True)
+class ImportState:
+    """How far a bulk import is: its accounts, how many are Active, and whether it has finished."""
+
+    import_id: UUID
+    accounts: int
+    active: int
+    finished: bool
+
+
+@dataclass(frozen=True, slots=True)
 class KeyOwner:
     """Where the account a key belongs to lives, and whether it is active yet."""
 
@@ -74,7 +96,24 @@ SELECT k.account_id, a.database, a.status
 FROM api_keys k JOIN accounts a ON a.account_id = k.account_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
 """
-_COUNTS = "SELECT database, count(*) AS n FROM accounts GROUP BY database"
+_COUNTS = "SELECT database, accounts AS n FROM account_counts"
+_ONBOARDING = f"""
+{_ACCOUNT} WHERE status = 'Onboarding' AND import_id IS NULL ORDER BY created_at LIMIT $1
+"""
+_NEW_IMPORT = "INSERT INTO account_imports (import_id, accounts) VALUES ($1, $2)"
+_UNFINISHED_IMPORTS = "SELECT import_id FROM account_imports WHERE finished_at IS NULL ORDER BY created_at"
+_IMPORT_STATE = """
+SELECT i.import_id, i.accounts, i.finished_at IS NOT NULL AS finished,
+       (SELECT count(*) FROM accounts a WHERE a.import_id = i.import_id AND a.status = 'Active') AS active
+FROM account_imports i WHERE i.import_id = $1
+"""
+_ACTIVATE_IMPORTED = """
+UPDATE accounts SET status = 'Active'
+WHERE account_id IN (
+    SELECT account_id FROM accounts WHERE import_id = $1 AND status = 'Onboarding' LIMIT $2
+)
+"""
+_FINISH_IMPORT = "UPDATE account_imports SET finished_at = coalesce(finished_at, now()) WHERE import_id = $1"
 _DEPLOYMENT = "SELECT id FROM deployment"
 
 
@@ -125,12 +164,57 @@ class AccountCatalog:
     async def list(self) -> list[Account]:
         return [_account(r) for r in await self._pool.fetch(f"{_ACCOUNT} ORDER BY created_at")]
 
-    async def onboarding(self) -> Sequence[Account]:
-        """Accounts registered but not yet active: their onboarding has not finished."""
-        rows = await self._pool.fetch(
-            f"{_ACCOUNT} WHERE status = $1 ORDER BY created_at", AccountStatus.ONBOARDING
-        )
-        return [_account(r) for r in rows]
+    async def register_many(
+        self,
+        accounts: Sequence[NewAccount],
+        import_id: UUID,
+        before_commit: Callable[[Registered], None] | None = None,
+    ) -> Registered:
+        """Register accounts in status Onboarding, all or none, each with its first API key, as
+        one import; (account, API key) for each, in order. The keys are returned once, in clear;
+        `before_commit` sees them before they commit, and if it raises nothing is registered."""
+        registered = [
+            (Account(uuid.uuid4(), a.name, AccountStatus.ONBOARDING, a.database), new_api_key())
+            for a in accounts
+        ]
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(_NEW_IMPORT, import_id, len(registered))
+            await connection.copy_records_to_table(
+                "accounts",
+                records=[(a.account_id, a.name, a.status, a.database, import_id) for a, _ in registered],
+                columns=["account_id", "name", "status", "database", "import_id"],
+            )
+            await connection.copy_records_to_table(
+                "api_keys",
+                records=[(hash_key(key), a.account_id) for a, key in registered],
+                columns=["key_hash", "account_id"],
+            )
+            if before_commit is not None:
+                before_commit(registered)
+        return registered
+
+    async def onboarding(self, limit: int = 1000) -> Sequence[Account]:
+        """Accounts opened one by one and not yet active (an import's are its workflow's), oldest
+        first, at most `limit`."""
+        return [_account(r) for r in await self._pool.fetch(_ONBOARDING, limit)]
+
+    async def unfinished_imports(self) -> Sequence[UUID]:
+        """Bulk imports whose workflow has not finished."""
+        return [r["import_id"] for r in await self._pool.fetch(_UNFINISHED_IMPORTS)]
+
+    async def import_state(self, import_id: UUID) -> ImportState | None:
+        row = await self._pool.fetchrow(_IMPORT_STATE, import_id)
+        if row is None:
+            return None
+        return ImportState(row["import_id"], row["accounts"], row["active"], row["finished"])
+
+    async def activate_imported(self, import_id: UUID, limit: int) -> int:
+        """Activate up to `limit` of the import's accounts still Onboarding; how many were."""
+        status = await self._pool.execute(_ACTIVATE_IMPORTED, import_id, limit)
+        return int(status.split()[-1])
+
+    async def finish_import(self, import_id: UUID) -> None:
+        await self._pool.execute(_FINISH_IMPORT, import_id)
 
     async def set_status(self, account_id: UUID, status: str) -> None:
         await self._pool.execute(_SET_STATUS, account_id, status)

@@ -1,18 +1,24 @@
-"""Operator API for accounts: POST /accounts, GET /accounts/{AccountId} (the app guards it)."""
+"""Operator API for accounts: POST /accounts, POST /accounts/import, GET /accounts/{AccountId} and
+GET /accounts/imports/{ImportId} (the app guards them)."""
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody
 
 from core.problems import problem, problem_responses
 from core.text import Name
-from tenancy.catalog import AccountCatalog
+from tenancy.catalog import AccountCatalog, AccountStatus, ImportState
+from tenancy.imports import MAX_REPORTED, BadImport, parse_import
 from tenancy.onboarding import Onboarding
+
+MAX_IMPORT_BODY = 16 * 1024 * 1024
+"""An import's body: 100,000 accounts as JSON lines fit."""
 
 
 class CreateAccount(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"):
@@ -31,6 +37,34 @@ class AccountView(msgspec.Struct, rename="pascal"):
     status: str
 
 
+class ImportedAccountView(msgspec.Struct, rename="pascal"):
+    line: int
+    account_id: UUID
+    name: str
+    api_key: str
+
+
+class ImportView(msgspec.Struct, rename="pascal"):
+    import_id: UUID
+    workflow_id: str | None
+    """None if the workflow could not be started yet (the worker's sweep starts it)."""
+    status: str
+    """Active once every account is; Onboarding while the workflow goes on (GET the import)."""
+    accounts: list[ImportedAccountView]
+
+
+class ImportStateView(msgspec.Struct, rename="pascal"):
+    import_id: UUID
+    accounts: int
+    active: int
+    status: str
+
+    @classmethod
+    def of(cls, state: ImportState) -> ImportStateView:
+        status = AccountStatus.ACTIVE if state.finished else AccountStatus.ONBOARDING
+        return cls(state.import_id, state.accounts, state.active, status)
+
+
 class AccountController(Controller):
     path = "/accounts"
     tags = ["operators"]
@@ -39,7 +73,7 @@ class AccountController(Controller):
     async def create(
         self, data: JSONBody[CreateAccount], onboarding: NamedDependency[Onboarding]
     ) -> CreatedAccount:
-        """Register an account, give it its event-store partition (a workflow) and its first API key.
+        """Register an account, onboard it (a workflow) and give it its first API key.
 
         Status is Active when onboarding finished within 15 s, else Onboarding: the workflow goes on,
         and until it ends the key is answered 503 with Retry-After.
@@ -49,6 +83,52 @@ class AccountController(Controller):
             raise problem(422, "Name must not be blank")
         account, api_key, status = await onboarding.open(name)
         return CreatedAccount(account.account_id, api_key, status)
+
+    @post(
+        "/import",
+        status_code=201,
+        summary="Onboard many accounts (one workflow)",
+        responses=problem_responses(401, 413, 422, 503),
+        request_max_body_size=MAX_IMPORT_BODY,
+    )
+    async def import_accounts(
+        self, request: Request[Any, Any, Any], onboarding: NamedDependency[Onboarding]
+    ) -> ImportView:
+        """The body is an import file: one account name a line, or JSON lines `{"Name": "..."}`.
+
+        Every account is registered with its API key, all or none (a bad line, reported by number,
+        opens nobody), then onboarded by one workflow. The keys are in this answer only. Status is
+        Active when the workflow finished within 15 s, else Onboarding (GET /accounts/imports/{Id}).
+        """
+        try:
+            entries = parse_import(await request.body())
+        except BadImport as error:
+            errors = [{"Line": line, "Detail": detail} for line, detail in error.problems[:MAX_REPORTED]]
+            raise problem(422, str(error), extra={"Errors": errors}) from None
+        imported = await onboarding.import_accounts(entries)
+        done = await onboarding.wait_import(imported.import_id)
+        return ImportView(
+            imported.import_id,
+            imported.workflow_id,
+            AccountStatus.ACTIVE if done else AccountStatus.ONBOARDING,
+            [
+                ImportedAccountView(a.entry.line, a.account.account_id, a.account.name, a.api_key)
+                for a in imported.accounts
+            ],
+        )
+
+    @get(
+        "/imports/{import_id:uuid}",
+        summary="How far an import is",
+        responses=problem_responses(400, 401, 404, 503),
+    )
+    async def show_import(
+        self, import_id: FromPath[UUID], catalog: NamedDependency[AccountCatalog]
+    ) -> ImportStateView:
+        state = await catalog.import_state(import_id)
+        if state is None:
+            raise problem(404, f"there is no import {import_id}")
+        return ImportStateView.of(state)
 
     @get("/{account_id:uuid}", summary="Show an account", responses=problem_responses(400, 401, 404, 503))
     async def show(self, account_id: FromPath[UUID], catalog: NamedDependency[AccountCatalog]) -> AccountView:

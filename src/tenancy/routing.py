@@ -9,6 +9,7 @@ account's rows live in exactly one of them.
 
 from __future__ import annotations
 
+import heapq
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -95,3 +96,15 @@ class Databases:
 def place(databases: list[str], accounts: Mapping[str, int]) -> str:
     """The database for a new account: the one with the fewest accounts (new accounts spread evenly)."""
     return min(databases, key=lambda name: (accounts.get(name, 0), databases.index(name)))
+
+
+def place_many(databases: list[str], accounts: Mapping[str, int], count: int) -> list[str]:
+    """The databases for `count` new accounts, each placed as `place` would after the ones before."""
+    held = [(accounts.get(name, 0), order, name) for order, name in enumerate(databases)]
+    heapq.heapify(held)
+    placed = []
+    for _ in range(count):
+        n, order, name = heapq.heappop(held)
+        placed.append(name)
+        heapq.heappush(held, (n + 1, order, name))
+    return placed

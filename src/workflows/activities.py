@@ -21,6 +21,7 @@ from tenancy.onboarding import Onboarding
 from tenancy.routing import Databases
 from workflows.messages import (
     AccountInput,
+    ImportStep,
     OnboardResult,
     ProjectorInput,
     RebuildProgress,
@@ -146,10 +147,17 @@ class ErpActivities:
         partition = await self._onboarding.find_partition(account_id, data.database)
         return OnboardResult(data.account_id, partition, AccountStatus.ACTIVE)
 
+    @activity.defn
+    async def activate_imported(self, data: ImportStep) -> int:
+        """Activate up to `limit` of an import's accounts still onboarding; fewer means it is done."""
+        self._ours(data.deployment)
+        return await self._onboarding.activate_imported(UUID(data.import_id), data.limit)
+
     def all(self) -> list[Any]:
         return [
             self.run_projector,
             self.rebuild_projection,
             self.create_account_partition,
             self.activate_account,
+            self.activate_imported,
         ]

@@ -79,3 +79,25 @@ class OnboardResult:
     account_id: str
     partition: str
     status: str
+
+
+@dataclass(frozen=True)
+class ImportInput:
+    """A bulk import's onboarding: its accounts are registered (keys and all) before it starts."""
+
+    import_id: str
+    accounts: int
+    deployment: str = ""
+
+
+@dataclass(frozen=True)
+class ImportStep:
+    import_id: str
+    limit: int
+    deployment: str = ""
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    import_id: str
+    activated: int

@@ -18,13 +18,20 @@ from queries.registry import PROJECTIONS
 from tenancy.catalog import Account, AccountStatus
 from workflows.messages import (
     AccountInput,
+    ImportInput,
+    ImportResult,
     OnboardResult,
     ProjectorInput,
     RebuildInput,
     RebuildProgress,
     RebuildResult,
 )
-from workflows.workflows import OnboardAccountWorkflow, ProjectorWorkflow, RebuildProjectionWorkflow
+from workflows.workflows import (
+    ImportAccountsWorkflow,
+    OnboardAccountWorkflow,
+    ProjectorWorkflow,
+    RebuildProjectionWorkflow,
+)
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +57,8 @@ async def start_projectors(
 
 
 class TemporalOnboarding:
-    """Runs `tenancy.onboarding`'s steps as one `OnboardAccountWorkflow` per account."""
+    """Runs `tenancy.onboarding`'s steps as one `OnboardAccountWorkflow` per account opened alone,
+    and one `ImportAccountsWorkflow` per bulk import."""
 
     def __init__(self, temporal: TemporalGateway) -> None:
         self._temporal = temporal
@@ -81,6 +89,37 @@ class TemporalOnboarding:
             task_queue=self._temporal.task_queue,
             id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
         )
+
+    async def start_import(self, import_id: UUID, accounts: int) -> str:
+        return (await self._start_import(import_id, accounts)).id
+
+    async def wait_import(self, import_id: UUID, within: timedelta) -> bool:
+        client = await self._temporal.client()
+        handle = client.get_workflow_handle_for(
+            ImportAccountsWorkflow.run, import_workflow_id(self._temporal, import_id)
+        )
+        try:
+            await asyncio.wait_for(handle.result(), within.total_seconds())
+        except (RPCError, TimeoutError, WorkflowFailureError):
+            log.warning("import %s is still onboarding", import_id, exc_info=True)
+            return False
+        return True
+
+    async def _start_import(
+        self, import_id: UUID, accounts: int
+    ) -> WorkflowHandle[ImportAccountsWorkflow, ImportResult]:
+        client = await self._temporal.client()
+        return await client.start_workflow(
+            ImportAccountsWorkflow.run,
+            ImportInput(str(import_id), accounts, self._temporal.deployment.name),
+            id=import_workflow_id(self._temporal, import_id),
+            task_queue=self._temporal.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.USE_EXISTING,
+        )
+
+
+def import_workflow_id(temporal: TemporalGateway, import_id: UUID) -> str:
+    return temporal.deployment.workflow_id("import", str(import_id))
 
 
 async def start_rebuild(

@@ -1,4 +1,4 @@
-"""Temporal workflows: the projector pipeline, projection rebuilds and account onboarding."""
+"""Temporal workflows: the projector pipeline, projection rebuilds and account onboarding (one or many)."""
 
 from __future__ import annotations
 
@@ -8,9 +8,13 @@ from temporalio import workflow
 from temporalio.common import RetryPolicy
 
 with workflow.unsafe.imports_passed_through():
+    from tenancy.onboarding import IMPORT_CHUNK
     from workflows.activities import ErpActivities
     from workflows.messages import (
         AccountInput,
+        ImportInput,
+        ImportResult,
+        ImportStep,
         OnboardResult,
         ProjectorInput,
         RebuildInput,
@@ -65,12 +69,27 @@ class RebuildProjectionWorkflow:
         return RebuildResult(data.projection, data.account_id, batches, events)
 
 
+ONE_LOCAL_STEP = "onboard-in-one-local-activity"
+"""The patch that made onboarding one local activity (partitions are fixed: nothing to create)."""
+
+
 @workflow.defn
 class OnboardAccountWorkflow:
-    """Gives a registered account its event-store partition, then activates it."""
+    """Activates a registered account: one local activity (its partition is chosen by AccountId,
+    so there is nothing to create), in the workflow's own task, so POST /accounts answers fast.
+
+    Workflows started before the patch replay their two activities as they ran.
+    """
 
     @workflow.run
     async def run(self, data: AccountInput) -> OnboardResult:
+        if workflow.patched(ONE_LOCAL_STEP):
+            return await workflow.execute_local_activity_method(
+                ErpActivities.activate_account,
+                data,
+                start_to_close_timeout=timedelta(seconds=30),
+                retry_policy=RETRY,
+            )
         await workflow.execute_activity_method(
             ErpActivities.create_account_partition,
             data,
@@ -85,4 +104,24 @@ class OnboardAccountWorkflow:
         )
 
 
-WORKFLOWS = [ProjectorWorkflow, RebuildProjectionWorkflow, OnboardAccountWorkflow]
+@workflow.defn
+class ImportAccountsWorkflow:
+    """Onboards a bulk import's accounts (registered, keys and all, before it starts), a chunk of
+    them per step, until none is left; then the import is finished."""
+
+    @workflow.run
+    async def run(self, data: ImportInput) -> ImportResult:
+        activated = 0
+        while True:
+            done = await workflow.execute_activity_method(
+                ErpActivities.activate_imported,
+                ImportStep(data.import_id, IMPORT_CHUNK, data.deployment),
+                start_to_close_timeout=timedelta(minutes=1),
+                retry_policy=RETRY,
+            )
+            activated += done
+            if done < IMPORT_CHUNK:
+                return ImportResult(data.import_id, activated)
+
+
+WORKFLOWS = [ProjectorWorkflow, RebuildProjectionWorkflow, OnboardAccountWorkflow, ImportAccountsWorkflow]

@@ -38,6 +38,7 @@ FUNCTIONS = {
     "erp_append_batch",
     "erp_changed_pairs",
     "erp_claim_checkpoints",
+    "erp_count_accounts",
     "erp_customer_takes_party_name",
     "erp_customisations",
     "erp_enter_account",

@@ -1,15 +1,31 @@
-"""`erp accounts ...`: tenant accounts."""
+"""`erp accounts ...`: tenant accounts, one at a time or in bulk."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import os
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, BinaryIO
+from uuid import UUID
 
+import msgspec
 import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from core.settings import Settings
 from erp.cli.common import console, running
 
+if TYPE_CHECKING:
+    from erp.bootstrap import Container
+    from tenancy.onboarding import ImportedAccount, KeepKeys
+
 app = typer.Typer(help="Tenant accounts.", no_args_is_help=True)
+errors = Console(stderr=True)
 
 
 @app.command("create")
@@ -26,3 +42,112 @@ def accounts_create(name: str) -> None:
         )
 
     asyncio.run(main())
+
+
+@app.command("import")
+def accounts_import(
+    file: Annotated[str, typer.Argument(help="one account name a line, or JSON lines; - for stdin")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="write the new accounts and keys here (JSON lines, mode 0600), not to stdout"),
+    ] = None,
+) -> None:
+    """Onboard every account a file names, as one workflow (needs a running worker), with a progress
+    bar; print (or write) each new AccountId and API key once, as JSON lines.
+
+    A bad line is reported by its number and opens nobody. With --out, the keys are on disk before
+    the accounts are committed, so none is opened whose key was not kept.
+    """
+    from tenancy.imports import BadImport, parse_import
+
+    data = sys.stdin.buffer.read() if file == "-" else _read(Path(file))
+    try:
+        entries = parse_import(data)
+    except BadImport as error:
+        for line, detail in error.problems:
+            errors.print(f"{file}:{line}: {detail}" if line else f"{file}: {detail}", markup=False)
+        errors.print(f"{len(error.problems)} bad line(s); no account was opened")
+        raise typer.Exit(2) from None
+    if out is not None and out.exists():
+        raise typer.BadParameter(f"{out} exists; the keys go to a new file only", param_hint="--out")
+    settings = Settings()
+
+    async def main() -> None:
+        async with running(settings) as container:
+            started = time.perf_counter()
+            with _key_file(out) as keep:
+                imported = await container.onboarding.import_accounts(entries, keep)
+            if out is None:
+                for account in imported.accounts:
+                    sys.stdout.write(_line(account))
+                sys.stdout.flush()
+            await _follow(container, imported.import_id, len(entries))
+            elapsed = time.perf_counter() - started
+        where = f"; keys in {out}" if out else ""
+        errors.print(
+            f"{len(entries):,} accounts onboarded in {elapsed:.1f} s ({len(entries) / elapsed:,.0f}/s), "
+            f"import {imported.import_id}{where}"
+        )
+
+    asyncio.run(main())
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except OSError as error:
+        raise typer.BadParameter(f"cannot read {path}: {error.strerror}", param_hint="FILE") from None
+
+
+def _line(account: ImportedAccount) -> str:
+    return (
+        msgspec.json.encode(
+            {
+                "Line": account.entry.line,
+                "AccountId": str(account.account.account_id),
+                "Name": account.account.name,
+                "ApiKey": account.api_key,
+            }
+        ).decode()
+        + "\n"
+    )
+
+
+@contextlib.contextmanager
+def _key_file(path: Path | None) -> Iterator[KeepKeys | None]:
+    """A `keep` that writes the keys to a new file (0600) and syncs it before the accounts commit;
+    the file is removed if they never do."""
+    if path is None:
+        yield None
+        return
+    written: list[BinaryIO] = []
+
+    def keep(accounts: list[ImportedAccount]) -> None:
+        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(descriptor, "wb") as handle:
+            written.append(handle)
+            handle.write("".join(map(_line, accounts)).encode())
+            handle.flush()
+            os.fsync(handle.fileno())
+
+    try:
+        yield keep
+    except BaseException:
+        if written:
+            path.unlink(missing_ok=True)
+        raise
+
+
+async def _follow(container: Container, import_id: UUID, total: int) -> None:
+    """A progress bar of the import's accounts that are Active, until all are (read from the catalog,
+    so it works while Temporal is away; the worker's sweep starts a workflow that could not be)."""
+    columns = (TextColumn("onboarding"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=errors) as progress:
+        task = progress.add_task("import", total=total)
+        while True:
+            state = await container.catalog.import_state(import_id)
+            assert state is not None
+            progress.update(task, completed=state.active)
+            if state.finished:
+                return
+            await asyncio.sleep(0.2)

@@ -14,14 +14,10 @@ import pytest
 import redis.asyncio as redis
 
 from core.settings import Settings
+from erp.app import create_app
+from erp.bootstrap import Container
 from erp.devserver import free_port
-from tenancy.rate_limit import (
-    PAUSE_AFTER_FAILURE,
-    REDIS_TIMEOUT,
-    AccountRateLimiter,
-    CommandLimit,
-    command_limit,
-)
+from tenancy.rate_limit import PAUSE_AFTER_FAILURE, REDIS_TIMEOUT, AccountRateLimiter, CommandLimit
 
 REDIS_URL = Settings().redis_url
 LIMIT = CommandLimit(rate=5, burst=10)
@@ -101,14 +97,19 @@ async def test_two_api_replicas_share_one_accounts_budget(limiters: Limiters) ->
         (200, 500, "whole multiple of ERP_COMMAND_RATE (200), 400 or 600"),
     ],
 )
-def test_a_configuration_that_makes_no_sense_is_refused(rate: int, burst: int, says: str) -> None:
+def test_a_configuration_that_makes_no_sense_stops_the_api_at_start_up(
+    rate: int, burst: int, says: str
+) -> None:
+    settings = replace(Settings(), command_rate=rate, command_burst=burst)
     with pytest.raises(ValueError, match="ERP_COMMAND_BURST") as refused:
-        command_limit(replace(Settings(), command_rate=rate, command_burst=burst))
+        create_app(settings)
     assert says in str(refused.value)
 
 
 def test_rate_zero_turns_the_limit_off() -> None:
-    assert command_limit(replace(Settings(), command_rate=0, command_burst=0)) is None
+    settings = replace(Settings(), command_rate=0, command_burst=0)
+    create_app(settings)  # where a limit that makes no sense would raise
+    assert Container(settings).command_limiter is None
 
 
 async def test_with_redis_down_commands_go_through_with_one_warning(

@@ -64,14 +64,18 @@ class CommandController(Controller):
         self,
         request: Request[Any, Any, Any],
         command_name: FromPath[str],
-        tenant: NamedDependency[Route],
+        command_tenant: NamedDependency[Route],
         commands: NamedDependency[CommandService],
         key: IdempotencyKey = None,
     ) -> CommandResult:
-        """Run `CommandName` for the caller's account. Send `Idempotency-Key` to make retries safe."""
+        """Run `CommandName` for the caller's account. Send `Idempotency-Key` to make retries safe.
+
+        `command_tenant` has counted the command against the account's rate limit (429 over it)
+        before the body is read.
+        """
         _check_key(key)
         parsed = commands.parse(command_name, await request.body())
-        return await commands.execute(tenant.account_id, parsed, key)
+        return await commands.execute(command_tenant.account_id, parsed, key)
 
 
 class DefineAttribute(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"):
@@ -102,14 +106,15 @@ class CustomisationController(Controller):
         "/",
         status_code=201,
         summary="Add a custom attribute to an element",
-        responses=problem_responses(400, 401, 409, 422, 503),
+        responses=problem_responses(400, 401, 409, 422, 429, 503),
     )
     async def define(
         self,
         data: JSONBody[DefineAttribute],
-        tenant: NamedDependency[Route],
+        command_tenant: NamedDependency[Route],
         customisations: NamedDependency[Customisations],
     ) -> AttributeView:
+        """A write like a command: it counts against the account's command rate limit (429 over it)."""
         element = ERP.elements.get(data.element)
         if element is None:
             raise problem(
@@ -118,7 +123,7 @@ class CustomisationController(Controller):
         if any(a.name == data.attribute for a in element.attributes):
             raise problem(422, f"Attribute: {data.element} already has a model attribute {data.attribute}")
         attribute = CustomAttribute(data.element, data.attribute, data.type, data.required, data.max_length)
-        if not await customisations.define(tenant.account_id, attribute):
+        if not await customisations.define(command_tenant.account_id, attribute):
             raise problem(
                 409, f"{data.element} already has a custom attribute {data.attribute} in this account"
             )

@@ -21,7 +21,7 @@ from commands.handlers import CommandSpec
 from commands.service import CommandResult
 
 REF = "#/components/schemas/{name}"
-ERRORS = (400, 401, 404, 409, 413, 422, 503)
+ERRORS = (400, 401, 404, 409, 413, 422, 429, 503)
 MAX_IDEMPOTENCY_KEY = 200
 
 IDEMPOTENCY_KEY = {

@@ -17,6 +17,9 @@ COMMANDS = meter.create_counter("erp.commands", unit="{command}", description="C
 COMMAND_DURATION = meter.create_histogram(
     "erp.command.duration", unit="s", description="Command latency by name and outcome"
 )
+COMMANDS_LIMITED = meter.create_counter(
+    "erp.commands.limited", unit="{command}", description="Commands refused: their account was over its rate"
+)
 EVENTS_APPENDED = meter.create_counter("erp.events.appended", unit="{event}", description="Events stored")
 APPEND_BATCH_SIZE = meter.create_histogram(
     "erp.append.batch_size", unit="{append}", description="Appends carried by one group-commit batch"

@@ -34,6 +34,10 @@ class Settings:
     migration 0009 only: a database keeps the number it was made with)."""
     extra_databases: str = field(default_factory=lambda: _env("ERP_DATABASES", ""))
     """More tenant databases, `name=url,name=url`; accounts are placed across all of them."""
+    command_rate: int = field(default_factory=lambda: int(_env("ERP_COMMAND_RATE", "200")))
+    """Commands per second each account may send, on average (0: no limit)."""
+    command_burst: int = field(default_factory=lambda: int(_env("ERP_COMMAND_BURST", "400")))
+    """The most commands an account may send at once: a whole multiple of `command_rate`."""
 
     @property
     def databases(self) -> dict[str, str]:

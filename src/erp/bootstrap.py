@@ -35,6 +35,7 @@ from tenancy.catalog import AccountCatalog
 from tenancy.deps import tenancy_dependencies
 from tenancy.keys import KeyCache
 from tenancy.onboarding import Onboarding
+from tenancy.rate_limit import AccountRateLimiter, command_limit
 from tenancy.routing import Databases
 from workflows.activities import ErpActivities
 from workflows.deps import workflow_dependencies
@@ -79,6 +80,13 @@ class Container:
         )
 
     @cached_property
+    def command_limiter(self) -> AccountRateLimiter | None:
+        """The API's per-account command rate limit (None when ERP_COMMAND_RATE=0); a configuration
+        that makes no sense raises here, so the API does not start with it."""
+        limit = command_limit(self.settings)
+        return None if limit is None else AccountRateLimiter(self.settings.redis_url, limit)
+
+    @cached_property
     def read_models(self) -> ReadModels:
         return ReadModels(self.databases, ConsistencyWaiter(self.channels))
 
@@ -99,7 +107,7 @@ class Container:
     def http_dependencies(self) -> dict[str, Provide]:
         """What the API's controllers may ask for, each a small dependency of its own."""
         return {
-            **tenancy_dependencies(self.keys, self.onboarding, self.catalog),
+            **tenancy_dependencies(self.keys, self.onboarding, self.catalog, self.command_limiter),
             **command_dependencies(self.commands),
             **query_dependencies(self.read_models),
             **workflow_dependencies(self.projections),
@@ -121,6 +129,8 @@ class Container:
         await self.redis.aclose()
         if "_notifier_redis" in self.__dict__:
             await self._notifier_redis.aclose()
+        if (limiter := self.__dict__.get("command_limiter")) is not None:
+            await limiter.close()
 
     @asynccontextmanager
     async def running(self) -> AsyncIterator[Container]:

@@ -914,8 +914,9 @@ async def test_openapi_document(http: httpx.AsyncClient) -> None:
     refs = set(re.findall(r'"\$ref": "#/components/schemas/([^"]+)"', json.dumps(document)))
     assert refs <= set(document["components"]["schemas"]), refs - set(document["components"]["schemas"])
     errors = paths["/commands/CancelOrder"]["post"]["responses"]
-    assert {"200", "400", "401", "404", "409", "413", "422", "503"} <= set(errors)
+    assert {"200", "400", "401", "404", "409", "413", "422", "429", "503"} <= set(errors)
     assert "application/problem+json" in errors["409"]["content"]
+    assert "429" in paths["/customisations"]["post"]["responses"]
 
 
 async def test_unknown_paths_are_problems_too(http: httpx.AsyncClient, tenant: Tenant) -> None:

@@ -31,6 +31,7 @@ from erp.app import create_app
 from erp.devserver import create_database, drop_database, free_port, start_temporal, with_database
 from erp.migrate import upgrade_async
 from erp.worker import run_worker
+from tests.redis_cluster import ClusterNodes, redis_cluster
 
 OPERATOR_TOKEN = "test-operator-token"
 BASE_DATABASE_URL = os.environ.get("ERP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -74,6 +75,13 @@ def temporal_address() -> Iterator[str]:
     yield address
     process.terminate()
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def cluster_nodes() -> Iterator[ClusterNodes]:
+    """A three-node Redis Cluster of the session's own, on free ports (never the machine's 6379)."""
+    with redis_cluster() as nodes:
+        yield nodes
 
 
 async def fresh_database() -> str:

@@ -8,6 +8,7 @@ machine's own Redis (6379) is never touched.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import shutil
 import subprocess
@@ -60,6 +61,15 @@ class ClusterNodes:
             async with self.node(port) as node:
                 counts[port] = int((await node.execute_command("PUBSUB", kind, channel))[1])
         return counts
+
+    async def until_subscribers(
+        self, kind: str, channel: str, expected: dict[int, int], within: float = 10
+    ) -> None:
+        """Until `subscribers(kind, channel)` is `expected` (by port)."""
+        deadline = time.monotonic() + within
+        while (counts := await self.subscribers(kind, channel)) != expected:
+            assert time.monotonic() < deadline, f"PUBSUB {kind} {channel}: {counts}, not {expected}"
+            await asyncio.sleep(0.02)
 
 
 def _answering(port: int, within: float = 30) -> None:

@@ -78,15 +78,6 @@ async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: fl
         await asyncio.sleep(0.02)
 
 
-async def until_subscribed(nodes: ClusterNodes, kind: str, account: UUID, expected: dict[int, int]) -> None:
-    """Until every node counts `expected[port]` subscribers (PUBSUB `kind`) on the account's channel."""
-
-    async def counted() -> bool:
-        return await nodes.subscribers(kind, channel_for(account)) == expected
-
-    await eventually(counted, f"{kind} of {account} is {expected}")
-
-
 def advanced(account: UUID, position: int) -> ProjectionAdvanced:
     return ProjectionAdvanced("orders", account, "Order", position)
 
@@ -117,7 +108,7 @@ async def test_each_account_hears_its_notifications_from_the_shard_owning_its_ch
             async with listening(channels, list(accounts)) as received:
                 for account, owner in accounts.items():
                     only_owner = {port: int(port == owner) for port in cluster_nodes.ports}
-                    await until_subscribed(cluster_nodes, "SHARDNUMSUB", account, only_owner)
+                    await cluster_nodes.until_subscribers("SHARDNUMSUB", channel_for(account), only_owner)
                 await Notifier(notifier).publish(advanced(a, p) for a, p in positions.items())
 
                 async def all_arrived() -> bool:
@@ -127,9 +118,8 @@ async def test_each_account_hears_its_notifications_from_the_shard_owning_its_ch
                 await asyncio.sleep(0.5)  # time for a stray message to reach a wrong subscriber
                 assert received == {account: [note(positions[account])] for account in accounts}
             for account in accounts:
-                await until_subscribed(
-                    cluster_nodes, "SHARDNUMSUB", account, dict.fromkeys(cluster_nodes.ports, 0)
-                )
+                none = dict.fromkeys(cluster_nodes.ports, 0)
+                await cluster_nodes.until_subscribers("SHARDNUMSUB", channel_for(account), none)
         for listener in plain:
             while (message := await listener.get_message(timeout=0.1)) is not None:
                 assert message["type"] == "subscribe", message
@@ -154,7 +144,7 @@ async def test_a_consistency_wait_ends_on_a_notification_over_the_cluster(
                 ConsistencyWaiter(channels).wait(pool, account, "orders", ("Order",), {"Order": 7}, within=20)
             )
             only_owner = {port: int(port == owner) for port in cluster_nodes.ports}
-            await until_subscribed(cluster_nodes, "SHARDNUMSUB", account, only_owner)
+            await cluster_nodes.until_subscribers("SHARDNUMSUB", channel_for(account), only_owner)
             assert not wait.done()
             published = time.monotonic()
             await Notifier(notifier).publish([advanced(account, 7)])

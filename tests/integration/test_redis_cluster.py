@@ -188,6 +188,21 @@ async def test_without_sharded_pubsub_plain_publish_and_subscribe_are_used(
         await notifier.aclose()
 
 
+async def test_what_the_channels_plugin_publishes_reaches_its_subscriber(cluster_nodes: ClusterNodes) -> None:
+    account = uuid.uuid4()
+    (owner,) = await cluster_nodes.owners([channel_for(account)])
+    async with cluster_channels(cluster_nodes) as channels, listening(channels, [account]) as received:
+        only_owner = {port: int(port == owner) for port in cluster_nodes.ports}
+        await cluster_nodes.until_subscribers("SHARDNUMSUB", channel_for(account), only_owner)
+        await channels.wait_published(json.dumps(note(9)).encode(), channel_for(account))
+
+        async def arrived() -> bool:
+            return bool(received[account])
+
+        await eventually(arrived, "the published message")
+        assert received[account] == [note(9)]
+
+
 async def test_notifications_are_kept_while_the_cluster_is_unreachable() -> None:
     """The latest position per (projection, account, stream type), to publish once Redis answers."""
     unreachable = redis_client("redis://127.0.0.1:1/0", cluster=True, socket_connect_timeout=0.2)

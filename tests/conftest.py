@@ -31,6 +31,7 @@ from erp.app import create_app
 from erp.devserver import create_database, drop_database, free_port, start_temporal, with_database
 from erp.migrate import upgrade_async
 from erp.worker import run_worker
+from tests.redis_cluster import ClusterNodes, redis_cluster
 
 OPERATOR_TOKEN = "test-operator-token"
 BASE_DATABASE_URL = os.environ.get("ERP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
@@ -74,6 +75,13 @@ def temporal_address() -> Iterator[str]:
     yield address
     process.terminate()
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def cluster_nodes() -> Iterator[ClusterNodes]:
+    """A three-node Redis Cluster of the session's own, on free ports (never the machine's 6379)."""
+    with redis_cluster() as nodes:
+        yield nodes
 
 
 async def fresh_database() -> str:
@@ -160,31 +168,33 @@ async def serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]
 
 
 @contextlib.asynccontextmanager
-async def private_stack(label: str) -> AsyncIterator[tuple[str, str]]:
+async def private_stack(label: str, **settings: Any) -> AsyncIterator[tuple[str, str]]:
     """A database, a Temporal dev server, a worker and an API of their own; yields (API URL, database URL).
 
     For tests whose writes must not meet the rest of the suite (events are immutable, so what a
-    test stores stays stored). The database is dropped afterwards.
+    test stores stays stored). The database is dropped afterwards. `settings` are `Settings` fields
+    the worker and the API use instead of the defaults (say `redis_url` and `redis_cluster`).
     """
     database_url = await fresh_database()
     try:
-        async with _serving(database_url, label) as api:
+        async with _serving(database_url, label, **settings) as api:
             yield api, database_url
     finally:
         await drop_database(database_url)
 
 
 @contextlib.asynccontextmanager
-async def _serving(database_url: str, label: str) -> AsyncIterator[str]:
+async def _serving(database_url: str, label: str, **settings: Any) -> AsyncIterator[str]:
     address = f"127.0.0.1:{free_port()}"
-    temporal = await asyncio.to_thread(start_temporal, address)
     own = Settings(
         database_url=database_url,
         temporal_address=address,
         task_queue=f"erp-{label}-{uuid.uuid4().hex[:8]}",
         operator_token=OPERATOR_TOKEN,
         http_port=free_port(),
+        **settings,
     )
+    temporal = await asyncio.to_thread(start_temporal, address)
     stop = asyncio.Event()
     worker = asyncio.create_task(run_worker(own, stop))
     server, server_task = await serve(create_app(own), own.http_port)

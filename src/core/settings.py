@@ -11,6 +11,11 @@ def _env(name: str, default: str) -> str:
     return value if value else default
 
 
+def _flag(name: str) -> bool:
+    """True when the variable is 1, true or yes (any case); unset or anything else is false."""
+    return os.environ.get(name, "").lower() in {"1", "true", "yes"}
+
+
 MAIN_DATABASE = "main"
 
 
@@ -22,6 +27,9 @@ class Settings:
         default_factory=lambda: _env("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/erp")
     )
     redis_url: str = field(default_factory=lambda: _env("REDIS_URL", "redis://127.0.0.1:6379/0"))
+    redis_cluster: bool = field(default_factory=lambda: _flag("ERP_REDIS_CLUSTER"))
+    """REDIS_URL names one startup node of a Redis Cluster; notifications then use sharded pub/sub
+    (SPUBLISH, SSUBSCRIBE) where the servers have it."""
     temporal_address: str = field(default_factory=lambda: _env("TEMPORAL_ADDRESS", "127.0.0.1:7233"))
     temporal_namespace: str = field(default_factory=lambda: _env("TEMPORAL_NAMESPACE", "default"))
     task_queue: str = field(default_factory=lambda: _env("ERP_TASK_QUEUE", ""))

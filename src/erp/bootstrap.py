@@ -11,9 +11,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from functools import cached_property
-from typing import Any
 
 from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.base import ChannelsBackend
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.di import Provide
 
@@ -23,7 +23,8 @@ from commands.handlers import CommandSpec
 from commands.pipelines import CommandPipelines
 from commands.registry import COMMANDS
 from commands.store.event_store import EventStore
-from core.redis_client import redis_client
+from core.redis_client import RedisClient, redis_client
+from core.redis_pubsub import ClusterChannelsBackend
 from core.settings import Settings
 from core.temporal import TemporalGateway
 from erp.health import HealthChecks
@@ -58,7 +59,9 @@ class Container:
         self.databases = Databases(settings, min_size=min_pool, max_size=max_pool)
         self.store = EventStore(UPCASTERS)
         """The event store; its `feed` is how every reader (projectors, rebuilds) decodes events."""
-        self.redis = redis_client(settings.redis_url, socket_timeout=2, socket_connect_timeout=2)
+        self.redis = redis_client(
+            settings.redis_url, cluster=settings.redis_cluster, socket_timeout=2, socket_connect_timeout=2
+        )
         self.temporal = TemporalGateway(settings)
         self.catalog = AccountCatalog(self.databases)
         self.keys = KeyCache(self.catalog)
@@ -71,9 +74,16 @@ class Container:
 
     @cached_property
     def channels(self) -> ChannelsPlugin:
-        """The API's Redis pub/sub (notifications and consistency waits), on a client of its own."""
+        """The API's Redis pub/sub (notifications and consistency waits), on a client of its own; on a
+        Redis Cluster, sharded where the servers have it."""
+        url = self.settings.redis_url
+        backend: ChannelsBackend = (
+            ClusterChannelsBackend(redis_client(url, cluster=True))
+            if self.settings.redis_cluster
+            else RedisChannelsPubSubBackend(redis=redis_client(url))
+        )
         return ChannelsPlugin(
-            backend=RedisChannelsPubSubBackend(redis=redis_client(self.settings.redis_url)),
+            backend=backend,
             arbitrary_channels_allowed=True,
             subscriber_max_backlog=1000,
             subscriber_backlog_strategy="dropleft",
@@ -91,8 +101,8 @@ class Container:
         return ReadModels(self.databases, ConsistencyWaiter(self.channels))
 
     @cached_property
-    def _notifier_redis(self) -> Any:
-        return redis_client(self.settings.redis_url)
+    def _notifier_redis(self) -> RedisClient:
+        return redis_client(self.settings.redis_url, cluster=self.settings.redis_cluster)
 
     def activities(self) -> ErpActivities:
         """The worker's activities: projectors publishing to Redis, rebuilds and onboarding steps."""

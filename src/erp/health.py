@@ -8,10 +8,11 @@ from datetime import timedelta
 from typing import Any
 
 import msgspec
-import redis.asyncio as redis
 from litestar import Response, get
 from litestar.di import NamedDependency
+from redis.asyncio.cluster import RedisCluster
 
+from core.redis_client import RedisClient
 from core.temporal import TemporalGateway
 from tenancy.routing import Databases
 
@@ -34,10 +35,17 @@ async def _check(probe: Awaitable[Any]) -> str:
 class HealthChecks:
     """Asks each dependency whether it answers."""
 
-    def __init__(self, databases: Databases, redis_client: redis.Redis, temporal: TemporalGateway) -> None:
+    def __init__(self, databases: Databases, redis_client: RedisClient, temporal: TemporalGateway) -> None:
         self._databases = databases
         self._redis = redis_client
         self._temporal = temporal
+
+    async def _redis_answers(self) -> None:
+        """The server answers, or on a cluster every primary: each owns the channels of its slots."""
+        if isinstance(self._redis, RedisCluster):
+            await self._redis.ping(target_nodes=RedisCluster.PRIMARIES)
+        else:
+            await self._redis.ping()
 
     async def _temporal_answers(self) -> None:
         client = await self._temporal.client()
@@ -46,7 +54,7 @@ class HealthChecks:
     async def run(self) -> dict[str, str]:
         postgres, redis_state, temporal = await asyncio.gather(
             _check(asyncio.gather(*(pool.fetchval("SELECT 1") for _, pool in self._databases))),
-            _check(self._redis.ping()),
+            _check(self._redis_answers()),
             _check(self._temporal_answers()),
         )
         return {"Postgres": postgres, "Redis": redis_state, "Temporal": temporal}

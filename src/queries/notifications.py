@@ -1,9 +1,10 @@
 """Consistency notifications on Redis pub/sub: one channel per account.
 
 The projector publishes `{"Projection", "StreamType", "Position"}` after each
-committed batch. If Redis is down the latest position per pair is kept and
-published again later; clients also fall back to reading checkpoints, so a
-lost notification delays nobody for long.
+committed batch (on a Redis Cluster, sharded: SPUBLISH where the servers have it).
+If Redis is down the latest position per pair is kept and published again later;
+clients also fall back to reading checkpoints, so a lost notification delays
+nobody for long.
 """
 
 from __future__ import annotations
@@ -13,10 +14,10 @@ from collections.abc import Iterable, Sequence
 from uuid import UUID
 
 import msgspec
-import redis.asyncio as redis
 from opentelemetry import trace
-from redis.exceptions import RedisError
 
+from core.redis_client import REDIS_UNAVAILABLE, RedisClient
+from core.redis_pubsub import Publisher
 from core.telemetry import traced
 
 log = logging.getLogger(__name__)
@@ -52,8 +53,8 @@ _encoder = msgspec.json.Encoder()
 class Notifier:
     """Publishes ProjectionAdvanced to each account's channel; keeps what Redis could not take."""
 
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
+    def __init__(self, client: RedisClient) -> None:
+        self._publisher = Publisher(client)
         self._pending: dict[tuple[str, UUID, str], int] = {}
 
     async def publish(self, advanced: Iterable[ProjectionAdvanced], links: Sequence[trace.Link] = ()) -> None:
@@ -69,14 +70,11 @@ class Notifier:
         pending, self._pending = self._pending, {}
         with traced(tracer, "notify", links=links, attributes={"erp.notifications": len(pending)}):
             try:
-                async with self._client.pipeline(transaction=False) as pipe:
-                    for (projection, account_id, stream_type), position in pending.items():
-                        pipe.publish(
-                            channel_for(account_id),
-                            _encoder.encode(Notification(projection, stream_type, position)),
-                        )
-                    await pipe.execute()
-            except (RedisError, OSError) as error:
+                await self._publisher.publish(
+                    (channel_for(account), _encoder.encode(Notification(projection, stream_type, position)))
+                    for (projection, account, stream_type), position in pending.items()
+                )
+            except REDIS_UNAVAILABLE as error:
                 log.warning("could not publish %d notifications: %s", len(pending), error)
                 for key, position in pending.items():
                     self._pending[key] = max(self._pending.get(key, 0), position)

@@ -62,7 +62,7 @@ async def run_bench(
             await http_commands(session, stack.base, tenants, seconds, results)
             await wait_caught_up(pool)
             console.print("command -> notification latency ...")
-            await notification_latency(session, stack.base, stack.container.redis, tenants[0], results)
+            await notification_latency(session, stack.base, stack.container.channels, tenants[0], results)
             account_ids = [a for a, _ in tenants]
             console.print(f"appending through the store, one event per append, for {seconds:g} s ...")
             (

@@ -21,6 +21,7 @@ import asyncpg
 
 from commands.errors import InvalidCommand
 from commands.model import check_money
+from tenancy.fences import write_unfenced
 from tenancy.rls import tenant_transaction
 
 TYPES = ("string", "integer", "money", "boolean", "date")
@@ -99,6 +100,7 @@ class Customisations:
     async def define(self, account_id: UUID, attribute: CustomAttribute) -> bool:
         """Add a definition; False if the account already has one of that name on that element."""
         async with tenant_transaction(self._pool, account_id) as connection:
+            await write_unfenced(connection, account_id)
             status = await connection.execute(
                 "INSERT INTO customisations (account_id, element, attribute, type, required, max_length) "
                 "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING",

@@ -25,6 +25,7 @@ from commands.openapi import MAX_IDEMPOTENCY_KEY
 from commands.service import CommandResult, CommandService
 from commands.store.event_store import ConcurrencyConflict
 from core.problems import problem, problem_responses
+from tenancy.fences import AccountElsewhere
 from tenancy.routing import Route
 
 ERRORS: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
@@ -35,6 +36,7 @@ ERRORS: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
     BusinessRuleViolation: lambda e: problem(422, str(e)),
     IdempotencyKeyReused: lambda e: problem(422, str(e)),
     ConcurrencyConflict: lambda e: problem(409, str(e)),
+    AccountElsewhere: lambda e: problem(503, str(e), {"Retry-After": "1"}),
 }
 
 

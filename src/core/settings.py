@@ -41,7 +41,9 @@ class Settings:
     """Partitions of each table that grows with events, in a database migrated from scratch (read by
     migration 0009 only: a database keeps the number it was made with)."""
     extra_databases: str = field(default_factory=lambda: _env("ERP_DATABASES", ""))
-    """More tenant databases, `name=url,name=url`; accounts are placed across all of them."""
+    """More tenant databases, `name=url,name=url`; new accounts are placed across them (and main)."""
+    dedicated_databases: str = field(default_factory=lambda: _env("ERP_DEDICATED_DATABASES", ""))
+    """Tenant databases, `name,name`, that new accounts never go to: big accounts are moved there."""
     command_rate: int = field(default_factory=lambda: int(_env("ERP_COMMAND_RATE", "200")))
     """Commands per second each account may send, on average (0: no limit)."""
     command_burst: int = field(default_factory=lambda: int(_env("ERP_COMMAND_BURST", "400")))
@@ -57,6 +59,20 @@ class Settings:
                 raise ValueError(f"ERP_DATABASES entries look like name=url, got {item!r}")
             databases[name.strip()] = url.strip()
         return databases
+
+    @property
+    def placeable(self) -> list[str]:
+        """The tenant databases new accounts may go to: all but the dedicated ones."""
+        dedicated = {name.strip() for name in self.dedicated_databases.split(",") if name.strip()}
+        unknown = dedicated - set(self.databases)
+        if unknown:
+            raise ValueError(
+                f"ERP_DEDICATED_DATABASES names no configured database: {', '.join(sorted(unknown))}"
+            )
+        placeable = [name for name in self.databases if name not in dedicated]
+        if not placeable:
+            raise ValueError("ERP_DEDICATED_DATABASES leaves no database for new accounts")
+        return placeable
 
     def for_database(self, name: str) -> Settings:
         """These settings pointed at one tenant database (for migrations and pools)."""

@@ -35,13 +35,15 @@ from queries.waiter import ConsistencyWaiter
 from tenancy.catalog import AccountCatalog
 from tenancy.deps import tenancy_dependencies
 from tenancy.keys import KeyCache
+from tenancy.moves import AccountMoves
+from tenancy.moving import AccountMover
 from tenancy.onboarding import Onboarding
 from tenancy.rate_limit import AccountRateLimiter, command_limit
 from tenancy.routing import Databases
 from workflows.activities import ErpActivities
 from workflows.deps import workflow_dependencies
 from workflows.operations import ProjectionOperations
-from workflows.starters import TemporalOnboarding
+from workflows.starters import TemporalMoves, TemporalOnboarding
 
 
 class Container:
@@ -66,6 +68,7 @@ class Container:
         self.catalog = AccountCatalog(self.databases)
         self.keys = KeyCache(self.catalog)
         self.onboarding = Onboarding(self.catalog, self.databases, TemporalOnboarding(self.temporal))
+        self.moves = AccountMoves(self.catalog, self.databases, TemporalMoves(self.temporal))
         self.commands = CommandPipelines(
             self.databases, self.store, COMMANDS if commands is None else commands
         )
@@ -94,7 +97,9 @@ class Container:
         """The API's per-account command rate limit (None when ERP_COMMAND_RATE=0); a configuration
         that makes no sense raises here, so the API does not start with it."""
         limit = command_limit(self.settings)
-        return None if limit is None else AccountRateLimiter(self.settings.redis_url, limit)
+        if limit is None:
+            return None
+        return AccountRateLimiter(self.settings.redis_url, limit, cluster=self.settings.redis_cluster)
 
     @cached_property
     def read_models(self) -> ReadModels:
@@ -111,13 +116,16 @@ class Container:
             self.store.feed,
             Notifier(self._notifier_redis),
             self.onboarding,
+            AccountMover(self.databases, self.catalog),
             self.temporal.deployment,
         )
 
     def http_dependencies(self) -> dict[str, Provide]:
         """What the API's controllers may ask for, each a small dependency of its own."""
         return {
-            **tenancy_dependencies(self.keys, self.onboarding, self.catalog, self.command_limiter),
+            **tenancy_dependencies(
+                self.keys, self.onboarding, self.catalog, self.moves, self.command_limiter
+            ),
             **command_dependencies(self.commands),
             **query_dependencies(self.read_models),
             **workflow_dependencies(self.projections),

@@ -91,6 +91,9 @@ _ACCOUNT = "SELECT account_id, name, status, database FROM accounts"
 _REGISTER = "INSERT INTO accounts (account_id, name, status, database) VALUES ($1, $2, $3, $4)"
 _ISSUE_KEY = "INSERT INTO api_keys (key_hash, account_id, expires_at) VALUES ($1, $2, $3)"
 _SET_STATUS = "UPDATE accounts SET status = $2 WHERE account_id = $1"
+_RELOCATE = """
+UPDATE accounts SET database = $3 WHERE account_id = $1 AND database IN ($2, $3) RETURNING account_id
+"""
 _RESOLVE_KEY = """
 SELECT k.account_id, a.database, a.status
 FROM api_keys k JOIN accounts a ON a.account_id = k.account_id
@@ -231,3 +234,8 @@ class AccountCatalog:
     async def deployment(self) -> Deployment:
         """The deployment this catalog belongs to (its id was made when it was first migrated)."""
         return Deployment(await self._pool.fetchval(_DEPLOYMENT))
+
+    async def relocate(self, account_id: UUID, source: str, target: str) -> None:
+        """Route the account to `target` (it was in `source`; idempotent)."""
+        if await self._pool.fetchval(_RELOCATE, account_id, source, target) is None:
+            raise RuntimeError(f"account {account_id} is in neither {source} nor {target}")

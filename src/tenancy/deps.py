@@ -1,29 +1,43 @@
 """Tenancy's dependencies for the HTTP layer: `tenant` (the caller's Route, from its API key),
-`command_tenant` (the same, once the command fits within the account's rate limit), `onboarding` and
-`catalog` (operators)."""
+`command_tenant` (the same, once the command fits within the account's rate limit), `onboarding`,
+`catalog` and `moves` (operators)."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Any
 
 from litestar import Request
 from litestar.di import NamedDependency, Provide
 
-from tenancy.auth import authenticate
+from tenancy.auth import authenticate, bearer_token
 from tenancy.catalog import AccountCatalog
+from tenancy.fences import AccountElsewhere
 from tenancy.keys import KeyCache
+from tenancy.moves import AccountMoves
 from tenancy.onboarding import Onboarding
 from tenancy.rate_limit import AccountRateLimiter
 from tenancy.routing import Route
 
 
 def tenancy_dependencies(
-    keys: KeyCache, onboarding: Onboarding, catalog: AccountCatalog, limiter: AccountRateLimiter | None
+    keys: KeyCache,
+    onboarding: Onboarding,
+    catalog: AccountCatalog,
+    moves: AccountMoves,
+    limiter: AccountRateLimiter | None,
 ) -> dict[str, Provide]:
     """`limiter` None: no rate limit (ERP_COMMAND_RATE=0)."""
 
-    async def tenant(request: Request[Any, Any, Any]) -> Route:
-        return await authenticate(keys, request)
+    async def tenant(request: Request[Any, Any, Any]) -> AsyncIterator[Route]:
+        route = await authenticate(keys, request)
+        try:
+            yield route
+        except AccountElsewhere:
+            # A move fenced the account where its cached route points: look the route up again
+            # on the next request, which the client sends after Retry-After.
+            keys.forget(bearer_token(request))
+            raise
 
     async def command_tenant(tenant: NamedDependency[Route]) -> Route:
         """After authentication (the key decides the account), before the command is even parsed."""
@@ -36,4 +50,5 @@ def tenancy_dependencies(
         "command_tenant": Provide(command_tenant),
         "onboarding": Provide(lambda: onboarding, use_cache=True, sync_to_thread=False),
         "catalog": Provide(lambda: catalog, use_cache=True, sync_to_thread=False),
+        "moves": Provide(lambda: moves, use_cache=True, sync_to_thread=False),
     }

@@ -1,9 +1,9 @@
-"""Operator API for accounts: POST /accounts, POST /accounts/import, GET /accounts/{AccountId} and
-GET /accounts/imports/{ImportId} (the app guards them)."""
+"""Operator API for accounts (the app guards it): POST /accounts, POST /accounts/import, GET
+/accounts/{AccountId}, GET /accounts/imports/{ImportId}, and POST and GET /accounts/{AccountId}/move."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
@@ -15,6 +15,7 @@ from core.problems import problem, problem_responses
 from core.text import Name
 from tenancy.catalog import AccountCatalog, AccountStatus, ImportState
 from tenancy.imports import MAX_REPORTED, BadImport, parse_import
+from tenancy.moves import AccountMoves, MoveProgress, MoveRefused
 from tenancy.onboarding import Onboarding
 
 MAX_IMPORT_BODY = 16 * 1024 * 1024
@@ -63,6 +64,44 @@ class ImportStateView(msgspec.Struct, rename="pascal"):
     def of(cls, state: ImportState) -> ImportStateView:
         status = AccountStatus.ACTIVE if state.finished else AccountStatus.ONBOARDING
         return cls(state.import_id, state.accounts, state.active, status)
+
+
+class MoveAccount(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"):
+    to: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
+    """The tenant database to move to (one of ERP_DATABASES' names, or main)."""
+
+
+class MoveStarted(msgspec.Struct, rename="pascal"):
+    account_id: UUID
+    workflow_id: str
+    source: str = msgspec.field(name="From")
+    target: str = msgspec.field(name="To")
+
+
+class MoveView(msgspec.Struct, rename="pascal"):
+    workflow_id: str
+    status: str
+    source: str = msgspec.field(name="From")
+    target: str = msgspec.field(name="To")
+    phase: str = ""
+    events_copied: int = 0
+    events_to_copy: int = 0
+    fenced_seconds: float | None = None
+    error: str | None = None
+
+    @classmethod
+    def of(cls, progress: MoveProgress) -> MoveView:
+        return cls(
+            progress.workflow_id,
+            progress.status,
+            progress.source,
+            progress.target,
+            progress.phase,
+            progress.events_copied,
+            progress.events_to_copy,
+            progress.fenced_seconds,
+            progress.error,
+        )
 
 
 class AccountController(Controller):
@@ -129,6 +168,38 @@ class AccountController(Controller):
         if state is None:
             raise problem(404, f"there is no import {import_id}")
         return ImportStateView.of(state)
+
+    @post(
+        "/{account_id:uuid}/move",
+        status_code=202,
+        summary="Move an account to another tenant database (a workflow)",
+        responses=problem_responses(400, 401, 404, 409, 422, 503),
+    )
+    async def move(
+        self, account_id: FromPath[UUID], data: JSONBody[MoveAccount], moves: NamedDependency[AccountMoves]
+    ) -> MoveStarted:
+        """Copy the account's data to the database `To`, switch its route, then remove the old copy.
+
+        Its commands are answered 503 with Retry-After for the few seconds of the switch; nothing
+        is lost or stored twice, and consistency tokens issued before hold after. Follow it with
+        GET /accounts/{AccountId}/move.
+        """
+        try:
+            account, workflow_id = await moves.start(account_id, data.to)
+        except MoveRefused as refused:
+            raise problem(refused.status, str(refused)) from None
+        return MoveStarted(account.account_id, workflow_id, account.database, data.to)
+
+    @get(
+        "/{account_id:uuid}/move",
+        summary="How far an account's latest move is",
+        responses=problem_responses(400, 401, 404, 503),
+    )
+    async def show_move(self, account_id: FromPath[UUID], moves: NamedDependency[AccountMoves]) -> MoveView:
+        progress = await moves.progress(account_id)
+        if progress is None:
+            raise problem(404, f"account {account_id} has not been moved")
+        return MoveView.of(progress)
 
     @get("/{account_id:uuid}", summary="Show an account", responses=problem_responses(400, 401, 404, 503))
     async def show(self, account_id: FromPath[UUID], catalog: NamedDependency[AccountCatalog]) -> AccountView:

@@ -6,6 +6,10 @@ import time
 
 from tenancy.catalog import AccountCatalog, AccountStatus, KeyOwner
 
+ROUTE_TTL = 5.0
+"""Seconds a resolved key (and so its account's route) is remembered: a moved account's old route
+is gone from every API within this time."""
+
 
 class KeyCache:
     """Remembers resolved keys briefly so the hot path skips the catalog; revocation applies within `ttl`.
@@ -13,7 +17,7 @@ class KeyCache:
     An account still onboarding is not remembered: it becomes active any moment.
     """
 
-    def __init__(self, catalog: AccountCatalog, ttl: float = 5.0, max_entries: int = 100_000) -> None:
+    def __init__(self, catalog: AccountCatalog, ttl: float = ROUTE_TTL, max_entries: int = 100_000) -> None:
         self._catalog = catalog
         self._ttl = ttl
         self._max = max_entries
@@ -31,3 +35,7 @@ class KeyCache:
             self._entries.clear()
         self._entries[api_key] = (now + self._ttl, owner)
         return owner
+
+    def forget(self, api_key: str) -> None:
+        """Resolve the key from the catalog next time (its account's route has changed)."""
+        self._entries.pop(api_key, None)

@@ -86,7 +86,7 @@ class Onboarding:
         goes on (with no deadline of its own), and `resume` starts it again if it never began.
         """
         await self._runner.ensure_available()
-        database = place(self._databases.names(), await self._catalog.accounts_per_database())
+        database = place(self._databases.placeable(), await self._catalog.accounts_per_database())
         account, api_key = await self._catalog.register(name, database)
         return account, api_key, await self._runner.run(account, wait)
 
@@ -99,7 +99,7 @@ class Onboarding:
         """
         await self._runner.ensure_available()
         databases = place_many(
-            self._databases.names(), await self._catalog.accounts_per_database(), len(entries)
+            self._databases.placeable(), await self._catalog.accounts_per_database(), len(entries)
         )
         import_id = uuid.uuid4()
 

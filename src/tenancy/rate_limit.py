@@ -22,19 +22,21 @@ import logging
 import math
 import time
 from dataclasses import dataclass
+from urllib.parse import urlsplit
 from uuid import UUID
 
 from limits import RateLimitItemPerSecond
-from limits.aio.storage import RedisStorage
+from limits.aio.storage import RedisClusterStorage, RedisStorage
+from limits.aio.storage.redis.redispy import RedispyBridge
 from limits.aio.strategies import SlidingWindowCounterRateLimiter
 from litestar.plugins.problem_details import ProblemDetailsException
+from redis.asyncio.cluster import RedisCluster
 from redis.asyncio.retry import Retry
 from redis.backoff import NoBackoff
-from redis.exceptions import RedisError
 
 from core.metrics import COMMANDS_LIMITED
 from core.problems import problem
-from core.redis_client import redis_client
+from core.redis_client import REDIS_UNAVAILABLE, RedisClient, redis_client
 from core.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -95,23 +97,42 @@ def command_limit(settings: Settings) -> CommandLimit | None:
 class AccountRateLimiter:
     """Each account's command budget, in Redis at `redis_url` under keys starting with `key_prefix`."""
 
-    def __init__(self, redis_url: str, limit: CommandLimit, *, key_prefix: str = "erp.rate") -> None:
+    def __init__(
+        self, redis_url: str, limit: CommandLimit, *, key_prefix: str = "erp.rate", cluster: bool = False
+    ) -> None:
         self.limit = limit
         self._item = RateLimitItemPerSecond(limit.burst, limit.window, namespace="commands")
-        # No retries and short timeouts: a check that cannot reach Redis at once lets the command go.
-        self._redis = redis_client(
-            redis_url,
-            socket_timeout=REDIS_TIMEOUT,
-            socket_connect_timeout=REDIS_TIMEOUT,
-            retry=Retry(NoBackoff(), 0),
-        )
-        storage = RedisStorage(
-            f"async+{redis_url}",
-            implementation="redispy",
-            key_prefix=key_prefix,
-            # `limits` types its options as scalars, yet hands them to redis-py's client as they are.
-            connection_pool=self._redis.connection_pool,  # type: ignore[arg-type]
-        )
+        storage: RedisStorage
+        if cluster:
+            # An account's two counters share a hash slot (`limits` tags its keys), so the check
+            # stays one call to the node that owns them.
+            storage = RedisClusterStorage(
+                f"async+redis+cluster://{urlsplit(redis_url).netloc}",
+                implementation="redispy",
+                key_prefix=key_prefix,
+                socket_timeout=REDIS_TIMEOUT,
+                socket_connect_timeout=REDIS_TIMEOUT,
+            )
+            bridge = storage.bridge
+            assert isinstance(bridge, RedispyBridge)
+            client = bridge.get_connection()  # the cluster client `limits` made
+            assert isinstance(client, RedisCluster)
+            self._redis: RedisClient = client
+        else:
+            # No retries and short timeouts: a check that cannot reach Redis at once lets it go.
+            self._redis = redis_client(
+                redis_url,
+                socket_timeout=REDIS_TIMEOUT,
+                socket_connect_timeout=REDIS_TIMEOUT,
+                retry=Retry(NoBackoff(), 0),
+            )
+            storage = RedisStorage(
+                f"async+{redis_url}",
+                implementation="redispy",
+                key_prefix=key_prefix,
+                # `limits` types its options as scalars, yet hands them to redis-py's client as is.
+                connection_pool=self._redis.connection_pool,  # type: ignore[arg-type]
+            )
         self._strategy = SlidingWindowCounterRateLimiter(storage)
         self._paused_until = 0.0
         self._warned_at = -math.inf
@@ -127,7 +148,7 @@ class AccountRateLimiter:
             if await self._strategy.hit(self._item, key):
                 return None
             stats = await self._strategy.get_window_stats(self._item, key)
-        except (RedisError, OSError) as error:
+        except REDIS_UNAVAILABLE as error:
             self._paused_until = now + PAUSE_AFTER_FAILURE
             if now - self._warned_at >= WARN_EVERY:
                 self._warned_at = now

@@ -84,6 +84,10 @@ class Databases:
     def names(self) -> list[str]:
         return list(self._settings.databases)
 
+    def placeable(self) -> list[str]:
+        """The databases new accounts may go to (not the dedicated ones)."""
+        return self._settings.placeable
+
     def __iter__(self) -> Iterator[tuple[str, asyncpg.Pool[Any]]]:
         return iter(self._pools.items())
 

@@ -1,10 +1,11 @@
-"""Temporal activities: the projector loop, rebuild steps and onboarding steps."""
+"""Temporal activities: the projector loop, rebuild steps, onboarding steps and a move's steps."""
 
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Awaitable
 from dataclasses import asdict, replace
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from temporalio import activity
@@ -17,17 +18,22 @@ from queries.notifications import Notifier
 from queries.projector import Projector, follow, rebuild_account
 from queries.registry import PROJECTIONS
 from tenancy.catalog import AccountStatus
+from tenancy.moving import AccountMover, MoveAbandoned, MoveStep
 from tenancy.onboarding import Onboarding
 from tenancy.routing import Databases
 from workflows.messages import (
     AccountInput,
+    CopyProgress,
     ImportStep,
+    MoveInput,
     OnboardResult,
     ProjectorInput,
     RebuildProgress,
     RebuildResult,
     RebuildStep,
 )
+
+T = TypeVar("T")
 
 
 class ErpActivities:
@@ -43,12 +49,14 @@ class ErpActivities:
         feed: EventFeed,
         notifier: Notifier,
         onboarding: Onboarding,
+        mover: AccountMover,
         deployment: Deployment,
     ) -> None:
         self._databases = databases
         self._feed = feed
         self._notifier = notifier
         self._onboarding = onboarding
+        self._mover = mover
         self._deployment = deployment
 
     @property
@@ -148,6 +156,50 @@ class ErpActivities:
         return OnboardResult(data.account_id, partition, AccountStatus.ACTIVE)
 
     @activity.defn
+    async def prepare_move(self, data: MoveInput) -> None:
+        self._ours(data.deployment)
+        await self._mover.prepare(_step(data))
+
+    @activity.defn
+    async def copy_read_models(self, data: MoveInput) -> int:
+        self._ours(data.deployment)
+        return await _beating(self._mover.copy_read_models(_step(data)))
+
+    @activity.defn
+    async def copy_events(self, data: MoveInput) -> int:
+        self._ours(data.deployment)
+        return await _beating(self._mover.copy_events(_step(data), _copy_progress))
+
+    @activity.defn
+    async def fence_source(self, data: MoveInput) -> None:
+        self._ours(data.deployment)
+        await self._mover.fence_source(_step(data))
+
+    @activity.defn
+    async def finish_copy(self, data: MoveInput) -> int:
+        """The rest of the events and a check; a copy that differs is final (the move is abandoned)."""
+        self._ours(data.deployment)
+        try:
+            return await _beating(self._mover.finish_copy(_step(data), _copy_progress))
+        except MoveAbandoned as error:
+            raise ApplicationError(str(error), type="MoveAbandoned", non_retryable=True) from error
+
+    @activity.defn
+    async def switch_route(self, data: MoveInput) -> None:
+        self._ours(data.deployment)
+        await self._mover.switch(_step(data))
+
+    @activity.defn
+    async def abandon_move(self, data: MoveInput) -> None:
+        self._ours(data.deployment)
+        await _beating(self._mover.abandon(_step(data)))
+
+    @activity.defn
+    async def purge_source(self, data: MoveInput) -> int:
+        self._ours(data.deployment)
+        return await _beating(self._mover.purge(UUID(data.account_id), data.source))
+
+    @activity.defn
     async def activate_imported(self, data: ImportStep) -> int:
         """Activate up to `limit` of an import's accounts still onboarding; fewer means it is done."""
         self._ours(data.deployment)
@@ -160,4 +212,36 @@ class ErpActivities:
             self.create_account_partition,
             self.activate_account,
             self.activate_imported,
+            self.prepare_move,
+            self.copy_read_models,
+            self.copy_events,
+            self.fence_source,
+            self.finish_copy,
+            self.switch_route,
+            self.abandon_move,
+            self.purge_source,
         ]
+
+
+def _step(data: MoveInput) -> MoveStep:
+    return MoveStep(UUID(data.account_id), data.source, data.target, UUID(data.move_id))
+
+
+def _copy_progress(copied: int, total: int) -> None:
+    activity.heartbeat(asdict(CopyProgress(copied, total)))
+
+
+async def _beating(work: Awaitable[T], every: float = 5.0) -> T:
+    """Run `work`, heartbeating at least every `every` seconds meanwhile (a long transaction beats
+    too); a cancelled activity cancels it."""
+
+    async def beat() -> None:
+        while True:
+            await asyncio.sleep(every)
+            activity.heartbeat()
+
+    beating = asyncio.create_task(beat())
+    try:
+        return await work
+    finally:
+        beating.cancel()

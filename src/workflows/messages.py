@@ -101,3 +101,43 @@ class ImportStep:
 class ImportResult:
     import_id: str
     activated: int
+
+
+@dataclass(frozen=True)
+class MoveInput:
+    """Move an account from the tenant database `source` to `target` (`tenancy.moving`'s steps)."""
+
+    account_id: str
+    source: str
+    target: str
+    move_id: str
+    deployment: str = ""
+
+
+@dataclass(frozen=True)
+class MoveState:
+    """Where a move is: the workflow's `state` query."""
+
+    source: str
+    target: str
+    phase: str
+    fenced_seconds: float | None = None
+
+
+@dataclass(frozen=True)
+class CopyProgress:
+    """A copying activity's heartbeat."""
+
+    events_copied: int
+    events_to_copy: int
+
+
+@dataclass(frozen=True)
+class MoveResult:
+    account_id: str
+    source: str
+    target: str
+    events_copied: int
+    read_model_rows: int
+    rows_removed: int
+    fenced_seconds: float

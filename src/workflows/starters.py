@@ -1,4 +1,4 @@
-"""Client side: starting the workflows (the projector pipelines, onboarding, rebuilds) on Temporal."""
+"""Client side: starting the workflows (the projector pipelines, onboarding, rebuilds, moves) on Temporal."""
 
 from __future__ import annotations
 
@@ -8,18 +8,29 @@ import uuid
 from datetime import timedelta
 from uuid import UUID
 
-from temporalio.client import Client, WorkflowFailureError, WorkflowHandle
+from temporalio.client import (
+    Client,
+    WorkflowExecutionStatus,
+    WorkflowFailureError,
+    WorkflowHandle,
+    WorkflowQueryFailedError,
+)
 from temporalio.common import WorkflowIDConflictPolicy, WorkflowIDReusePolicy
-from temporalio.service import RPCError
+from temporalio.exceptions import WorkflowAlreadyStartedError
+from temporalio.service import RPCError, RPCStatusCode
 
 from core.deployment import Deployment
 from core.temporal import TemporalGateway
 from queries.registry import PROJECTIONS
 from tenancy.catalog import Account, AccountStatus
+from tenancy.moves import MoveProgress, MoveRefused
 from workflows.messages import (
     AccountInput,
+    CopyProgress,
     ImportInput,
     ImportResult,
+    MoveInput,
+    MoveState,
     OnboardResult,
     ProjectorInput,
     RebuildInput,
@@ -28,6 +39,7 @@ from workflows.messages import (
 )
 from workflows.workflows import (
     ImportAccountsWorkflow,
+    MoveAccountWorkflow,
     OnboardAccountWorkflow,
     ProjectorWorkflow,
     RebuildProjectionWorkflow,
@@ -120,6 +132,80 @@ class TemporalOnboarding:
 
 def import_workflow_id(temporal: TemporalGateway, import_id: UUID) -> str:
     return temporal.deployment.workflow_id("import", str(import_id))
+
+
+class TemporalMoves:
+    """Runs `tenancy.moving`'s steps as one `MoveAccountWorkflow` per move, one per account at a time."""
+
+    def __init__(self, temporal: TemporalGateway) -> None:
+        self._temporal = temporal
+
+    def _workflow_id(self, account_id: UUID) -> str:
+        return self._temporal.deployment.workflow_id("move", str(account_id))
+
+    async def start(self, account: Account, target: str) -> str:
+        client = await self._temporal.client()
+        data = MoveInput(
+            str(account.account_id),
+            account.database,
+            target,
+            str(uuid.uuid4()),
+            self._temporal.deployment.name,
+        )
+        try:
+            handle = await client.start_workflow(
+                MoveAccountWorkflow.run,
+                data,
+                id=self._workflow_id(account.account_id),
+                task_queue=self._temporal.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            raise MoveRefused(409, f"account {account.account_id} is moving already") from None
+        return handle.id
+
+    async def progress(self, account_id: UUID) -> MoveProgress | None:
+        client = await self._temporal.client()
+        handle = client.get_workflow_handle_for(MoveAccountWorkflow.run, self._workflow_id(account_id))
+        try:
+            description = await handle.describe()
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        status = description.status.name.title() if description.status else "Unknown"
+        try:
+            state = await handle.query(MoveAccountWorkflow.state)
+        except (RPCError, WorkflowQueryFailedError) as error:
+            state = MoveState("?", "?", f"unknown ({type(error).__name__})")
+        copied = to_copy = 0
+        for pending in description.raw_description.pending_activities:
+            if pending.heartbeat_details.payloads:
+                values = await client.data_converter.decode(pending.heartbeat_details.payloads)
+                if values and isinstance(values[0], dict) and "events_copied" in values[0]:
+                    progress = CopyProgress(**values[0])
+                    copied, to_copy = progress.events_copied, progress.events_to_copy
+        error_text = None
+        if description.status == WorkflowExecutionStatus.COMPLETED:
+            result = await handle.result()
+            copied = to_copy = result.events_copied
+        elif description.status == WorkflowExecutionStatus.FAILED:
+            try:
+                await handle.result()
+            except WorkflowFailureError as failure:
+                error_text = str(failure.cause)
+        return MoveProgress(
+            handle.id,
+            status,
+            state.source,
+            state.target,
+            state.phase,
+            copied,
+            to_copy,
+            state.fenced_seconds,
+            error_text,
+        )
 
 
 async def start_rebuild(

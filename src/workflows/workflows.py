@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import timedelta
+from typing import Any, TypeVar
 
 from temporalio import workflow
 from temporalio.common import RetryPolicy
+from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
+    from tenancy.keys import ROUTE_TTL
     from tenancy.onboarding import IMPORT_CHUNK
     from workflows.activities import ErpActivities
     from workflows.messages import (
@@ -15,6 +20,9 @@ with workflow.unsafe.imports_passed_through():
         ImportInput,
         ImportResult,
         ImportStep,
+        MoveInput,
+        MoveResult,
+        MoveState,
         OnboardResult,
         ProjectorInput,
         RebuildInput,
@@ -124,4 +132,73 @@ class ImportAccountsWorkflow:
                 return ImportResult(data.import_id, activated)
 
 
-WORKFLOWS = [ProjectorWorkflow, RebuildProjectionWorkflow, OnboardAccountWorkflow, ImportAccountsWorkflow]
+T = TypeVar("T")
+
+
+async def _move_step(
+    activity: Callable[[ErpActivities, MoveInput], Awaitable[T]], data: MoveInput, *, copies: bool = False
+) -> T:
+    """One of a move's steps; one that copies heartbeats per chunk, and a retry goes on where it stopped."""
+    return await workflow.execute_activity_method(
+        activity,
+        data,
+        start_to_close_timeout=timedelta(hours=12) if copies else timedelta(minutes=5),
+        heartbeat_timeout=timedelta(seconds=30) if copies else None,
+        retry_policy=RETRY,
+    )
+
+
+@workflow.defn
+class MoveAccountWorkflow:
+    """Moves an account to another tenant database online (`tenancy.moving`'s steps, in order).
+
+    Its commands are refused (503, Retry-After) only from the fence to the switch: the rest of the
+    events and a check. A copy that differs from the source abandons the move: the account stays
+    where it was, and takes commands again.
+    """
+
+    def __init__(self) -> None:
+        self._state = MoveState("", "", "starting")
+
+    @workflow.query
+    def state(self) -> MoveState:
+        return self._state
+
+    def _phase(self, phase: str, **changes: Any) -> None:
+        self._state = replace(self._state, phase=phase, **changes)
+
+    @workflow.run
+    async def run(self, data: MoveInput) -> MoveResult:
+        self._state = MoveState(data.source, data.target, "preparing the target")
+        await _move_step(ErpActivities.prepare_move, data)
+        self._phase("copying read models")
+        rows = await _move_step(ErpActivities.copy_read_models, data, copies=True)
+        self._phase("copying events")
+        events = await _move_step(ErpActivities.copy_events, data, copies=True)
+        self._phase("fencing: writes wait")
+        await _move_step(ErpActivities.fence_source, data)
+        fenced_at = workflow.now()
+        self._phase("copying the rest and checking: writes wait")
+        try:
+            events += await _move_step(ErpActivities.finish_copy, data, copies=True)
+        except ActivityError:
+            self._phase("abandoned: the copy differs; the account stays where it was")
+            await _move_step(ErpActivities.abandon_move, data)
+            raise
+        await _move_step(ErpActivities.switch_route, data)
+        fenced = (workflow.now() - fenced_at).total_seconds()
+        self._phase("switched; waiting for old routes to expire", fenced_seconds=fenced)
+        await workflow.sleep(ROUTE_TTL * 2)
+        self._phase("removing the old copy")
+        removed = await _move_step(ErpActivities.purge_source, data, copies=True)
+        self._phase("done")
+        return MoveResult(data.account_id, data.source, data.target, events, rows, removed, fenced)
+
+
+WORKFLOWS = [
+    ProjectorWorkflow,
+    RebuildProjectionWorkflow,
+    OnboardAccountWorkflow,
+    ImportAccountsWorkflow,
+    MoveAccountWorkflow,
+]

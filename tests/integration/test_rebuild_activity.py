@@ -23,6 +23,7 @@ from core.temporal import TemporalGateway
 from erp.devserver import drop_database
 from queries.notifications import Notifier
 from tenancy.catalog import AccountCatalog
+from tenancy.moving import AccountMover
 from tenancy.onboarding import Onboarding
 from tenancy.routing import Databases
 from tests.conftest import fresh_database, make_account
@@ -44,7 +45,11 @@ async def own(settings: Settings) -> AsyncIterator[tuple[ErpActivities, asyncpg.
     gateway.identify(deployment)
     onboarding = Onboarding(catalog, databases, TemporalOnboarding(gateway))
     try:
-        yield ErpActivities(databases, EventFeed(), Notifier(client), onboarding, deployment), databases.main
+        mover = AccountMover(databases, catalog)
+        yield (
+            ErpActivities(databases, EventFeed(), Notifier(client), onboarding, mover, deployment),
+            databases.main,
+        )
     finally:
         await client.aclose()
         await databases.close()

@@ -22,6 +22,7 @@ from core.redis_client import redis_client
 from core.redis_pubsub import ClusterChannelsBackend, has_sharded_pubsub
 from queries.notifications import Notifier, ProjectionAdvanced, channel_for
 from queries.waiter import ConsistencyWaiter
+from tenancy.rate_limit import AccountRateLimiter, CommandLimit
 from tests.conftest import make_account
 from tests.redis_cluster import ClusterNodes
 
@@ -221,3 +222,28 @@ async def test_subscribing_on_an_unreachable_cluster_is_a_connection_error() -> 
     with pytest.raises(RedisConnectionError):
         await backend.subscribe([channel_for(uuid.uuid4())])
     await backend.on_shutdown()
+
+
+async def test_command_rate_limits_hold_on_the_cluster_across_replicas(cluster_nodes: ClusterNodes) -> None:
+    """Each account's counters live on the node owning their slot; two limiters (two API replicas)
+    share one budget there, and accounts on every node are limited alike."""
+    limit = CommandLimit(rate=5, burst=10)
+    prefix = f"erp-test-rate-{uuid.uuid4().hex[:8]}"
+    replicas = [
+        AccountRateLimiter(cluster_nodes.url, limit, key_prefix=prefix, cluster=True) for _ in range(2)
+    ]
+    try:
+        for account in [uuid.uuid4() for _ in range(6)]:
+            answers = [await replicas[n % 2].hit(account) for n in range(12)]
+            assert answers[:10] == [None] * 10, answers
+            assert all(wait is not None and wait >= 1 for wait in answers[10:]), answers
+        nodes_holding = 0
+        for port in cluster_nodes.ports:
+            node = cluster_nodes.node(port)
+            keys = [key async for key in node.scan_iter(match=f"{prefix}*")]
+            nodes_holding += bool(keys)
+            await node.aclose()
+        assert nodes_holding >= 2  # the accounts' counters are spread over the shards
+    finally:
+        for replica in replicas:
+            await replica.close()

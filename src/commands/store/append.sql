@@ -8,8 +8,8 @@
 -- of arguments needs a versioned migration that drops the old signature (as 0008 did).
 --
 -- It takes appends for distinct accounts, in ascending account order, each scoped to its
--- account, and answers per append: its positions, a conflict (a stale expected revision) or a
--- duplicate (its command id is already logged). A refused append writes nothing and leaves the
+-- account, and answers per append: its positions, a conflict (a stale expected revision), a
+-- duplicate (its command id is already logged) or fenced (a move holds the account's writes). A refused append writes nothing and leaves the
 -- others in place; everything not refused commits together, in one transaction and one WAL
 -- flush.
 --
@@ -17,8 +17,8 @@
 -- every command) runs straight; any other runs in a subtransaction that undoes it if refused.
 -- A subtransaction costs about a third of an append.
 --
--- Lock order stays global: accounts ascending; within an account, streams by id, then sequence
--- counters by stream type. Every append takes its locks in that order, so batches and single
+-- Lock order stays global: accounts ascending (each account's write lock first); within an
+-- account, streams by id, then sequence counters by stream type. Every append takes its locks in that order, so batches and single
 -- appends never deadlock one another.
 --
 -- At most 60 appends per call: more subtransactions than a backend caches (64) would slow
@@ -56,6 +56,7 @@ DECLARE
     v_count integer;
     v_last bigint;
     v_firsts bigint[];
+    v_fence text;
 BEGIN
     IF v_appends > 60 THEN
         RAISE EXCEPTION 'at most 60 appends per batch, got %', v_appends
@@ -82,7 +83,13 @@ BEGIN
         refusal := NULL;
         detail := NULL;
         PERFORM set_config('erp.account_id', p_accounts[i]::text, true);
-        IF p_stream_ends[i] = s0 + 1 AND p_command_names[i] IS NULL THEN
+        -- The account's write lock, held to commit; a move that fenced the account here refuses it
+        -- (tenancy/fences.sql) before anything is written.
+        v_fence := erp_write_lock(p_accounts[i]);
+        IF v_fence IS NOT NULL THEN
+            refusal := 'fenced';
+            detail := v_fence;
+        ELSIF p_stream_ends[i] = s0 + 1 AND p_command_names[i] IS NULL THEN
             -- One stream and no command log: the stream check is the append's first write,
             -- so a refusal has written nothing and needs no subtransaction to undo it.
             j := s0 + 1;

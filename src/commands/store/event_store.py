@@ -42,6 +42,7 @@ from commands.store.group_commit import GroupCommit, Outcome
 from commands.store.upcasting import Upcasters
 from core.metrics import APPEND_BATCH_SIZE, EVENTS_APPENDED
 from core.telemetry import traced
+from tenancy.fences import AccountElsewhere
 
 tracer = trace.get_tracer("erp.event_store")
 
@@ -157,9 +158,10 @@ class EventStore:
         """Append all `writes` atomically; raise `ConcurrencyConflict` if any stream moved.
 
         Raises `CommandAlreadyLogged` if `log` is given and its command id is
-        already in the command log. On a pool the append is its own transaction,
-        shared with concurrent appends (group commit); on a connection inside a
-        transaction it joins that one.
+        already in the command log, and `tenancy.fences.AccountElsewhere` if a move has
+        fenced the account in this database (nothing is written; its route is about to
+        change). On a pool the append is its own transaction, shared with concurrent
+        appends (group commit); on a connection inside a transaction it joins that one.
         """
         writes = sorted((w for w in writes if w.events), key=lambda w: w.stream_id)
         if not writes:
@@ -348,6 +350,8 @@ _NO_UPCASTERS = Upcasters()
 
 
 def _outcome(request: AppendRequest, row: asyncpg.Record) -> Outcome[AppendResult]:
+    if row["refusal"] == "fenced":
+        return AccountElsewhere.from_detail(request.account_id, row["detail"])
     if row["refusal"] == "conflict":
         detail = json.loads(row["detail"] or "{}")
         return ConcurrencyConflict(

@@ -18,7 +18,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from core.settings import Settings
-from erp.cli.common import console, running
+from erp.cli.common import account_option, console, running
 
 if TYPE_CHECKING:
     from erp.bootstrap import Container
@@ -87,6 +87,55 @@ def accounts_import(
         errors.print(
             f"{len(entries):,} accounts onboarded in {elapsed:.1f} s ({len(entries) / elapsed:,.0f}/s), "
             f"import {imported.import_id}{where}"
+        )
+
+    asyncio.run(main())
+
+
+@app.command("move")
+def accounts_move(
+    account: Annotated[str, typer.Argument(help="the AccountId")],
+    to: Annotated[str, typer.Option("--to", help="the tenant database to move it to")],
+) -> None:
+    """Move an account to another tenant database (a workflow; needs a running worker), with a
+    progress bar. Its commands are answered 503 for the few seconds of the switch."""
+    from tenancy.moves import MoveRefused
+
+    account_id = account_option(account)
+    assert account_id is not None
+    settings = Settings()
+
+    async def main() -> None:
+        async with running(settings) as container:
+            try:
+                moving, workflow_id = await container.moves.start(account_id, to)
+            except MoveRefused as refused:
+                raise typer.BadParameter(str(refused)) from None
+            errors.print(f"moving {account_id} from {moving.database} to {to} (workflow {workflow_id})")
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=errors) as bar:
+                task = bar.add_task("starting", total=None)
+                while True:
+                    progress = await container.moves.progress(account_id)
+                    assert progress is not None
+                    total = progress.events_to_copy or None
+                    bar.update(
+                        task, description=progress.phase, completed=progress.events_copied, total=total
+                    )
+                    if progress.status != "Running":
+                        break
+                    await asyncio.sleep(0.5)
+        if progress.status != "Completed":
+            errors.print(f"the move ended {progress.status}: {progress.error or progress.phase}")
+            raise typer.Exit(1)
+        console.print(
+            f"account {account_id} lives in {to} now; its writes waited "
+            f"{progress.fenced_seconds or 0:.1f} s during the switch"
         )
 
     asyncio.run(main())

@@ -30,8 +30,10 @@ from core.sql import sql_beside
 from queries.customer_names import ensure_customer_names
 from queries.model_tables import ensure_model_tables
 from queries.projector import checkpoints
+from tenancy import fences
 
 STORE_FUNCTIONS: tuple[tuple[ModuleType, str], ...] = (
+    (fences, "fences.sql"),  # erp_write_lock (the append calls it), erp_write_unfenced, erp_fence_account
     (feed, "streams.sql"),  # erp_enter_account (the others call it), erp_load_stream, erp_find_command
     (event_store, "append.sql"),  # erp_append_batch
     (customisation, "customisations.sql"),  # erp_customisations

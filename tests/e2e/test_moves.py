@@ -1,0 +1,368 @@
+"""Moving an account to a database of its own, online, under a load of commands sent with
+Idempotency-Keys: nothing acknowledged is lost or stored twice, SequenceNumbers and revisions are
+kept, consistency tokens issued before the move hold after it, the account's commands wait (503)
+only for the few seconds of the switch, and the source keeps no row of the account."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+import httpx
+import pytest
+
+from commands.service import command_id_for
+from core.db import create_pool
+from core.settings import Settings
+from erp.app import create_app
+from erp.devserver import drop_database, free_port
+from erp.worker import run_worker
+from tenancy.copying import account_tables
+from tests.conftest import OPERATOR_TOKEN, Tenant, fresh_database, onboard, serve
+
+OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
+
+
+@dataclass
+class Moving:
+    settings: Settings
+    http: httpx.AsyncClient
+    main: asyncpg.Pool[Any]
+    big: asyncpg.Pool[Any]
+
+    def pool(self, database: str) -> asyncpg.Pool[Any]:
+        return {"main": self.main, "big": self.big}[database]
+
+
+@pytest.fixture(scope="module")
+async def moving(temporal_address: str) -> AsyncIterator[Moving]:
+    """An API and a worker with two tenant databases; `big` is dedicated (new accounts never go there)."""
+    main_url, big_url = await fresh_database(), await fresh_database()
+    settings = Settings(
+        database_url=main_url,
+        extra_databases=f"big={big_url}",
+        dedicated_databases="big",
+        temporal_address=temporal_address,
+        task_queue=f"erp-moves-{uuid.uuid4().hex[:8]}",
+        operator_token=OPERATOR_TOKEN,
+        http_port=free_port(),
+    )
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop))
+    server, server_task = await serve(create_app(settings), settings.http_port)
+    main = await create_pool(settings, min_size=1, max_size=4)
+    big = await create_pool(settings.for_database("big"), min_size=1, max_size=4)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=60) as http:
+            yield Moving(settings, http, main, big)
+    finally:
+        await main.close()
+        await big.close()
+        server.should_exit = True
+        await server_task
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+        await drop_database(main_url)
+        await drop_database(big_url)
+
+
+async def rows_of(pool: asyncpg.Pool[Any], account_id: UUID) -> dict[str, int]:
+    """The account's rows in every table that holds accounts' data (the catalog's own left out)."""
+    async with pool.acquire() as connection:
+        tables = await account_tables(connection)
+        counts = {
+            t: await connection.fetchval(f"SELECT count(*) FROM {t} WHERE account_id = $1", account_id)
+            for t in tables
+        }
+    return {t: n for t, n in counts.items() if n}
+
+
+def order(customer_id: str | None = None, *, region: bool = True) -> dict[str, Any]:
+    """A PlaceOrder; with `region`, it carries the moving account's own attribute (a customisation)."""
+    body: dict[str, Any] = {
+        "OrderId": str(uuid.uuid4()),
+        "CustomerName": "Mover",
+        "OrderLines": [{"ProductCode": "BOX", "Quantity": 1, "UnitPrice": "1.00"}],
+    }
+    if region:
+        body["Custom"] = {"Region": "North"}
+    if customer_id is not None:
+        body["CustomerId"] = customer_id
+    return body
+
+
+@dataclass
+class Load:
+    """Clients placing orders, each retried with its Idempotency-Key until answered 200."""
+
+    http: httpx.AsyncClient
+    tenant: Tenant
+    customer_id: str
+    acknowledged: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Idempotency-Key -> the 200 answer."""
+    waits: list[float] = field(default_factory=list)
+    """How long each command waited through 503s before its 200."""
+    answers: dict[int, int] = field(default_factory=dict)
+    stop: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def send(self, key: str, body: dict[str, Any]) -> dict[str, Any]:
+        first_refusal: float | None = None
+        while True:
+            headers = {**self.tenant.headers, "Idempotency-Key": key}
+            response = await self.http.post("/commands/PlaceOrder", json=body, headers=headers)
+            self.answers[response.status_code] = self.answers.get(response.status_code, 0) + 1
+            if response.status_code == 200:
+                if first_refusal is not None:
+                    self.waits.append(time.monotonic() - first_refusal)
+                result: dict[str, Any] = response.json()
+                return result
+            assert response.headers["content-type"].startswith("application/problem+json")
+            if response.status_code == 429:  # over the account's rate limit: not the move's doing
+                await asyncio.sleep(0.2)
+                continue
+            assert response.status_code == 503, response.text
+            assert response.headers["retry-after"] == "1"
+            first_refusal = first_refusal or time.monotonic()
+            await asyncio.sleep(0.05)
+
+    async def client(self, n: int) -> None:
+        while not self.stop.is_set():
+            key = str(uuid.uuid4())
+            body = order(self.customer_id if n % 2 else None)
+            self.acknowledged[key] = await self.send(key, body)
+            if len(self.acknowledged) % 7 == 0:  # a retry of an answered command is answered alike
+                assert await self.send(key, body) == self.acknowledged[key]
+
+
+async def wait_moved(http: httpx.AsyncClient, account_id: UUID, within: float = 120) -> dict[str, Any]:
+    deadline = time.monotonic() + within
+    while True:
+        response = await http.get(f"/accounts/{account_id}/move", headers=OPERATOR)
+        assert response.status_code == 200, response.text
+        progress: dict[str, Any] = response.json()
+        if progress["Status"] != "Running":
+            return progress
+        assert time.monotonic() < deadline, f"the move did not end within {within} s: {progress}"
+        await asyncio.sleep(0.2)
+
+
+async def read_orders(http: httpx.AsyncClient, tenant: Tenant, token: str) -> httpx.Response:
+    params = {"CustomerName": "Mover", "ConsistentWith": token, "Timeout": "20", "Limit": "1"}
+    return await http.get("/queries/GetOrders", params=params, headers=tenant.headers)
+
+
+async def test_an_account_moves_under_load_and_loses_nothing(moving: Moving) -> None:
+    http = moving.http
+    tenant, quiet = await onboard(http, "Moving"), await onboard(http, "Staying")
+    account_id = tenant.account_id
+    assert (
+        await moving.main.fetchval("SELECT database FROM accounts WHERE account_id = $1", account_id)
+        == "main"
+    )
+
+    defined = await http.post(
+        "/customisations",
+        json={"Element": "Order", "Attribute": "Region", "Type": "string"},
+        headers=tenant.headers,
+    )
+    assert defined.status_code == 201, defined.text
+    person, workarea = str(uuid.uuid4()), str(uuid.uuid4())
+    customer = str(uuid.uuid4())
+    for command, body in (
+        ("RegisterPerson", {"PersonId": person, "Name": "Ada Mover"}),
+        ("CreateWorkarea", {"WorkareaId": workarea, "Name": "North"}),
+        (
+            "MakeCustomer",
+            {
+                "CustomerId": customer,
+                "PartyId": person,
+                "WorkareaId": workarea,
+                "SpendingLimit": "1000000.00",
+            },
+        ),
+    ):
+        made = await http.post(f"/commands/{command}", json=body, headers=tenant.headers)
+        assert made.status_code == 200, made.text
+
+    load = Load(http, tenant, customer)
+    before = [await load.send(str(uuid.uuid4()), order(customer if i % 2 else None)) for i in range(20)]
+    token_before = before[-1]["ConsistencyToken"]
+    assert (await read_orders(http, tenant, token_before)).status_code == 200
+    sequences_before = dict(
+        await moving.main.fetch(
+            "SELECT stream_type, last_sequence FROM stream_sequences WHERE account_id = $1", account_id
+        )
+    )
+
+    clients = [asyncio.create_task(load.client(n)) for n in range(6)]
+    await asyncio.sleep(1.0)
+    started = await http.post(f"/accounts/{account_id}/move", json={"To": "big"}, headers=OPERATOR)
+    assert started.status_code == 202, started.text
+    assert started.json()["From"] == "main" and started.json()["To"] == "big"
+    progress = await wait_moved(http, account_id)
+    await asyncio.sleep(1.0)  # commands on the new route
+    load.stop.set()
+    await asyncio.gather(*clients)
+
+    assert progress["Status"] == "Completed", progress
+    assert progress["Phase"] == "done"
+    assert progress["FencedSeconds"] < 5, progress  # the switch: the only time writes waited
+    assert set(load.answers) <= {200, 429, 503}
+    assert max(load.waits, default=0.0) < 10, sorted(load.waits)[-5:]
+    assert (
+        await moving.main.fetchval("SELECT database FROM accounts WHERE account_id = $1", account_id) == "big"
+    )
+
+    # The source keeps no row of the account; its fence says where it went.
+    assert await rows_of(moving.main, account_id) == {}
+    fence = await moving.main.fetchrow(
+        "SELECT state, other FROM account_fences WHERE account_id = $1", account_id
+    )
+    assert fence is not None and (fence["state"], fence["other"]) == ("left", "big")
+    assert (
+        await moving.big.fetchval("SELECT count(*) FROM account_fences WHERE account_id = $1", account_id)
+        == 0
+    )
+
+    # Every acknowledged command is stored exactly once, with the answer it was given.
+    big = moving.big
+    placed = dict(
+        await big.fetch(
+            "SELECT command_id, count(*) FROM events"
+            " WHERE account_id = $1 AND payload_item_name = 'OrderPlaced' GROUP BY command_id",
+            account_id,
+        )
+    )
+    everything = {**{str(uuid.uuid4()): b for b in before}, **load.acknowledged}
+    assert len(load.acknowledged) > 50
+    assert len(placed) == len(everything) and set(placed.values()) == {1}
+    logged = await big.fetch("SELECT command_id, result FROM command_log WHERE account_id = $1", account_id)
+    results = {r["command_id"]: r["result"] for r in logged}
+    for key, answer in load.acknowledged.items():
+        result = results[command_id_for(key)[0]]
+        assert (result["StreamId"], result["Revision"], result["Positions"]) == (
+            answer["StreamId"],
+            answer["Revision"],
+            answer["Positions"],
+        )
+
+    # SequenceNumbers run on from where they were, without gaps; revisions match the events.
+    sequences = dict(
+        await big.fetch(
+            "SELECT stream_type, last_sequence FROM stream_sequences WHERE account_id = $1", account_id
+        )
+    )
+    for stream_type, last in sequences.items():
+        assert last >= sequences_before.get(stream_type, 0)
+        numbers = await big.fetchval(
+            "SELECT count(DISTINCT sequence_number) = max(sequence_number) AND min(sequence_number) = 1"
+            " FROM events WHERE account_id = $1 AND stream_type = $2",
+            account_id,
+            stream_type,
+        )
+        assert numbers, stream_type
+    assert not await big.fetchval(
+        "SELECT count(*) FROM streams s WHERE s.account_id = $1 AND s.revision <> ("
+        " SELECT max(e.stream_revision) FROM events e"
+        " WHERE e.account_id = s.account_id AND e.stream_id = s.stream_id)",
+        account_id,
+    )
+
+    # A token from before the move holds after it; the read model has every order; commands go on.
+    assert (await read_orders(http, tenant, token_before)).status_code == 200
+    last_answer = list(load.acknowledged.values())[-1]
+    assert (await read_orders(http, tenant, last_answer["ConsistencyToken"])).status_code == 200
+    after = await load.send(str(uuid.uuid4()), order(customer))
+    assert (await read_orders(http, tenant, after["ConsistencyToken"])).status_code == 200
+    assert (
+        await big.fetchval("SELECT count(*) FROM rm_order WHERE account_id = $1", account_id)
+        == len(everything) + 1
+    )
+    attributes = await http.get("/customisations", headers=tenant.headers)
+    assert [a["Attribute"] for a in attributes.json()] == ["Region"]
+    other = await http.post("/commands/PlaceOrder", json=order(region=False), headers=quiet.headers)
+    assert other.status_code == 200, other.text
+
+
+async def test_bad_moves_are_refused_and_change_nothing(moving: Moving) -> None:
+    http = moving.http
+    tenant = await onboard(http, "Refused")
+    path = f"/accounts/{tenant.account_id}/move"
+    cases = [
+        (f"/accounts/{uuid.uuid4()}/move", {"To": "big"}, OPERATOR, 404, "there is no account"),
+        (path, {"To": "nowhere"}, OPERATOR, 422, "there is no tenant database 'nowhere'"),
+        (path, {"To": "main"}, OPERATOR, 409, "is in main already"),
+        (path, {}, OPERATOR, 422, "To"),
+        (path, {"To": "big", "Extra": 1}, OPERATOR, 422, "Extra"),
+        (path, {"To": "big"}, tenant.headers, 401, "operator"),
+    ]
+    for where, body, headers, status, says in cases:
+        response = await http.post(where, json=body, headers=headers)
+        assert response.status_code == status, (body, response.text)
+        assert response.headers["content-type"].startswith("application/problem+json")
+        assert says in response.json()["detail"], response.json()
+    malformed = await http.post(
+        path, content=b"{not json", headers={**OPERATOR, "Content-Type": "application/json"}
+    )
+    assert malformed.status_code == 400
+    never = await http.get(path, headers=OPERATOR)
+    assert never.status_code == 404 and "has not been moved" in never.json()["detail"]
+    assert (
+        await moving.main.fetchval("SELECT database FROM accounts WHERE account_id = $1", tenant.account_id)
+        == "main"
+    )
+    for pool in (moving.main, moving.big):
+        fences = "SELECT count(*) FROM account_fences WHERE account_id = $1"
+        assert await pool.fetchval(fences, tenant.account_id) == 0
+
+
+def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "ERP_DATABASES": settings.extra_databases,
+        "ERP_DEDICATED_DATABASES": settings.dedicated_databases,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "ERP_TASK_QUEUE": settings.task_queue,
+        "COLUMNS": "200",
+    }
+    erp = os.path.join(os.path.dirname(sys.executable), "erp")
+    return subprocess.run([erp, *args], env=env, capture_output=True, text=True, timeout=180)
+
+
+async def test_the_cli_moves_an_account_there_and_back(moving: Moving) -> None:
+    http = moving.http
+    tenant = await onboard(http, "Round trip")
+    placed = await http.post("/commands/PlaceOrder", json=order(region=False), headers=tenant.headers)
+    assert placed.status_code == 200, placed.text
+    token = placed.json()["ConsistencyToken"]
+
+    for there, back in (("big", "main"), ("main", "big")):
+        done = await asyncio.to_thread(
+            run_cli, moving.settings, "accounts", "move", str(tenant.account_id), "--to", there
+        )
+        assert done.returncode == 0, done.stderr
+        assert f"lives in {there} now" in done.stdout
+        assert await rows_of(moving.pool(back), tenant.account_id) == {}
+        assert (await rows_of(moving.pool(there), tenant.account_id))["events"] >= 1
+        fences = "SELECT state FROM account_fences WHERE account_id = $1"
+        assert await moving.pool(there).fetchval(fences, tenant.account_id) is None
+        assert await moving.pool(back).fetchval(fences, tenant.account_id) == "left"
+        read = await read_orders(http, tenant, token)
+        assert read.status_code == 200, read.text
+        again = await Load(http, tenant, "").send(str(uuid.uuid4()), order(region=False))
+        assert (await read_orders(http, tenant, again["ConsistencyToken"])).status_code == 200
+
+    refused = await asyncio.to_thread(
+        run_cli, moving.settings, "accounts", "move", str(tenant.account_id), "--to", "main"
+    )
+    assert refused.returncode == 2 and "is in main already" in refused.stderr

@@ -3,12 +3,14 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
+from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody
 
 from core.problems import problem, problem_responses
@@ -104,6 +106,22 @@ class MoveView(msgspec.Struct, rename="pascal"):
         )
 
 
+@dataclass
+class ImportOperation(Operation):
+    """POST /accounts/import in the OpenAPI document: its body is the import file, read as it is."""
+
+    def __post_init__(self) -> None:
+        self.request_body = RequestBody(
+            content={
+                "text/plain": OpenAPIMediaType(
+                    schema=Schema(type=OpenAPIType.STRING, max_length=MAX_IMPORT_BODY)
+                )
+            },
+            description='One account name a line, or JSON lines ({"Name": "Acme"}); blank lines are skipped.',
+            required=True,
+        )
+
+
 class AccountController(Controller):
     path = "/accounts"
     tags = ["operators"]
@@ -129,6 +147,7 @@ class AccountController(Controller):
         summary="Onboard many accounts (one workflow)",
         responses=problem_responses(401, 413, 422, 503),
         request_max_body_size=MAX_IMPORT_BODY,
+        operation_class=ImportOperation,
     )
     async def import_accounts(
         self, request: Request[Any, Any, Any], onboarding: NamedDependency[Onboarding]

@@ -68,7 +68,7 @@ CONTRACT_EXAMPLES = 40
 INTERLEAVED_EXAMPLES = 250
 """Commands of every kind, mixed on one account."""
 ACCOUNT_EXAMPLES = 8
-"""Each accepted POST /accounts onboards an account through a workflow: fewer examples."""
+"""Each accepted POST /accounts (or import) onboards accounts through a workflow: fewer examples."""
 REQUEST_TIMEOUT = 20
 CATCH_UP_SECONDS = 20
 KEY_PREFIX = 7
@@ -80,7 +80,11 @@ COMMAND_LABELS = [f"POST /commands/{name}" for name in COMMANDS]
 QUERY_LABELS = [f"GET /queries/{name}" for name in QUERIES]
 SERVED = [
     "POST /accounts",
+    "POST /accounts/import",
+    "GET /accounts/imports/{import_id}",
     "GET /accounts/{account_id}",
+    "POST /accounts/{account_id}/move",
+    "GET /accounts/{account_id}/move",
     *COMMAND_LABELS,
     *QUERY_LABELS,
     "GET /projections",
@@ -307,7 +311,7 @@ async def test_served_document(
     if label not in operations(document):
         pytest.fail(f"the API does not document {label}")
     schema = schemathesis.openapi.from_dict(document)
-    examples = ACCOUNT_EXAMPLES if label == "POST /accounts" else EXAMPLES
+    examples = ACCOUNT_EXAMPLES if label in ("POST /accounts", "POST /accounts/import") else EXAMPLES
     headers = headers_for(operations(document)[label], served_tenant)
     statuses = await asyncio.to_thread(
         fuzz, strategy_for(schema, label, mode), f"served {label} {mode}", headers, fuzz_api, examples

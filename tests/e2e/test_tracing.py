@@ -86,4 +86,4 @@ async def test_onboarding_is_traced_through_temporal(
 ) -> None:
     names = {s.name for s in tracing.get_finished_spans()}
     assert any(n.startswith("StartWorkflow:OnboardAccountWorkflow") for n in names), sorted(names)[:40]
-    assert any(n.startswith("RunActivity:create_account_partition") for n in names)
+    assert any(n.startswith("RunActivity:activate_account") for n in names)  # a local activity

@@ -35,6 +35,7 @@ SCHEMA_0007 = FIXTURES / "schema_0007.sql"
 """A database at 0007 as the code before this change made it (see the file's header)."""
 
 FUNCTIONS = {
+    "erp_account_lock_key",
     "erp_append_batch",
     "erp_changed_pairs",
     "erp_claim_checkpoints",
@@ -43,10 +44,13 @@ FUNCTIONS = {
     "erp_customisations",
     "erp_enter_account",
     "erp_events_are_immutable",
+    "erp_fence_account",
     "erp_find_command",
     "erp_load_stream",
     "erp_party_gives_name",
     "erp_save_checkpoints",
+    "erp_write_lock",
+    "erp_write_unfenced",
 }
 
 NOT_PARTITIONS = "NOT LIKE 'events\\_%'"
@@ -143,7 +147,14 @@ async def test_a_fresh_database_has_each_store_function_once_as_its_sql_file_wri
     assert {name for name, _ in found} == FUNCTIONS
     assert len(found) == len(FUNCTIONS), f"an overload: {found}"
     sources = "\n".join(store_functions())
-    for name in ("erp_append_batch", "erp_customisations", "erp_enter_account", "erp_find_command"):
+    for name in (
+        "erp_append_batch",
+        "erp_customisations",
+        "erp_enter_account",
+        "erp_find_command",
+        "erp_write_lock",
+        "erp_fence_account",
+    ):
         body = await pool.fetchval("SELECT prosrc FROM pg_proc WHERE proname = $1", name)
         assert body in sources, f"{name} is not the function its .sql file writes"
 

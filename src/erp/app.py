@@ -41,6 +41,8 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         async with container.running():
+            if container.command_limiter is not None:
+                container.command_limiter.start()  # closed with the container
             yield
 
     operators = Router(

@@ -32,6 +32,7 @@ from queries.deps import query_dependencies
 from queries.notifications import Notifier
 from queries.reader import ReadModels
 from queries.waiter import ConsistencyWaiter
+from tenancy.bulkhead import AccountBulkhead
 from tenancy.catalog import AccountCatalog
 from tenancy.deps import tenancy_dependencies
 from tenancy.keys import KeyCache
@@ -124,7 +125,12 @@ class Container:
         """What the API's controllers may ask for, each a small dependency of its own."""
         return {
             **tenancy_dependencies(
-                self.keys, self.onboarding, self.catalog, self.moves, self.command_limiter
+                self.keys,
+                self.onboarding,
+                self.catalog,
+                self.moves,
+                self.command_limiter,
+                AccountBulkhead(self.settings.account_concurrency),
             ),
             **command_dependencies(self.commands),
             **query_dependencies(self.read_models),

@@ -1,9 +1,11 @@
 """Tenancy's dependencies for the HTTP layer: `tenant` (the caller's Route, from its API key),
-`command_tenant` (the same, once the command fits within the account's rate limit), `onboarding`,
+`command_tenant` (the same, once the command fits its account's rate limit, holding one of the
+account's few slots in this process), `onboarding`,
 `catalog` and `moves` (operators)."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -11,12 +13,13 @@ from litestar import Request
 from litestar.di import NamedDependency, Provide
 
 from tenancy.auth import authenticate, bearer_token
+from tenancy.bulkhead import AccountBulkhead
 from tenancy.catalog import AccountCatalog
 from tenancy.fences import AccountElsewhere
 from tenancy.keys import KeyCache
 from tenancy.moves import AccountMoves
 from tenancy.onboarding import Onboarding
-from tenancy.rate_limit import AccountRateLimiter
+from tenancy.rate_limit import REPEAT_PAUSE, AccountRateLimiter
 from tenancy.routing import Route
 
 
@@ -26,6 +29,7 @@ def tenancy_dependencies(
     catalog: AccountCatalog,
     moves: AccountMoves,
     limiter: AccountRateLimiter | None,
+    bulkhead: AccountBulkhead,
 ) -> dict[str, Provide]:
     """`limiter` None: no rate limit (ERP_COMMAND_RATE=0)."""
 
@@ -39,11 +43,15 @@ def tenancy_dependencies(
             keys.forget(bearer_token(request))
             raise
 
-    async def command_tenant(tenant: NamedDependency[Route]) -> Route:
-        """After authentication (the key decides the account), before the command is even parsed."""
-        if limiter is not None and (retry_after := await limiter.hit(tenant.account_id)) is not None:
-            raise limiter.refusal(tenant.account_id, retry_after)
-        return tenant
+    async def command_tenant(tenant: NamedDependency[Route]) -> AsyncIterator[Route]:
+        """After authentication (the key decides the account), before the command is even parsed:
+        the account's rate limit, then one of its few slots in this process."""
+        if limiter is not None and (refused := limiter.hit(tenant.account_id)) is not None:
+            if refused.repeated:  # it keeps sending over its limit: it waits for its answer
+                await asyncio.sleep(min(REPEAT_PAUSE, refused.retry_after))
+            raise limiter.refusal(tenant.account_id, refused)
+        async with bulkhead.slot(tenant.account_id):
+            yield tenant
 
     return {
         "tenant": Provide(tenant),

@@ -1,8 +1,9 @@
 """`erp bench`: throughput and latency on this machine, printed with ratios to the targets.
 
 It starts its own database, Temporal dev server, worker and API (as separate
-processes, as in production), onboards accounts over HTTP, warms the API up with
-the same load for a fifth of a phase (at least 2 s, not measured), then measures:
+processes, as in production), opens 30 accounts one at a time and the rest in one
+bulk import over HTTP (timing both), warms the API up with the same load for a fifth
+of a phase (at least 2 s, not measured), then measures:
 
 1. PlaceOrder commands/s over HTTP, with concurrent clients over all accounts;
 2. command -> notification latency: one command at a time, from sending the HTTP request
@@ -10,6 +11,11 @@ the same load for a fifth of a phase (at least 2 s, not measured), then measures
 3. events/s appended through the event store directly, concurrent writers over all accounts:
    with the projector keeping up, ten orders per append, and with the worker stopped (the
    store alone), then how fast the projector catches up.
+
+With `--scale-to N` it then onboards accounts up to N in one more import and measures the same
+phases with the load spread over all N, in the same run, and prints the ratios (the seed's 10,000
+accounts against 100). Last, the noisy neighbour: a quiet account's command and notification
+p99 alone and while another account floods the API with 64 connections.
 
 The pieces: `stack` (the processes), `load` (what is sent), `phases` (what is measured), `report`
 (the figures and their table), `soak` (`--soak`) and `model_scale` (`--model-scale`).
@@ -19,20 +25,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
+import statistics
 from dataclasses import asdict
 from pathlib import Path
+from uuid import UUID
 
 import aiohttp
 
-from erp.bench.load import BULK, onboard
+from erp.bench.load import BULK, onboard, open_accounts
 from erp.bench.phases import (
     appends_then_catch_up,
     http_commands,
+    noisy_neighbour,
     notification_latency,
     store_appends,
-    wait_caught_up,
+    wait_projected,
 )
-from erp.bench.report import Results, console, machine, report
+from erp.bench.report import Results, console, machine, report, report_noisy_neighbour, report_scale
 from erp.bench.soak import SoakWindow, run_soak
 from erp.bench.stack import Stack
 
@@ -40,50 +50,92 @@ __all__ = ["Results", "SoakWindow", "Stack", "run_bench", "run_soak"]
 
 
 async def run_bench(
-    seconds: float = 10.0, accounts: int = 100, json_path: str | None = None, api_workers: int = 1
-) -> Results:
-    results = Results(machine=machine(), accounts=accounts)
+    seconds: float = 10.0,
+    accounts: int = 100,
+    json_path: str | None = None,
+    api_workers: int = 1,
+    scale_to: int | None = None,
+) -> list[Results]:
+    """The phases at `accounts` accounts; with `scale_to`, then the same phases again at that many
+    accounts in the same run (the rest onboarded in bulk), and the ratios between the two."""
     stack = Stack(api_workers)
     console.print(
         f"starting database, Temporal, worker and API (port {stack.port}; logs in {stack.logs}) ..."
     )
+    measured: list[Results] = []
     try:
         await stack.start()  # inside: a stack that never becomes healthy is still stopped and dropped
-        pool = stack.container.databases.main
         connector = aiohttp.TCPConnector(limit=256)
-        async with aiohttp.ClientSession(connector=connector) as session:
-            console.print(f"onboarding {accounts} accounts ...")
-            tenants = await onboard(session, stack.base, accounts)
-            warm_up = max(2.0, seconds / 5)
-            console.print(f"warming up (caches, pools, prepared statements) for {warm_up:g} s ...")
-            await http_commands(session, stack.base, tenants, warm_up, Results(machine="", accounts=accounts))
-            await wait_caught_up(pool)
-            console.print(f"PlaceOrder over HTTP for {seconds:g} s ...")
-            await http_commands(session, stack.base, tenants, seconds, results)
-            await wait_caught_up(pool)
-            console.print("command -> notification latency ...")
-            await notification_latency(session, stack.base, stack.container.channels, tenants[0], results)
-            account_ids = [a for a, _ in tenants]
-            console.print(f"appending through the store, one event per append, for {seconds:g} s ...")
-            (
-                results.appends_per_s,
-                results.appended_events_per_s,
-                results.projected_events_per_s,
-            ) = await store_appends(stack.settings, account_ids, seconds)
-            console.print(f"appending through the store, {BULK} orders per append, for {seconds:g} s ...")
-            _, results.bulk_appended_events_per_s, results.bulk_projected_events_per_s = await store_appends(
-                stack.settings, account_ids, seconds, events_per_append=BULK
+        async with aiohttp.ClientSession(connector=connector) as session, stack.container.channels:
+            console.print("opening 30 accounts one at a time (POST /accounts) ...")
+            singles = await open_accounts(session, stack.base, 30)
+            console.print(f"onboarding {accounts:,} accounts in one import ...")
+            tenants, took = await onboard(session, stack.base, accounts)
+            results = Results(machine=machine(), accounts=accounts, onboarded_per_s=accounts / took)
+            results.open_account_p50_ms = statistics.median(singles) * 1000
+            await measure(stack, session, tenants, seconds, results)
+            measured.append(results)
+            if scale_to is not None and scale_to > accounts:
+                console.print(f"onboarding {scale_to - accounts:,} more accounts in one import ...")
+                more, took = await onboard(session, stack.base, scale_to - accounts, first=accounts)
+                large = Results(machine=machine(), accounts=scale_to, onboarded_per_s=len(more) / took)
+                large.open_account_p50_ms = results.open_account_p50_ms
+                await measure(stack, session, tenants + more, seconds, large)
+                measured.append(large)
+            console.print("noisy neighbour: one account floods, another measures ...")
+            await noisy_neighbour(
+                session, stack.base, stack.container.channels, tenants[0], tenants[1], measured[-1]
             )
-            console.print(f"appending, one event per append, projector paused, for {seconds:g} s ...")
-            (
-                results.paused_appended_events_per_s,
-                results.catch_up_events_per_s,
-            ) = await appends_then_catch_up(stack, account_ids, seconds)
-            results.api_rss_mb = stack.rss_mb(stack.api)
-            results.worker_rss_mb = stack.rss_mb(stack.worker)
+            for results in measured:
+                results.api_rss_mb = stack.rss_mb(stack.api)
+                results.worker_rss_mb = stack.rss_mb(stack.worker)
     finally:
         await stack.stop()
-    report(results)
+    for results in measured:
+        report(results)
+    report_noisy_neighbour(measured[-1])
+    if len(measured) == 2:
+        report_scale(*measured)
     if json_path:
-        await asyncio.to_thread(Path(json_path).write_text, json.dumps(asdict(results), indent=2))
-    return results
+        document = [asdict(r) for r in measured]
+        await asyncio.to_thread(Path(json_path).write_text, json.dumps(document, indent=2))
+    return measured
+
+
+async def measure(
+    stack: Stack,
+    session: aiohttp.ClientSession,
+    tenants: list[tuple[UUID, str]],
+    seconds: float,
+    results: Results,
+) -> None:
+    """Every phase, with the load spread over all of `tenants`."""
+    pool = stack.container.databases.main
+
+    def say(doing: str) -> None:
+        console.print(f"[{results.accounts:,} accounts] {doing} ...")
+
+    warm_up = max(2.0, seconds / 5)
+    say(f"warming up (caches, pools, prepared statements) for {warm_up:g} s")
+    heads = await http_commands(session, stack.base, tenants, warm_up, Results(machine="", accounts=0))
+    await wait_projected(pool, heads)
+    say(f"PlaceOrder over HTTP for {seconds:g} s")
+    heads = await http_commands(session, stack.base, tenants, seconds, results)
+    await wait_projected(pool, heads)
+    say("command -> notification latency")
+    await notification_latency(session, stack.base, stack.container.channels, random.choice(tenants), results)
+    account_ids = [a for a, _ in tenants]
+    say(f"appending through the store, one event per append, for {seconds:g} s")
+    appended = await store_appends(stack.settings, account_ids, seconds)
+    results.appends_per_s = appended.appends_per_s
+    results.appended_events_per_s = appended.events_per_s
+    results.projected_events_per_s = appended.projected_per_s
+    say(f"appending through the store, {BULK} orders per append, for {seconds:g} s")
+    bulk = await store_appends(stack.settings, account_ids, seconds, events_per_append=BULK)
+    results.bulk_appended_events_per_s = bulk.events_per_s
+    results.bulk_projected_events_per_s = bulk.projected_per_s
+    say(f"appending, one event per append, projector paused, for {seconds:g} s")
+    (
+        results.paused_appended_events_per_s,
+        results.catch_up_events_per_s,
+    ) = await appends_then_catch_up(stack, account_ids, seconds)

@@ -10,6 +10,7 @@ import signal
 import statistics
 import time
 import uuid
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
@@ -25,12 +26,8 @@ from erp.bench.report import Results, percentile
 from erp.bench.stack import Stack
 from erp.bootstrap import Container
 from queries.notifications import channel_for
-
-_LAG = (
-    "SELECT coalesce(sum(s.last_sequence - coalesce(c.position, 0)), 0) FROM stream_sequences s "
-    "LEFT JOIN projection_checkpoints c ON c.projection = 'orders' "
-    "AND c.account_id = s.account_id AND c.stream_type = s.stream_type"
-)
+from queries.projector import Checkpoints
+from queries.projector.checkpoints import Pair
 
 
 async def http_commands(
@@ -40,22 +37,27 @@ async def http_commands(
     seconds: float,
     results: Results,
     clients: int = 48,
-) -> None:
+) -> dict[Pair, int]:
+    """PlaceOrder over HTTP from `clients` concurrent clients, each to a random account; the last
+    position each (account, Order) reached."""
     latencies: list[float] = []
     errors = 0
+    heads: dict[Pair, int] = {}
 
     async def step(n: int) -> None:
         nonlocal errors
-        _, key = tenants[random.randrange(len(tenants))]
+        account_id, key = tenants[random.randrange(len(tenants))]
         started = time.perf_counter()
         async with session.post(
             f"{base}/commands/PlaceOrder",
             json=order_body(),
             headers={"Authorization": f"Bearer {key}"},
         ) as response:
-            await response.read()
+            body = await response.read()
             if response.status == 200:
                 latencies.append(time.perf_counter() - started)
+                pair = (account_id, "Order")
+                heads[pair] = max(heads.get(pair, 0), json.loads(body)["Positions"]["Order"])
             else:
                 errors += 1
 
@@ -65,16 +67,30 @@ async def http_commands(
     results.http_commands_per_s = len(latencies) / elapsed
     results.http_latency_p50_ms = percentile(latencies, 0.50) * 1000
     results.http_latency_p99_ms = percentile(latencies, 0.99) * 1000
+    return heads
 
 
-async def lag(pool: asyncpg.Pool[Any]) -> int:
-    """Events the `orders` projection has still to apply, over every account."""
-    return int(await pool.fetchval(_LAG))
+async def wait_projected(pool: asyncpg.Pool[Any], heads: dict[Pair, int]) -> None:
+    """Until the `orders` projection has applied each (account, stream type) up to its head: each
+    look reads only the pairs still behind, by key (a look at every counter would cost the machine
+    more with every account, and slow what it measures)."""
+    checkpoints = Checkpoints("orders", ("Order",))
+    waiting = list(heads)
+    while waiting:
+        behind = await checkpoints.behind_among(pool, waiting)
+        waiting = list(behind)
+        if waiting:
+            await asyncio.sleep(0.05)
 
 
-async def wait_caught_up(pool: asyncpg.Pool[Any]) -> None:
-    while await lag(pool) > 0:  # noqa: ASYNC110  (polling a database, not an in-process event)
-        await asyncio.sleep(0.05)
+@dataclass
+class Appended:
+    appends_per_s: float
+    events_per_s: float
+    projected_per_s: float
+    """Events appended over the time until the projector had applied them (0 if not waited for)."""
+    heads: dict[Pair, int]
+    """The last SequenceNumber appended per (account, stream type)."""
 
 
 async def store_appends(
@@ -84,8 +100,8 @@ async def store_appends(
     events_per_append: int = 1,
     writers: int = 32,
     wait: bool = True,
-) -> tuple[float, float, float]:
-    """Append new orders straight through the store; returns (appends/s, events/s, projected events/s).
+) -> Appended:
+    """Append new orders straight through the store, over all `accounts`.
 
     With `events_per_append` > 1, each append places that many orders at once
     (one atomic multi-stream append, as a bulk import would).
@@ -94,6 +110,7 @@ async def store_appends(
         pool, store = container.databases.main, container.store
         wakeup = ProjectorWakeup(pool)
         appends = 0
+        heads: dict[Pair, int] = {}
 
         async def step(n: int) -> None:
             nonlocal appends
@@ -106,17 +123,22 @@ async def store_appends(
                     StreamWrite(f"Order-{order_id}", "Order", 0, [PendingEvent("OrderPlaced", payload)])
                 )
             command_id = uuid.uuid4()
-            await store.append(pool, account_id, writes, CommandMetadata(command_id, command_id, command_id))
+            metadata = CommandMetadata(command_id, command_id, command_id)
+            appended = await store.append(pool, account_id, writes, metadata)
             wakeup.poke(["Order"])
+            pair = (account_id, "Order")
+            heads[pair] = max(heads.get(pair, 0), appended.positions["Order"])
             appends += 1
 
         try:
             started = time.monotonic()
             elapsed = await run_for(seconds, writers, step)
-            if wait:
-                await wait_caught_up(pool)
             events = appends * events_per_append
-            return appends / elapsed, events / elapsed, events / (time.monotonic() - started)
+            projected = 0.0
+            if wait:
+                await wait_projected(pool, heads)
+                projected = events / (time.monotonic() - started)
+            return Appended(appends / elapsed, events / elapsed, projected, heads)
         finally:
             await wakeup.close()
 
@@ -129,14 +151,54 @@ async def appends_then_catch_up(stack: Stack, accounts: list[UUID], seconds: flo
     """
     stack.worker.send_signal(signal.SIGSTOP)
     try:
-        _, appended_per_s, _ = await store_appends(stack.settings, accounts, seconds, wait=False)
+        appended = await store_appends(stack.settings, accounts, seconds, wait=False)
     finally:
         stack.worker.send_signal(signal.SIGCONT)
     pool = stack.container.databases.main
-    backlog = await lag(pool)
+    pairs = list(appended.heads)
+    backlog = sum((await Checkpoints("orders", ("Order",)).behind_among(pool, pairs)).values())
     started = time.monotonic()
-    await wait_caught_up(pool)
-    return appended_per_s, backlog / (time.monotonic() - started)
+    await wait_projected(pool, appended.heads)
+    return appended.events_per_s, backlog / (time.monotonic() - started)
+
+
+async def sample_latencies(
+    session: aiohttp.ClientSession,
+    base: str,
+    subscriber: Any,
+    tenant: tuple[UUID, str],
+    samples: int,
+) -> tuple[list[float], list[float]]:
+    """One command at a time: each one's answer time, and its time until the notification that
+    covers its position arrives on `subscriber` (a subscription to the account's channel)."""
+    _, key = tenant
+    answers: list[float] = []
+    notified: list[float] = []
+    notes = subscriber.iter_events()
+    while len(answers) < samples:
+        started = time.perf_counter()
+        async with session.post(
+            f"{base}/commands/PlaceOrder",
+            json=order_body(),
+            headers={"Authorization": f"Bearer {key}"},
+        ) as response:
+            body = await response.json()
+            if response.status == 429:  # faster than its rate limit: wait as told, not counted
+                await asyncio.sleep(float(response.headers["Retry-After"]))
+                continue
+            if response.status != 200:
+                raise RuntimeError(f"PlaceOrder answered {response.status}: {body}")
+            position = body["Positions"]["Order"]
+        answers.append(time.perf_counter() - started)
+        while True:
+            try:
+                note = await asyncio.wait_for(anext(notes), 5)
+            except TimeoutError:
+                raise RuntimeError("no notification within 5 s") from None
+            if json.loads(note)["Position"] >= position:
+                break
+        notified.append(time.perf_counter() - started)
+    return answers, notified
 
 
 async def notification_latency(
@@ -149,25 +211,52 @@ async def notification_latency(
 ) -> None:
     """One command at a time: from sending it to hearing the notification that covers its position
     (through a channels plugin built as the API's, so on one Redis server or a cluster alike)."""
-    account_id, key = tenant
-    latencies: list[float] = []
-    async with channels, channels.start_subscription(channel_for(account_id)) as subscriber:
-        notes = subscriber.iter_events()
-        for _ in range(samples):
-            started = time.perf_counter()
+    async with channels.start_subscription(channel_for(tenant[0])) as subscriber:
+        _, latencies = await sample_latencies(session, base, subscriber, tenant, samples)
+    results.latency_p50_ms = statistics.median(latencies) * 1000
+    results.latency_p99_ms = percentile(latencies, 0.99) * 1000
+
+
+async def noisy_neighbour(
+    session: aiohttp.ClientSession,
+    base: str,
+    channels: ChannelsPlugin,
+    quiet: tuple[UUID, str],
+    noisy: tuple[UUID, str],
+    results: Results,
+    samples: int = 300,
+    connections: int = 64,
+) -> None:
+    """A quiet account's command and notification p99, alone and while another account floods the
+    API with `connections` connections (its commands beyond its rate limit are answered 429)."""
+    statuses: dict[int, int] = {}
+    flooding = asyncio.Event()
+
+    async def flood() -> None:
+        while flooding.is_set():
             async with session.post(
                 f"{base}/commands/PlaceOrder",
                 json=order_body(),
-                headers={"Authorization": f"Bearer {key}"},
+                headers={"Authorization": f"Bearer {noisy[1]}"},
             ) as response:
-                position = (await response.json())["Positions"]["Order"]
-            while True:
-                try:
-                    note = await asyncio.wait_for(anext(notes), 5)
-                except TimeoutError:
-                    raise RuntimeError("no notification within 5 s") from None
-                if json.loads(note)["Position"] >= position:
-                    break
-            latencies.append(time.perf_counter() - started)
-    results.latency_p50_ms = statistics.median(latencies) * 1000
-    results.latency_p99_ms = percentile(latencies, 0.99) * 1000
+                await response.read()
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+
+    async with channels.start_subscription(channel_for(quiet[0])) as subscriber:
+        calm = await sample_latencies(session, base, subscriber, quiet, samples)
+        flooding.set()
+        floods = [asyncio.create_task(flood()) for _ in range(connections)]
+        await asyncio.sleep(1.0)  # the flood past its burst
+        counted = dict(statuses)
+        started = time.perf_counter()
+        loud = await sample_latencies(session, base, subscriber, quiet, samples)
+        elapsed = time.perf_counter() - started
+        flooding.clear()
+        await asyncio.gather(*floods)
+    results.quiet_command_p99_ms = percentile(calm[0], 0.99) * 1000
+    results.quiet_notification_p99_ms = percentile(calm[1], 0.99) * 1000
+    results.flooded_command_p99_ms = percentile(loud[0], 0.99) * 1000
+    results.flooded_notification_p99_ms = percentile(loud[1], 0.99) * 1000
+    results.flood_accepted_per_s = (statuses.get(200, 0) - counted.get(200, 0)) / elapsed
+    results.flood_limited_per_s = (statuses.get(429, 0) - counted.get(429, 0)) / elapsed
+    results.flood_other = sum(n for status, n in statuses.items() if status not in (200, 429))

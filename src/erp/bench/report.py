@@ -34,6 +34,20 @@ class Results:
     catch_up_events_per_s: float = 0.0
     latency_p50_ms: float = 0.0
     latency_p99_ms: float = 0.0
+    onboarded_per_s: float = 0.0
+    """Accounts opened per second by one bulk import (POST /accounts/import), until all were Active."""
+    open_account_p50_ms: float = 0.0
+    """POST /accounts (one account, onboarded by its workflow) answered, median."""
+    quiet_command_p99_ms: float = 0.0
+    quiet_notification_p99_ms: float = 0.0
+    flooded_command_p99_ms: float = 0.0
+    """The quiet account's, while another floods the API with 64 connections."""
+    flooded_notification_p99_ms: float = 0.0
+    flood_accepted_per_s: float = 0.0
+    flood_limited_per_s: float = 0.0
+    """The flooding account's commands answered 429 per second (over its rate limit)."""
+    flood_other: int = 0
+    """The flooding account's answers that were neither 200 nor 429."""
     api_rss_mb: float = 0.0
     worker_rss_mb: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -91,6 +105,8 @@ def report(results: Results) -> None:
         ("  then events projected/s catching up", results.catch_up_events_per_s, None, True, 1246.0),
         ("command -> notification p50 ms", results.latency_p50_ms, 10.0, False, 104.0),
         ("command -> notification p99 ms", results.latency_p99_ms, 50.0, False, None),
+        ("accounts onboarded/s, one bulk import", results.onboarded_per_s, 100.0, True, None),
+        ("POST /accounts p50 ms (one account)", results.open_account_p50_ms, 100.0, False, None),
     ]
     for name, value, target, higher_is_better, reference in rows:
         table.add_row(
@@ -105,3 +121,66 @@ def report(results: Results) -> None:
         f"HTTP commands: {results.http_commands} ok, {results.http_errors} errors; "
         f"RSS: API {results.api_rss_mb:.0f} MB, worker {results.worker_rss_mb:.0f} MB"
     )
+
+
+def report_noisy_neighbour(results: Results) -> None:
+    """The quiet account alone and during another's flood: within 2x, and the flood limited."""
+    table = Table(title="noisy neighbour: one account floods with 64 connections, another measures")
+    for column in ("measure of the quiet account", "alone", "during the flood", "ratio", "target"):
+        table.add_column(column, justify="left" if column.startswith("measure") else "right")
+    for name, calm, loud in (
+        ("command p99 ms", results.quiet_command_p99_ms, results.flooded_command_p99_ms),
+        (
+            "command -> notification p99 ms",
+            results.quiet_notification_p99_ms,
+            results.flooded_notification_p99_ms,
+        ),
+    ):
+        table.add_row(name, f"{calm:,.1f}", f"{loud:,.1f}", f"{loud / calm:.2f}x" if calm else "", "<= 2x")
+    console.print(table)
+    console.print(
+        f"the flooding account: {results.flood_accepted_per_s:,.0f} commands/s accepted, "
+        f"{results.flood_limited_per_s:,.0f}/s answered 429 (over its rate limit), "
+        f"{results.flood_other} other answers"
+    )
+
+
+SCALE_TARGETS = (
+    # (measure, field, higher is better, target ratio of large to small)
+    ("PlaceOrder over HTTP, commands/s", "http_commands_per_s", True, 0.8),
+    ("events appended/s, 1 per append, projector keeping up", "appended_events_per_s", True, 0.8),
+    ("events appended/s, projector paused", "paused_appended_events_per_s", True, 0.8),
+    ("events projected/s catching up", "catch_up_events_per_s", True, 0.8),
+    ("command -> notification p99 ms", "latency_p99_ms", False, 1.5),
+    ("events appended/s, 10 per append", "bulk_appended_events_per_s", True, None),
+    ("HTTP latency p99 ms (under load)", "http_latency_p99_ms", False, None),
+    ("command -> notification p50 ms", "latency_p50_ms", False, None),
+    ("accounts onboarded/s, one bulk import", "onboarded_per_s", True, None),
+)
+
+
+def report_scale(small: Results, large: Results) -> None:
+    """The same figures at two account counts, measured in one run, and their ratios."""
+    table = Table(
+        title=f"erp bench — {small.accounts:,} against {large.accounts:,} accounts, one run ({small.machine})"
+    )
+    for column in (
+        "measure",
+        f"{small.accounts:,} accounts",
+        f"{large.accounts:,} accounts",
+        "ratio",
+        "target",
+        "",
+    ):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    for name, attribute, higher_is_better, target in SCALE_TARGETS:
+        a, b = getattr(small, attribute), getattr(large, attribute)
+        ratio_value = b / a if a else float("nan")
+        verdict = ""
+        if target is not None:
+            verdict = (
+                "ok" if (ratio_value >= target if higher_is_better else ratio_value <= target) else "MISSED"
+            )
+        shown = "" if target is None else f"{'>=' if higher_is_better else '<='} {target}x"
+        table.add_row(name, f"{a:,.1f}", f"{b:,.1f}", f"{ratio_value:.2f}x", shown, verdict)
+    console.print(table)

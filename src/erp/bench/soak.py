@@ -43,7 +43,7 @@ async def run_soak(
     try:
         await stack.start()  # inside: a stack that never becomes healthy is still stopped and dropped
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=256)) as session:
-            tenants = await onboard(session, stack.base, accounts)
+            tenants, _ = await onboard(session, stack.base, accounts)
             placed: dict[str, list[str]] = {key: [] for _, key in tenants}
             latencies: list[float] = []
             errors = 0

@@ -22,6 +22,13 @@ def bench(
     soak: Annotated[
         float | None, typer.Option("--soak", help="instead: hold a mixed load for this many minutes")
     ] = None,
+    scale_to: Annotated[
+        int | None,
+        typer.Option(
+            "--scale-to",
+            help="then measure again with this many accounts (e.g. 10000), in the same run, and print ratios",
+        ),
+    ] = None,
     rate: Annotated[
         float | None, typer.Option(help="requests/s during --soak (default: half the mix's measured peak)")
     ] = None,
@@ -39,7 +46,13 @@ def bench(
             signal.signal(signal.SIGTERM, signal.default_int_handler)
             report_model_scale(json_path)
         else:
-            work = run_bench(seconds=seconds, accounts=accounts, json_path=json_path, api_workers=api_workers)
+            work = run_bench(
+                seconds=seconds,
+                accounts=accounts,
+                json_path=json_path,
+                api_workers=api_workers,
+                scale_to=scale_to,
+            )
             uvloop.run(stoppable(work))
     except (asyncio.CancelledError, KeyboardInterrupt):
         Console(stderr=True).print("bench stopped; its database and servers are gone")

@@ -16,9 +16,11 @@ after a worker was killed, or a rebuild) running at once.
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -38,8 +40,20 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("erp.projector")
 
 
+CANDIDATES = 2
+"""A batch claims among this many times its pairs, from the front of the work set."""
+
 REFUSED_BY_READ_MODEL = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 """What the database answers for an event its read model cannot hold: park it, do not retry it."""
+
+
+@dataclass
+class Claim:
+    """What one batch claimed: the candidates (the work set's first few), and the pairs it locked,
+    each with the head it was claimed at."""
+
+    candidates: list[Pair] = field(default_factory=list)
+    heads: dict[Pair, int] = field(default_factory=dict)
 
 
 class Projector:
@@ -68,11 +82,12 @@ class Projector:
         account takes its share of a batch, not the batch, so other accounts wait one batch at most."""
         self.pairs_per_batch = pairs_per_batch
         """Pairs one batch claims at most: many accounts with a few new events each make one batch."""
-        self._work: set[Pair] = set()
-        """Pairs known to lag: found from the counters changed since the last look (`find_work`)."""
+        self._work: dict[Pair, None] = {}
+        """Pairs known to lag, oldest first: found from the counters changed since the last look
+        (`find_work`). A batch claims among the first few, and a pair it did not finish goes to the
+        back, so a batch's cost grows with the batch, not with the work waiting."""
         self._horizon = 0
         """Where the next look starts: the snapshot xmin of the last (0: look at every counter once)."""
-        self._heads: dict[Pair, int] = {}
 
     async def run_batch(self, account_id: UUID | None = None) -> list[ProjectionAdvanced]:
         """Apply one batch for the most lagging accounts; returns what advanced (empty when caught up).
@@ -86,7 +101,7 @@ class Projector:
         """Add the pairs whose counters moved since the last look to the work set. It costs what
         changed: idle accounts are never looked at (after the first look, which sees them all)."""
         self._horizon, found = await self.checkpoints.changed_since(connection, self._horizon)
-        self._work.update(found)
+        self._work.update(dict.fromkeys(found))
 
     async def _run_batch(self, account_id: UUID | None) -> list[ProjectionAdvanced]:
         links: list[trace.Link] = []
@@ -97,19 +112,19 @@ class Projector:
                 if not self._work:
                     return []
             for _ in range(2):
-                self._heads = {}
+                claim = Claim()
                 try:
                     async with connection.transaction():
-                        advanced = await self.apply(connection, account_id, links, oldest)
+                        advanced = await self.apply(connection, account_id, links, oldest, claim=claim)
                 except REFUSED_BY_READ_MODEL:
                     # Rolled back: again, event by event, parking what the read model refuses.
                     links.clear()
                     oldest.clear()
-                    self._heads = {}
+                    claim = Claim()
                     async with connection.transaction():
-                        advanced = await self.apply(connection, account_id, links, oldest, True)
+                        advanced = await self.apply(connection, account_id, links, oldest, True, claim=claim)
                 if account_id is None:
-                    await self._settle(connection, advanced)
+                    await self._settle(connection, advanced, claim)
                     break
                 if advanced:
                     break
@@ -124,18 +139,23 @@ class Projector:
                 )
         return advanced
 
-    async def _settle(self, connection: asyncpg.Connection[Any], advanced: list[ProjectionAdvanced]) -> None:
+    async def _settle(
+        self, connection: asyncpg.Connection[Any], advanced: list[ProjectionAdvanced], claim: Claim
+    ) -> None:
         """After a committed batch: pairs it brought to the head they were claimed at leave the work
-        set; when it claimed fewer than it could, the unclaimed pairs are looked at again and the
-        caught-up ones leave too (the others are another projector's, for now)."""
-        for a in advanced:
-            pair = (a.account_id, a.stream_type)
-            if a.position >= self._heads.get(pair, a.position + 1):
-                self._work.discard(pair)
-        if len(self._heads) < self.pairs_per_batch:
-            rest = self._work - set(self._heads)
-            if rest:
-                self._work -= rest - set(await self.checkpoints.behind_among(connection, rest))
+        set, and the others it claimed go to its back. Candidates it did not claim are looked at:
+        the caught-up ones leave, the others (another projector's, for now) go to the back too."""
+        reached = {(a.account_id, a.stream_type): a.position for a in advanced}
+        for pair, head in claim.heads.items():
+            self._work.pop(pair, None)
+            if reached.get(pair, 0) < head:
+                self._work[pair] = None
+        unclaimed = [pair for pair in claim.candidates if pair not in claim.heads]
+        if unclaimed:
+            behind = await self.checkpoints.behind_among(connection, unclaimed)
+            for pair in unclaimed:
+                if self._work.pop(pair, 0) is None and pair in behind:
+                    self._work[pair] = None
 
     async def apply(
         self,
@@ -146,6 +166,7 @@ class Projector:
         one_by_one: bool = False,
         *,
         live: bool = True,
+        claim: Claim | None = None,
     ) -> list[ProjectionAdvanced]:
         """Claim, read, apply and checkpoint one batch.
 
@@ -156,8 +177,10 @@ class Projector:
         """
         name = self.projection.name
         if account_id is None:
-            claims = await self.checkpoints.claim_among(connection, self._work, self.pairs_per_batch)
-            self._heads = {(p.account_id, p.stream_type): head for p, head in claims}
+            claim = claim or Claim()
+            claim.candidates = list(itertools.islice(self._work, CANDIDATES * self.pairs_per_batch))
+            claims = await self.checkpoints.claim_among(connection, claim.candidates, self.pairs_per_batch)
+            claim.heads = {(p.account_id, p.stream_type): head for p, head in claims}
             claimed = [p for p, _ in claims]
         else:
             claimed = await self.checkpoints.claim_lagging(connection, account_id, self.pairs_per_batch)

@@ -122,6 +122,7 @@ def settings(database_url: str, temporal_address: str) -> Settings:
         task_queue=f"erp-test-{uuid.uuid4().hex[:8]}",
         operator_token=OPERATOR_TOKEN,
         http_port=free_port(),
+        cache_ttl=1.0,  # keys revoked or expired in SQL stop working within a second
     )
 
 

@@ -21,6 +21,7 @@ import asyncpg
 
 from commands.errors import InvalidCommand
 from commands.model import check_money
+from core.invalidations import CUSTOMISATIONS, Invalidations
 from tenancy.fences import write_unfenced
 from tenancy.rls import tenant_transaction
 
@@ -74,19 +75,35 @@ _DEFINITIONS = "SELECT element, attribute, type, required, max_length FROM erp_c
 """`erp_customisations` lives beside this module, in customisations.sql (applied by every migration)."""
 
 
-class Customisations:
-    """An account's custom attributes, cached briefly; defining one clears this process's cache."""
+CUSTOMISATIONS_TTL = 60.0
+"""Seconds an account's definitions are served without asking the database, at most."""
+MAX_ACCOUNTS = 100_000
+"""Accounts whose definitions one process keeps at most (the oldest go first)."""
 
-    def __init__(self, pool: asyncpg.Pool[Any], ttl: float = 2.0) -> None:
+
+class Customisations:
+    """An account's custom attributes, cached for `ttl` seconds (ERP_CACHE_TTL); defining one clears
+    this process's entry at once, and every other API process's through `invalidations`."""
+
+    def __init__(
+        self,
+        pool: asyncpg.Pool[Any],
+        ttl: float = CUSTOMISATIONS_TTL,
+        invalidations: Invalidations | None = None,
+    ) -> None:
         self._pool = pool
         self._ttl = ttl
+        self._invalidations = invalidations
         self._cache: dict[UUID, tuple[float, dict[str, dict[str, CustomAttribute]]]] = {}
 
-    async def for_account(self, account_id: UUID) -> dict[str, dict[str, CustomAttribute]]:
-        """{element: {attribute: definition}} for one account."""
+    async def for_account(
+        self, account_id: UUID, *, fresh: bool = False
+    ) -> dict[str, dict[str, CustomAttribute]]:
+        """{element: {attribute: definition}} for one account; `fresh`: read again unless read
+        within the last second (a value naming an attribute not yet heard of: it may be new)."""
         now = time.monotonic()
         cached = self._cache.get(account_id)
-        if cached is not None and cached[0] > now:
+        if cached is not None and cached[0] > now and not (fresh and cached[0] - self._ttl < now - 1.0):
             return cached[1]
         rows = await self._pool.fetch(_DEFINITIONS, account_id)
         definitions: dict[str, dict[str, CustomAttribute]] = {}
@@ -94,8 +111,15 @@ class Customisations:
             definitions.setdefault(r["element"], {})[r["attribute"]] = CustomAttribute(
                 r["element"], r["attribute"], r["type"], r["required"], r["max_length"]
             )
+        self._cache.pop(account_id, None)
+        while len(self._cache) >= MAX_ACCOUNTS:
+            del self._cache[next(iter(self._cache))]
         self._cache[account_id] = (now + self._ttl, definitions)
         return definitions
+
+    def forget(self, account_id: UUID) -> None:
+        """Read the account's definitions from the database next time (one was defined)."""
+        self._cache.pop(account_id, None)
 
     async def define(self, account_id: UUID, attribute: CustomAttribute) -> bool:
         """Add a definition; False if the account already has one of that name on that element."""
@@ -112,13 +136,19 @@ class Customisations:
                 attribute.max_length,
             )
         self._cache.pop(account_id, None)
-        return bool(status.endswith(" 1"))
+        defined = bool(status.endswith(" 1"))
+        if defined and self._invalidations is not None:
+            await self._invalidations.publish(CUSTOMISATIONS, account_id)
+        return defined
 
     async def check(
         self, account_id: UUID, element: str, custom: dict[str, Any] | None, creates: bool
     ) -> None:
         """Validate a command's `Custom` values for the element it addresses."""
         definitions = (await self.for_account(account_id)).get(element, {})
+        if any(name not in definitions for name in custom or {}):
+            # Defined a moment ago on another API, its word lost on the way? Ask once.
+            definitions = (await self.for_account(account_id, fresh=True)).get(element, {})
         for name in custom or {}:
             if name not in definitions:
                 known = ", ".join(sorted(definitions)) or "none"

@@ -2,22 +2,35 @@
 
 from __future__ import annotations
 
-from commands.customisation import Customisations
+from uuid import UUID
+
+from commands.customisation import CUSTOMISATIONS_TTL, Customisations
 from commands.handlers import CommandSpec
 from commands.service import CommandService
 from commands.store.event_store import EventStore
 from commands.store.wakeup import ProjectorWakeup
 from commands.stream_cache import StreamCache
+from core.invalidations import Invalidations
 from tenancy.routing import Databases, Route
 
 
 class CommandPipelines:
     """The command side of every tenant database; an account's commands run in its database's."""
 
-    def __init__(self, databases: Databases, store: EventStore, commands: dict[str, CommandSpec]) -> None:
+    def __init__(
+        self,
+        databases: Databases,
+        store: EventStore,
+        commands: dict[str, CommandSpec],
+        *,
+        cache_ttl: float = CUSTOMISATIONS_TTL,
+        invalidations: Invalidations | None = None,
+    ) -> None:
         self._databases = databases
         self._store = store
         self._commands = commands
+        self._cache_ttl = cache_ttl
+        self._invalidations = invalidations
         self._services: dict[str, CommandService] = {}
         self._wakeups: dict[str, ProjectorWakeup] = {}
 
@@ -27,13 +40,26 @@ class CommandPipelines:
         if service is None:
             pool = self._databases.pool(route.database)
             wakeup = self._wakeups[route.database] = ProjectorWakeup(pool)
-            service = CommandService(pool, self._store, self._commands, wakeup=wakeup, cache=StreamCache())
+            customisations = Customisations(pool, self._cache_ttl, self._invalidations)
+            service = CommandService(
+                pool,
+                self._store,
+                self._commands,
+                wakeup=wakeup,
+                cache=StreamCache(),
+                customisations=customisations,
+            )
             self._services[route.database] = service
         return service
 
     def customisations(self, route: Route) -> Customisations:
         """The custom attributes of the account's database."""
         return self.of(route).customisations
+
+    def forget_customisations(self, account_id: UUID) -> None:
+        """Every database's cached definitions of the account go (one was defined, elsewhere)."""
+        for service in self._services.values():
+            service.customisations.forget(account_id)
 
     async def close(self) -> None:
         for wakeup in self._wakeups.values():

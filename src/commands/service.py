@@ -99,11 +99,12 @@ class CommandService:
         max_attempts: int = 10,
         wakeup: ProjectorWakeup | None = None,
         cache: StreamCache | None = None,
+        customisations: Customisations | None = None,
     ) -> None:
         self._pool = pool
         self._wakeup = wakeup
         self._cache = cache
-        self.customisations = Customisations(pool)
+        self.customisations = customisations or Customisations(pool)
         self._store = store
         self._commands = COMMANDS if commands is None else commands
         self._max_attempts = max_attempts

@@ -48,6 +48,9 @@ class Settings:
     """Commands per second each account may send, on average (0: no limit)."""
     command_burst: int = field(default_factory=lambda: int(_env("ERP_COMMAND_BURST", "400")))
     """The most commands an account may send at once: a whole multiple of `command_rate`."""
+    cache_ttl: float = field(default_factory=lambda: float(_env("ERP_CACHE_TTL", "60")))
+    """Seconds an API process serves a key's route and an account's definitions without asking; a
+    move waits twice that before it removes an account's old copy."""
     account_concurrency: int = field(default_factory=lambda: int(_env("ERP_ACCOUNT_CONCURRENCY", "4")))
     """Commands of one account in progress at once in one API process; the rest wait their turn."""
 

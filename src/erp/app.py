@@ -3,12 +3,14 @@ problem details, tracing)."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar, Router
+from litestar.config.app import AppConfig
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.plugins import InitPluginProtocol
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
 from commands.handlers import command_specs
@@ -31,6 +33,18 @@ from workflows.http import ProjectionController
 MAX_BODY = 1024 * 1024
 
 
+class AfterChannels(InitPluginProtocol):
+    """Adds a lifespan after the plugins before it (the channels plugin), so it is entered once they
+    have started and left before they stop."""
+
+    def __init__(self, lifespan: Callable[[Litestar], AbstractAsyncContextManager[None]]) -> None:
+        self._lifespan = lifespan
+
+    def on_app_init(self, app_config: AppConfig) -> AppConfig:
+        app_config.lifespan.append(self._lifespan)
+        return app_config
+
+
 def create_app(settings: Settings | None = None, model: Model | None = None) -> Litestar:
     """The API, configured from `settings` (the environment by default), serving `model` (the ERP)."""
     settings = settings or Settings()
@@ -40,7 +54,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
 
     @asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        async with container.running():
+        async with container.running(), container.forgetting():
             if container.command_limiter is not None:
                 container.command_limiter.start()  # closed with the container
             yield
@@ -63,10 +77,10 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         dependencies=container.http_dependencies(),
         plugins=[
             container.channels,
+            AfterChannels(lifespan),  # it listens on them, so it starts after them and stops before
             problem_details_plugin(COMMAND_ERRORS),
             *([OpenTelemetryPlugin(OpenTelemetryConfig())] if tracing else []),
         ],
-        lifespan=[lifespan],
         request_max_body_size=MAX_BODY,
         logging_config=None,  # core.telemetry.configure_logging's JSON lines, not Litestar's own
         openapi_config=OpenAPIConfig(

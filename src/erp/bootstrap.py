@@ -9,7 +9,7 @@ app factory can hand the facades to Litestar before its event loop runs.
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import cached_property
 
 from litestar.channels import ChannelsPlugin
@@ -23,8 +23,9 @@ from commands.handlers import CommandSpec
 from commands.pipelines import CommandPipelines
 from commands.registry import COMMANDS
 from commands.store.event_store import EventStore
+from core.invalidations import CUSTOMISATIONS, ROUTES, Invalidations, listening
 from core.redis_client import RedisClient, redis_client
-from core.redis_pubsub import ClusterChannelsBackend
+from core.redis_pubsub import ClusterChannelsBackend, Publisher
 from core.settings import Settings
 from core.temporal import TemporalGateway
 from erp.health import HealthChecks
@@ -65,13 +66,21 @@ class Container:
         self.redis = redis_client(
             settings.redis_url, cluster=settings.redis_cluster, socket_timeout=2, socket_connect_timeout=2
         )
+        self.invalidations = Invalidations(Publisher(self.redis))
+        """Telling every API process to forget an account's cached route or definitions."""
         self.temporal = TemporalGateway(settings)
         self.catalog = AccountCatalog(self.databases)
-        self.keys = KeyCache(self.catalog)
+        self.keys = KeyCache(self.catalog, ttl=settings.cache_ttl)
         self.onboarding = Onboarding(self.catalog, self.databases, TemporalOnboarding(self.temporal))
-        self.moves = AccountMoves(self.catalog, self.databases, TemporalMoves(self.temporal))
+        self.moves = AccountMoves(
+            self.catalog, self.databases, TemporalMoves(self.temporal, route_ttl=settings.cache_ttl)
+        )
         self.commands = CommandPipelines(
-            self.databases, self.store, COMMANDS if commands is None else commands
+            self.databases,
+            self.store,
+            COMMANDS if commands is None else commands,
+            cache_ttl=settings.cache_ttl,
+            invalidations=self.invalidations,
         )
         self.projections = ProjectionOperations(self.databases, self.catalog, self.temporal)
         self.health = HealthChecks(self.databases, self.redis, self.temporal)
@@ -117,7 +126,7 @@ class Container:
             self.store.feed,
             Notifier(self._notifier_redis),
             self.onboarding,
-            AccountMover(self.databases, self.catalog),
+            AccountMover(self.databases, self.catalog, self.invalidations),
             self.temporal.deployment,
         )
 
@@ -137,6 +146,13 @@ class Container:
             **workflow_dependencies(self.projections),
             "health_checks": Provide(lambda: self.health, use_cache=True, sync_to_thread=False),
         }
+
+    def forgetting(self) -> AbstractAsyncContextManager[None]:
+        """While the API serves: forget what other processes say changed (a route, definitions)."""
+        return listening(
+            self.channels,
+            {ROUTES: self.keys.forget_account, CUSTOMISATIONS: self.commands.forget_customisations},
+        )
 
     async def start(self) -> Container:
         await self.databases.open()

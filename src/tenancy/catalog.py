@@ -72,6 +72,8 @@ class KeyOwner:
 
     route: Route
     status: str
+    expires_at: datetime | None = None
+    """When the key stops working, if ever."""
 
     @property
     def active(self) -> bool:
@@ -95,7 +97,7 @@ _RELOCATE = """
 UPDATE accounts SET database = $3 WHERE account_id = $1 AND database IN ($2, $3) RETURNING account_id
 """
 _RESOLVE_KEY = """
-SELECT k.account_id, a.database, a.status
+SELECT k.account_id, a.database, a.status, k.expires_at
 FROM api_keys k JOIN accounts a ON a.account_id = k.account_id
 WHERE k.key_hash = $1 AND k.revoked_at IS NULL AND (k.expires_at IS NULL OR k.expires_at > now())
 """
@@ -224,8 +226,14 @@ class AccountCatalog:
 
     async def resolve_key(self, api_key: str) -> KeyOwner | None:
         """The account a live (unrevoked, unexpired) key belongs to, and its status; else None."""
-        row = await self._pool.fetchrow(_RESOLVE_KEY, hash_key(api_key))
-        return None if row is None else KeyOwner(Route(row["account_id"], row["database"]), row["status"])
+        return await self.resolve_hashed(hash_key(api_key))
+
+    async def resolve_hashed(self, key_hash: bytes) -> KeyOwner | None:
+        """`resolve_key`, given the key's SHA-256 (`hash_key`)."""
+        row = await self._pool.fetchrow(_RESOLVE_KEY, key_hash)
+        if row is None:
+            return None
+        return KeyOwner(Route(row["account_id"], row["database"]), row["status"], row["expires_at"])
 
     async def accounts_per_database(self) -> dict[str, int]:
         """How many accounts each tenant database holds (for placing new ones)."""

@@ -1,41 +1,91 @@
-"""Resolving API keys on the hot path: a short-lived cache in front of the catalog."""
+"""Resolving API keys on the hot path: a cache in front of the catalog, bounded in bytes.
+
+Entries are keyed by the key's SHA-256, never by the key itself, so a 4 MB token costs 32 bytes.
+A route is remembered for `ttl` seconds (ERP_CACHE_TTL, a minute by default): with 10,000 accounts
+each comes back less often than a few seconds, and asking the catalog every time cost the API a
+fifth of its commands per second. When a move switches an account's route, every API process is
+told to forget the account's keys at once (`core.invalidations`); with Redis away, `ttl` bounds how
+long an old route lives (a move waits twice that before it removes the old copy), and writes on an
+old route are refused by the move's fence anyway.
+"""
 
 from __future__ import annotations
 
 import time
+from datetime import datetime
+from typing import TypeVar
+from uuid import UUID
 
-from tenancy.catalog import AccountCatalog, AccountStatus, KeyOwner
+from tenancy.catalog import AccountCatalog, AccountStatus, KeyOwner, hash_key
 
-ROUTE_TTL = 5.0
-"""Seconds a resolved key (and so its account's route) is remembered: a moved account's old route
-is gone from every API within this time."""
+V = TypeVar("V")
+
+ROUTE_TTL = 60.0
+"""Seconds a resolved key (and so its account's route) is remembered at most."""
+MAX_KNOWN = 100_000
+"""Keys remembered at most: about 20 MB (a 32-byte digest, a route and two floats each)."""
+MAX_UNKNOWN = 10_000
+"""Unknown keys remembered at most (so a stranger's guesses do not each cost a catalog query, nor
+crowd out the known keys): about 1 MB."""
 
 
 class KeyCache:
-    """Remembers resolved keys briefly so the hot path skips the catalog; revocation applies within `ttl`.
+    """Remembers resolved keys so the hot path skips the catalog.
 
-    An account still onboarding is not remembered: it becomes active any moment.
+    An account still onboarding is not remembered: it becomes active any moment. A key that expires
+    is remembered until it does, not longer. Full, the oldest entries go first.
     """
 
-    def __init__(self, catalog: AccountCatalog, ttl: float = ROUTE_TTL, max_entries: int = 100_000) -> None:
+    def __init__(
+        self,
+        catalog: AccountCatalog,
+        ttl: float = ROUTE_TTL,
+        max_known: int = MAX_KNOWN,
+        max_unknown: int = MAX_UNKNOWN,
+    ) -> None:
         self._catalog = catalog
         self._ttl = ttl
-        self._max = max_entries
-        self._entries: dict[str, tuple[float, KeyOwner | None]] = {}
+        self._known: dict[bytes, tuple[float, KeyOwner]] = {}
+        self._unknown: dict[bytes, float] = {}
+        self._limits = (max_known, max_unknown)
 
     async def resolve(self, api_key: str) -> KeyOwner | None:
+        hashed = hash_key(api_key)
         now = time.monotonic()
-        cached = self._entries.get(api_key)
-        if cached is not None and cached[0] > now:
-            return cached[1]
-        owner = await self._catalog.resolve_key(api_key)
-        if owner is not None and owner.status == AccountStatus.ONBOARDING:
-            return owner
-        if len(self._entries) >= self._max:
-            self._entries.clear()
-        self._entries[api_key] = (now + self._ttl, owner)
+        known = self._known.get(hashed)
+        if known is not None and known[0] > now:
+            return known[1]
+        if self._unknown.get(hashed, 0.0) > now:
+            return None
+        owner = await self._catalog.resolve_hashed(hashed)
+        if owner is None:
+            _put(self._unknown, hashed, now + self._ttl, self._limits[1])
+        elif owner.status != AccountStatus.ONBOARDING:
+            _put(self._known, hashed, (_until(now, self._ttl, owner.expires_at), owner), self._limits[0])
         return owner
 
     def forget(self, api_key: str) -> None:
         """Resolve the key from the catalog next time (its account's route has changed)."""
-        self._entries.pop(api_key, None)
+        self._known.pop(hash_key(api_key), None)
+
+    def forget_account(self, account_id: UUID) -> None:
+        """Resolve every key of the account from the catalog next time (a move switched its route)."""
+        for hashed in [h for h, (_, owner) in self._known.items() if owner.route.account_id == account_id]:
+            del self._known[hashed]
+
+    def __len__(self) -> int:
+        return len(self._known) + len(self._unknown)
+
+
+def _until(now: float, ttl: float, expires_at: datetime | None) -> float:
+    """When an entry stops being served: after `ttl`, or when its key expires if that is sooner."""
+    if expires_at is None:
+        return now + ttl
+    return now + min(ttl, expires_at.timestamp() - time.time())
+
+
+def _put(entries: dict[bytes, V], key: bytes, value: V, limit: int) -> None:
+    entries.pop(key, None)
+    while len(entries) >= limit:
+        del entries[next(iter(entries))]
+    entries[key] = value

@@ -16,7 +16,8 @@
    abandons the move (`abandon`: the source takes writes again, the target's copy is removed).
 6. `switch`: the target lifts its fence, the catalog routes the account there, and the source's fence
    says `left`, so a command that still arrives on an old route is refused, never stored.
-7. (The workflow waits until no API can still hold the old route: `keys.ROUTE_TTL`.)
+7. (The workflow waits until no API can still hold the old route: twice ERP_CACHE_TTL. The switch
+   tells every API to forget it at once; the wait holds when Redis did not carry that.)
 8. `purge`: the source's copy is removed, in chunks. Its fence stays, as a tombstone.
 
 SequenceNumbers, revisions, command ids and commit times are copied as they are, so consistency
@@ -33,6 +34,7 @@ from uuid import UUID
 
 import asyncpg
 
+from core.invalidations import ROUTES, Invalidations
 from tenancy.catalog import AccountCatalog
 from tenancy.copying import STORE_TABLES, account_tables, common_columns, pipe, read_side, scope
 from tenancy.fences import ARRIVING, LEAVING, LEFT, fence, fence_of, lift
@@ -99,9 +101,12 @@ class Copied:
 class AccountMover:
     """The steps of moving an account between two tenant databases (see the module's docstring)."""
 
-    def __init__(self, databases: Databases, catalog: AccountCatalog) -> None:
+    def __init__(
+        self, databases: Databases, catalog: AccountCatalog, invalidations: Invalidations | None = None
+    ) -> None:
         self._databases = databases
         self._catalog = catalog
+        self._invalidations = invalidations
 
     def _pools(self, step: MoveStep) -> tuple[asyncpg.Pool[Any], asyncpg.Pool[Any]]:
         return self._databases.pool(step.source), self._databases.pool(step.target)
@@ -220,6 +225,8 @@ class AccountMover:
         await self._catalog.relocate(step.account_id, step.source, step.target)
         async with source.acquire() as connection, connection.transaction():
             await fence(connection, step.account_id, LEFT, step.target, step.move_id)
+        if self._invalidations is not None:  # every API forgets the old route at once
+            await self._invalidations.publish(ROUTES, step.account_id)
 
     async def abandon(self, step: MoveStep) -> None:
         """Undo a move that did not switch: the source takes the account's writes again, and the

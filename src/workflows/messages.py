@@ -112,6 +112,8 @@ class MoveInput:
     target: str
     move_id: str
     deployment: str = ""
+    route_ttl: float = 60.0
+    """How long an API may serve a route it cached (ERP_CACHE_TTL): the old copy goes after twice that."""
 
 
 @dataclass(frozen=True)

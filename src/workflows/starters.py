@@ -137,8 +137,9 @@ def import_workflow_id(temporal: TemporalGateway, import_id: UUID) -> str:
 class TemporalMoves:
     """Runs `tenancy.moving`'s steps as one `MoveAccountWorkflow` per move, one per account at a time."""
 
-    def __init__(self, temporal: TemporalGateway) -> None:
+    def __init__(self, temporal: TemporalGateway, route_ttl: float) -> None:
         self._temporal = temporal
+        self._route_ttl = route_ttl
 
     def _workflow_id(self, account_id: UUID) -> str:
         return self._temporal.deployment.workflow_id("move", str(account_id))
@@ -151,6 +152,7 @@ class TemporalMoves:
             target,
             str(uuid.uuid4()),
             self._temporal.deployment.name,
+            self._route_ttl,
         )
         try:
             handle = await client.start_workflow(

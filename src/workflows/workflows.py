@@ -12,7 +12,6 @@ from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
 
 with workflow.unsafe.imports_passed_through():
-    from tenancy.keys import ROUTE_TTL
     from tenancy.onboarding import IMPORT_CHUNK
     from workflows.activities import ErpActivities
     from workflows.messages import (
@@ -188,7 +187,7 @@ class MoveAccountWorkflow:
         await _move_step(ErpActivities.switch_route, data)
         fenced = (workflow.now() - fenced_at).total_seconds()
         self._phase("switched; waiting for old routes to expire", fenced_seconds=fenced)
-        await workflow.sleep(ROUTE_TTL * 2)
+        await workflow.sleep(timedelta(seconds=data.route_ttl * 2))
         self._phase("removing the old copy")
         removed = await _move_step(ErpActivities.purge_source, data, copies=True)
         self._phase("done")

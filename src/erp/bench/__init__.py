@@ -36,6 +36,7 @@ import aiohttp
 from erp.bench.load import BULK, onboard, open_accounts
 from erp.bench.phases import (
     appends_then_catch_up,
+    each_once,
     http_commands,
     noisy_neighbour,
     notification_latency,
@@ -116,7 +117,9 @@ async def measure(
         console.print(f"[{results.accounts:,} accounts] {doing} ...")
 
     warm_up = max(2.0, seconds / 5)
-    say(f"warming up (caches, pools, prepared statements) for {warm_up:g} s")
+    say(f"warming up: a command of every account, then {warm_up:g} s of load (caches, pools, statements)")
+    heads = await each_once(session, stack.base, tenants)
+    await wait_projected(pool, heads)
     heads = await http_commands(session, stack.base, tenants, warm_up, Results(machine="", accounts=0))
     await wait_projected(pool, heads)
     say(f"PlaceOrder over HTTP for {seconds:g} s")

@@ -70,6 +70,30 @@ async def http_commands(
     return heads
 
 
+async def each_once(
+    session: aiohttp.ClientSession, base: str, tenants: list[tuple[UUID, str]], clients: int = 48
+) -> dict[Pair, int]:
+    """One PlaceOrder of every account (48 at a time): what a steady load has done before it is
+    measured (each account's key and definitions cached); the position each reached."""
+    limit = asyncio.Semaphore(clients)
+    heads: dict[Pair, int] = {}
+
+    async def one(account_id: UUID, key: str) -> None:
+        async with (
+            limit,
+            session.post(
+                f"{base}/commands/PlaceOrder", json=order_body(), headers={"Authorization": f"Bearer {key}"}
+            ) as response,
+        ):
+            body = await response.json()
+            if response.status != 200:
+                raise RuntimeError(f"PlaceOrder answered {response.status}: {body}")
+            heads[(account_id, "Order")] = body["Positions"]["Order"]
+
+    await asyncio.gather(*(one(account_id, key) for account_id, key in tenants))
+    return heads
+
+
 async def wait_projected(pool: asyncpg.Pool[Any], heads: dict[Pair, int]) -> None:
     """Until the `orders` projection has applied each (account, stream type) up to its head: each
     look reads only the pairs still behind, by key (a look at every counter would cost the machine

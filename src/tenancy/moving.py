@@ -176,6 +176,9 @@ class AccountMover:
             await scope(s, account_id)
             await scope(t, account_id)
             events = await pipe(s, t, "events", columns["events"], _EVENT_RANGE, *bounds)
+            if events != upto - after:  # undone with the chunk: the next try starts here again
+                found = f"{events} events in the source"
+                raise MoveAbandoned(f"{stream_type} {after + 1}..{upto} of account {account_id}: {found}")
             await t.execute(_STREAMS_OF_RANGE, *bounds)
             await t.execute(_ADVANCE_COUNTER, account_id, stream_type, upto)
             logged = [r["command_id"] for r in await t.fetch(_COMMANDS_OF_RANGE, *bounds)]
@@ -184,10 +187,6 @@ class AccountMover:
                     s, t, "command_log", columns["command_log"], "account_id = $1 AND command_id = ANY($2)",
                     account_id, logged,
                 )  # fmt: skip
-        if events != upto - after:
-            raise MoveAbandoned(
-                f"{stream_type} {after + 1}..{upto} of account {account_id}: {events} events in the source"
-            )
         return events
 
     async def fence_source(self, step: MoveStep) -> None:

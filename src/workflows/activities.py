@@ -168,7 +168,10 @@ class ErpActivities:
     @activity.defn
     async def copy_events(self, data: MoveInput) -> int:
         self._ours(data.deployment)
-        return await _beating(self._mover.copy_events(_step(data), _copy_progress))
+        try:
+            return await _beating(self._mover.copy_events(_step(data), _copy_progress))
+        except MoveAbandoned as error:
+            raise ApplicationError(str(error), type="MoveAbandoned", non_retryable=True) from error
 
     @activity.defn
     async def fence_source(self, data: MoveInput) -> None:

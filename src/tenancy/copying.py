@@ -4,7 +4,6 @@ piped from one connection straight into another (no row is decoded on the way)."
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -99,6 +98,5 @@ async def pipe(
     finally:
         if not producer.done():
             producer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await producer
+            await asyncio.wait([producer])  # ends it without swallowing a cancellation of our own
     return int(status.split()[-1])

@@ -6,6 +6,7 @@ its number, and a file with any bad line onboards nobody.
 
 from __future__ import annotations
 
+import codecs
 from dataclasses import dataclass
 
 import msgspec
@@ -72,13 +73,13 @@ def _json(text: str) -> str:
 def parse_import(data: bytes) -> list[Entry]:
     """The accounts an import file asks for, in file order; BadImport naming every bad line.
 
-    JSON lines if the first non-blank line starts with `{`, else one name a line. Blank lines are
-    skipped. A name may appear once.
+    JSON lines if the first non-blank line starts with `{`, else one name a line. Blank lines and a
+    leading byte-order mark are skipped. A name may appear once.
     """
     problems: list[tuple[int, str]] = []
     entries: list[Entry] = []
     first_line: dict[str, int] = {}
-    lines = data.split(b"\n")
+    lines = data.removeprefix(codecs.BOM_UTF8).split(b"\n")  # a spreadsheet's export may start so
     start = next((raw.lstrip() for raw in lines if raw.strip()), b"")
     read = _json if start.startswith(b"{") else _plain
     for number, raw in enumerate(lines, start=1):

@@ -1,11 +1,13 @@
 """Moving an account to another tenant database online: the steps a workflow runs, each idempotent
 (a retried step goes on where it stopped).
 
-1. `prepare`: the target takes the account as `arriving` (its writes are refused there); what an
-   abandoned earlier move left of it there is removed first.
-2. `copy_read_models`: the account's read models, checkpoints and parked events, copied in one
-   consistent piece: the source's checkpoints are locked meanwhile, and a checkpoint moves only with
-   the rows it covers. The target's projector goes on from those checkpoints as events arrive.
+1. `prepare`: unless the catalog has the account in the source, nothing is done; the target takes
+   the account as `arriving` (its writes are refused there), and what an abandoned earlier move
+   left of it there is removed.
+2. `copy_read_models`: the account's read models, checkpoints and parked events, as they are in one
+   snapshot of the source (exported, so that 50 tables a transaction share it), and a checkpoint
+   moves only with the rows it covers. The target's projector goes on from those checkpoints as
+   events arrive.
 3. `copy_events`, while the account keeps taking commands: its events in SequenceNumber order,
    chunk by chunk, each chunk one target transaction with the revisions of the streams it touches,
    the counters it advances (so the target's projector finds them) and the logged commands it carries.
@@ -44,6 +46,8 @@ EVENTS_PER_CHUNK = 5000
 """Events per copied chunk (one target transaction)."""
 ROWS_PER_DELETE = 5000
 """Rows per removed chunk (one transaction)."""
+TABLES_PER_TRANSACTION = 50
+"""Read-model tables copied per transaction (the seed's model has 2,830)."""
 
 _COUNTERS = "SELECT stream_type, last_sequence FROM stream_sequences WHERE account_id = $1"
 _EVENT_RANGE = "account_id = $1 AND stream_type = $2 AND sequence_number > $3 AND sequence_number <= $4"
@@ -112,35 +116,41 @@ class AccountMover:
         return self._databases.pool(step.source), self._databases.pool(step.target)
 
     async def prepare(self, step: MoveStep) -> None:
-        """Step 1: the target fences the account as arriving, after removing any stale copy of it."""
+        """Step 1: the target fences the account as arriving, and whatever it holds of it (from an
+        abandoned or an earlier try) goes. MoveAbandoned, with nothing done, unless the catalog has
+        the account in the source."""
+        account = await self._catalog.get(step.account_id)
+        if account is None or account.database != step.source:
+            where = account.database if account is not None else "no database"
+            raise MoveAbandoned(
+                f"account {step.account_id} is in {where}, not {step.source}; nothing was done"
+            )
         _, target = self._pools(step)
         held = await fence_of(target, step.account_id)
-        if held is not None and held[0] == ARRIVING and held[2] == step.move_id:
-            return  # a retry: this move's copy is there, and goes on
-        async with target.acquire() as connection, connection.transaction():
-            await fence(connection, step.account_id, ARRIVING, step.source, step.move_id)
+        if held is None or held[0] != ARRIVING or held[2] != step.move_id:
+            async with target.acquire() as connection, connection.transaction():
+                await fence(connection, step.account_id, ARRIVING, step.source, step.move_id)
         await self.purge(step.account_id, step.target)
 
     async def copy_read_models(self, step: MoveStep) -> int:
-        """Step 2: the read side, consistent with its checkpoints; how many rows."""
+        """Step 2: the read side as it is in one snapshot of the source (a checkpoint moves only with
+        the rows it covers, so they agree), 50 tables a transaction (thousands at once would overflow
+        the lock table); how many rows. The source's projector is not held up meanwhile."""
         source, target = self._pools(step)
         rows = 0
-        async with source.acquire() as s, target.acquire() as t:
-            tables = read_side(await account_tables(s))
-            async with s.transaction(), t.transaction():
-                await scope(s, step.account_id)
-                await scope(t, step.account_id)
-                # Readers see each checkpoint with the rows it covers; holding them, nothing moves.
-                await s.execute(
-                    "SELECT FROM projection_checkpoints WHERE account_id = $1 FOR UPDATE", step.account_id
-                )
-                await t.execute(
-                    "SELECT FROM projection_checkpoints WHERE account_id = $1 FOR UPDATE", step.account_id
-                )
-                for table in tables:
-                    columns = await common_columns(s, t, table)
-                    await t.execute(f"DELETE FROM {table} WHERE account_id = $1", step.account_id)
-                    rows += await pipe(s, t, table, columns, "account_id = $1", step.account_id)
+        async with source.acquire() as holder, holder.transaction(isolation="repeatable_read", readonly=True):
+            snapshot = await holder.fetchval("SELECT pg_export_snapshot()")
+            tables = read_side(await account_tables(holder))
+            async with source.acquire() as s, target.acquire() as t:
+                for first in range(0, len(tables), TABLES_PER_TRANSACTION):
+                    async with s.transaction(isolation="repeatable_read", readonly=True), t.transaction():
+                        await s.execute(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
+                        await scope(s, step.account_id)
+                        await scope(t, step.account_id)
+                        for table in tables[first : first + TABLES_PER_TRANSACTION]:
+                            columns = await common_columns(s, t, table)
+                            await t.execute(f"DELETE FROM {table} WHERE account_id = $1", step.account_id)
+                            rows += await pipe(s, t, table, columns, "account_id = $1", step.account_id)
         return rows
 
     async def copy_events(self, step: MoveStep, progress: Progress | None = None) -> int:
@@ -150,7 +160,11 @@ class AccountMover:
         async with source.acquire() as s, target.acquire() as t:
             heads, have = [await _counters(c, step.account_id) for c in (s, t)]
             total = sum(head - min(have.get(kind, 0), head) for kind, head in heads.items())
-            columns = {table: await common_columns(s, t, table) for table in ("events", "command_log")}
+            # customisations too: a table that differs must stop the move before the fence, not after
+            columns = {
+                table: await common_columns(s, t, table)
+                for table in ("events", "command_log", "customisations")
+            }
             for stream_type, head in sorted(heads.items()):
                 after = have.get(stream_type, 0)
                 while after < head:

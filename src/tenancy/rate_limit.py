@@ -141,6 +141,11 @@ class AccountRateLimiter:
             **({} if cluster else {"retry": Retry(NoBackoff(), 0)}),
         )
         self._accounts: dict[UUID, _Account] = {}
+        self._touched: set[UUID] = set()
+        """Accounts with commands let through since the last look."""
+        self._near: set[UUID] = set()
+        """Accounts at half their burst or more: looked at on every look, to hear the others' counts."""
+        self._swept = -1
         self._syncing: asyncio.Task[None] | None = None
         self._warned_at = -math.inf
 
@@ -165,6 +170,7 @@ class AccountRateLimiter:
         left_of_previous = 1.0 - (now - window * span) / span
         if previous * left_of_previous + current + 1 <= self.limit.burst:
             state.pending[window] = state.pending.get(window, 0) + 1
+            self._touched.add(account_id)
             return None
         COMMANDS_LIMITED.add(1)
         repeated = state.refused_in == window
@@ -184,58 +190,80 @@ class AccountRateLimiter:
         return max(1, math.ceil(at - now))
 
     async def sync(self, now: float | None = None) -> None:
-        """Add what this process let through to Redis and read back the totals, for every account
-        with something to add or near its limit, in one pipelined round trip. Accounts idle for two
-        windows are forgotten."""
+        """Add what this process let through to Redis and read back the totals, for the accounts
+        with something to add or near their limit, in one pipelined round trip. Once a window,
+        accounts idle for two windows are forgotten. What was let through in windows that no longer
+        count is dropped, so an outage of Redis holds no more than two windows of counts."""
         window = int((time.time() if now is None else now) // self.limit.window)
+        if window != self._swept:
+            self._sweep(window)
         asked: list[tuple[UUID, int, int | None]] = []
         """In the pipeline's order: (account, window, count sent) for an INCRBY, (account, window,
         -1) for its EXPIRE, (account, window, None) for a GET."""
         pipe: Any = self._redis.pipeline(transaction=False)
         expiry = math.ceil(self.limit.window * 2) + 1
-        for account_id, state in list(self._accounts.items()):
-            if not state.pending:
-                if not any(count for w, count in state.known.items() if w >= window - 1):
-                    del self._accounts[account_id]  # idle for two windows
-                    continue
-                if state.count(window - 1) + state.count(window) < self.limit.burst / 2:
+        looked = self._touched | self._near
+        self._touched = set()
+        for account_id in looked:
+            state = self._accounts.get(account_id)
+            if state is None:
+                continue
+            for old in [w for w in state.pending if w < window - 1]:
+                del state.pending[old]
+            if state.count(window - 1) + state.count(window) < self.limit.burst / 2:
+                self._near.discard(account_id)
+                if not state.pending:
                     continue  # far from its limit, and nothing to add: no need to look
+            else:
+                self._near.add(account_id)
             for w, count in state.pending.items():
                 pipe.incrby(self._key(account_id, w), count)
                 asked.append((account_id, w, count))
                 if w > state.expiring:  # once per window is enough
                     pipe.expire(self._key(account_id, w), expiry)
                     asked.append((account_id, w, -1))
-                    state.expiring = w
             if window not in state.pending:
                 pipe.get(self._key(account_id, window))
                 asked.append((account_id, window, None))
             if state.settled < window and window - 1 not in state.pending:
                 pipe.get(self._key(account_id, window - 1))
                 asked.append((account_id, window - 1, None))
-                state.settled = window
         if not asked:
             return
         try:
             answers = iter(await pipe.execute())
         except REDIS_UNAVAILABLE as error:
-            now = time.monotonic()
-            if now - self._warned_at >= WARN_EVERY:
-                self._warned_at = now
+            self._touched |= {account_id for account_id, _, _ in asked}  # try them again next time
+            moment = time.monotonic()
+            if moment - self._warned_at >= WARN_EVERY:
+                self._warned_at = moment
                 log.warning(
                     "command rate limits are kept per API process while Redis is unreachable: %s", error
                 )
             return
         for account_id, w, sent in asked:
             answer = next(answers)
-            if sent == -1:
-                continue  # EXPIRE's answer
             state = self._accounts[account_id]
+            if sent == -1:
+                state.expiring = max(state.expiring, w)  # EXPIRE's answer
+                continue
             state.known[w] = int(answer or 0)
-            if sent is not None:
+            if w == window - 1:
+                state.settled = window
+            if sent is not None and w in state.pending:
                 state.pending[w] -= sent  # what came in while we waited stays pending
-                if not state.pending[w]:
+                if state.pending[w] <= 0:
                     del state.pending[w]
+
+    def _sweep(self, window: int) -> None:
+        """Forget the accounts idle for two windows (once a window: a cost spread over its looks)."""
+        self._swept = window
+        for account_id, state in list(self._accounts.items()):
+            recent = any(count for w, count in state.known.items() if w >= window - 1)
+            if not recent and not any(w >= window - 1 for w in state.pending):
+                del self._accounts[account_id]
+                self._near.discard(account_id)
+                self._touched.discard(account_id)
 
     def start(self) -> None:
         """Look at Redis every `sync_every` seconds from now on, until `close()`."""

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable
+import contextlib
+from collections.abc import AsyncIterator, Awaitable
 from dataclasses import asdict, replace
 from typing import Any, TypeVar
 from uuid import UUID
@@ -18,6 +19,7 @@ from queries.notifications import Notifier
 from queries.projector import Projector, follow, rebuild_account
 from queries.registry import PROJECTIONS
 from tenancy.catalog import AccountStatus
+from tenancy.copying import SchemaMismatch
 from tenancy.moving import AccountMover, MoveAbandoned, MoveStep
 from tenancy.onboarding import Onboarding
 from tenancy.routing import Databases
@@ -158,20 +160,20 @@ class ErpActivities:
     @activity.defn
     async def prepare_move(self, data: MoveInput) -> None:
         self._ours(data.deployment)
-        await self._mover.prepare(_step(data))
+        async with _final_if_abandoned():
+            await _beating(self._mover.prepare(_step(data)))
 
     @activity.defn
     async def copy_read_models(self, data: MoveInput) -> int:
         self._ours(data.deployment)
-        return await _beating(self._mover.copy_read_models(_step(data)))
+        async with _final_if_abandoned():
+            return await _beating(self._mover.copy_read_models(_step(data)))
 
     @activity.defn
     async def copy_events(self, data: MoveInput) -> int:
         self._ours(data.deployment)
-        try:
+        async with _final_if_abandoned():
             return await _beating(self._mover.copy_events(_step(data), _copy_progress))
-        except MoveAbandoned as error:
-            raise ApplicationError(str(error), type="MoveAbandoned", non_retryable=True) from error
 
     @activity.defn
     async def fence_source(self, data: MoveInput) -> None:
@@ -182,10 +184,8 @@ class ErpActivities:
     async def finish_copy(self, data: MoveInput) -> int:
         """The rest of the events and a check; a copy that differs is final (the move is abandoned)."""
         self._ours(data.deployment)
-        try:
+        async with _final_if_abandoned():
             return await _beating(self._mover.finish_copy(_step(data), _copy_progress))
-        except MoveAbandoned as error:
-            raise ApplicationError(str(error), type="MoveAbandoned", non_retryable=True) from error
 
     @activity.defn
     async def switch_route(self, data: MoveInput) -> None:
@@ -224,6 +224,16 @@ class ErpActivities:
             self.abandon_move,
             self.purge_source,
         ]
+
+
+@contextlib.asynccontextmanager
+async def _final_if_abandoned() -> AsyncIterator[None]:
+    """A move that cannot go on (its copy differs, the tables differ, the account is not where it
+    was said to be) fails for good, and the workflow undoes it; anything else is retried."""
+    try:
+        yield
+    except (MoveAbandoned, SchemaMismatch) as error:
+        raise ApplicationError(str(error), type=type(error).__name__, non_retryable=True) from error
 
 
 def _step(data: MoveInput) -> MoveStep:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 from datetime import timedelta
@@ -134,14 +135,25 @@ class ImportAccountsWorkflow:
 T = TypeVar("T")
 
 
+FENCED_AT_MOST = timedelta(minutes=10)
+"""How long the step that runs while the account's writes are refused may take, retries included,
+before the move is abandoned and the account takes writes again."""
+
+
 async def _move_step(
-    activity: Callable[[ErpActivities, MoveInput], Awaitable[T]], data: MoveInput, *, copies: bool = False
+    activity: Callable[[ErpActivities, MoveInput], Awaitable[T]],
+    data: MoveInput,
+    *,
+    copies: bool = False,
+    fenced: bool = False,
 ) -> T:
-    """One of a move's steps; one that copies heartbeats per chunk, and a retry goes on where it stopped."""
+    """One of a move's steps; one that copies heartbeats while it runs, and a retry goes on where it
+    stopped. A `fenced` one is given up (and the move undone) after FENCED_AT_MOST."""
     return await workflow.execute_activity_method(
         activity,
         data,
         start_to_close_timeout=timedelta(hours=12) if copies else timedelta(minutes=5),
+        schedule_to_close_timeout=FENCED_AT_MOST if fenced else None,
         heartbeat_timeout=timedelta(seconds=30) if copies else None,
         retry_policy=RETRY,
     )
@@ -152,8 +164,9 @@ class MoveAccountWorkflow:
     """Moves an account to another tenant database online (`tenancy.moving`'s steps, in order).
 
     Its commands are refused (503, Retry-After) only from the fence to the switch: the rest of the
-    events and a check. A copy that differs from the source abandons the move: the account stays
-    where it was, and takes commands again.
+    events and a check. A copy that differs from the source, a fenced step that takes more than ten
+    minutes or a cancel before the switch abandons the move: the account stays where it was, and
+    takes commands again. (Terminated, a workflow cannot undo anything: start the move again.)
     """
 
     def __init__(self) -> None:
@@ -169,20 +182,22 @@ class MoveAccountWorkflow:
     @workflow.run
     async def run(self, data: MoveInput) -> MoveResult:
         self._state = MoveState(data.source, data.target, "preparing the target")
-        await _move_step(ErpActivities.prepare_move, data)
-        self._phase("copying read models")
-        rows = await _move_step(ErpActivities.copy_read_models, data, copies=True)
         try:
+            await _move_step(ErpActivities.prepare_move, data, copies=True)
+            self._phase("copying read models")
+            rows = await _move_step(ErpActivities.copy_read_models, data, copies=True)
             self._phase("copying events")
             events = await _move_step(ErpActivities.copy_events, data, copies=True)
             self._phase("fencing: writes wait")
             await _move_step(ErpActivities.fence_source, data)
             fenced_at = workflow.now()
             self._phase("copying the rest and checking: writes wait")
-            events += await _move_step(ErpActivities.finish_copy, data, copies=True)
-        except ActivityError:
-            self._phase("abandoned: the copy differs; the account stays where it was")
-            await _move_step(ErpActivities.abandon_move, data)
+            events += await _move_step(ErpActivities.finish_copy, data, copies=True, fenced=True)
+        except (ActivityError, asyncio.CancelledError):
+            # A copy that differs, a fenced step that took too long, or an operator's cancel: the
+            # account stays where it was and takes writes again; the target keeps nothing of it.
+            self._phase("abandoned; the account stays where it was")
+            await _move_step(ErpActivities.abandon_move, data, copies=True)
             raise
         await _move_step(ErpActivities.switch_route, data)
         fenced = (workflow.now() - fenced_at).total_seconds()

@@ -19,6 +19,7 @@ from uuid import UUID
 import asyncpg
 import httpx
 import pytest
+from temporalio.client import Client, WorkflowFailureError
 
 from commands.service import command_id_for
 from core.db import create_pool
@@ -354,6 +355,36 @@ async def test_a_move_over_http(moving: Moving) -> None:
     assert (progress["Status"], progress["Phase"], progress["EventsCopied"]) == ("Completed", "done", 1)
     assert await rows_of(moving.main, tenant.account_id) == {}
     assert (await read_orders(http, tenant, placed.json()["ConsistencyToken"])).status_code == 200
+
+
+async def test_a_cancelled_move_leaves_the_account_where_it_was(moving: Moving) -> None:
+    http = moving.quick
+    tenant = await onboard(http, "Cancelled")
+    for _ in range(30):
+        placed = await http.post("/commands/PlaceOrder", json=order(region=False), headers=tenant.headers)
+        assert placed.status_code == 200, placed.text
+    started = await http.post(f"/accounts/{tenant.account_id}/move", json={"To": "big"}, headers=OPERATOR)
+    assert started.status_code == 202, started.text
+    client = await Client.connect(moving.settings.temporal_address)
+    handle = client.get_workflow_handle(started.json()["WorkflowId"])
+    await handle.cancel()
+    with pytest.raises(WorkflowFailureError):
+        await handle.result()
+    progress = await wait_moved(http, tenant.account_id)
+    assert progress["Status"] == "Canceled", progress
+    assert progress["Phase"].startswith("abandoned"), progress
+    where = "SELECT database FROM accounts WHERE account_id = $1"
+    assert await moving.main.fetchval(where, tenant.account_id) == "main"
+    for pool in (moving.main, moving.big):
+        assert (
+            await pool.fetchval(
+                "SELECT count(*) FROM account_fences WHERE account_id = $1", tenant.account_id
+            )
+            == 0
+        )
+    assert await rows_of(moving.big, tenant.account_id) == {}
+    again = await http.post("/commands/PlaceOrder", json=order(region=False), headers=tenant.headers)
+    assert again.status_code == 200, again.text  # it takes writes where it was
 
 
 def cli_env(settings: Settings) -> dict[str, str]:

@@ -26,6 +26,11 @@ def test_json_lines() -> None:
     assert parse_import(data) == [Entry(1, "Acme"), Entry(3, "Zoë")]
 
 
+def test_a_byte_order_mark_is_not_part_of_the_first_line() -> None:
+    assert parse_import(b'\xef\xbb\xbf{"Name": "Acme"}\n') == [Entry(1, "Acme")]
+    assert parse_import(b"\xef\xbb\xbfAcme\n") == [Entry(1, "Acme")]
+
+
 def test_a_name_file_may_have_a_name_starting_with_a_brace_after_the_first_line() -> None:
     assert parse_import(b"Acme\n{curly}\n") == [Entry(1, "Acme"), Entry(2, "{curly}")]
 

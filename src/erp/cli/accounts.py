@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, BinaryIO
+from typing import TYPE_CHECKING, Annotated
 from uuid import UUID
 
 import msgspec
@@ -22,7 +20,7 @@ from erp.cli.common import account_option, console, running
 
 if TYPE_CHECKING:
     from erp.bootstrap import Container
-    from tenancy.onboarding import ImportedAccount, KeepKeys
+    from tenancy.onboarding import ImportedAccount
 
 app = typer.Typer(help="Tenant accounts.", no_args_is_help=True)
 errors = Console(stderr=True)
@@ -75,8 +73,14 @@ def accounts_import(
     async def main() -> None:
         async with running(settings) as container:
             started = time.perf_counter()
-            with _key_file(out) as keep:
+            keys = KeyFile(out) if out is not None else None
+            try:
+                keep = keys.keep if keys is not None else None
                 imported = await container.onboarding.import_accounts(entries, keep)
+            except BaseException:
+                if keys is not None:
+                    await asyncio.shield(keys.discard_unless_opened(container))
+                raise
             if out is None:
                 for account in imported.accounts:
                     sys.stdout.write(_line(account))
@@ -162,29 +166,35 @@ def _line(account: ImportedAccount) -> str:
     )
 
 
-@contextlib.contextmanager
-def _key_file(path: Path | None) -> Iterator[KeepKeys | None]:
-    """A `keep` that writes the keys to a new file (0600) and syncs it before the accounts commit;
-    the file is removed if they never do."""
-    if path is None:
-        yield None
-        return
-    written: list[BinaryIO] = []
+class KeyFile:
+    """Where --out keeps an import's keys: written to a new file (0600) and synced before the
+    accounts commit (`keep`), and removed only if it is known that they never did."""
 
-    def keep(accounts: list[ImportedAccount]) -> None:
-        descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._first: UUID | None = None
+
+    def keep(self, accounts: list[ImportedAccount]) -> None:
+        descriptor = os.open(self.path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(descriptor, "wb") as handle:
-            written.append(handle)
+            self._first = accounts[0].account.account_id
             handle.write("".join(map(_line, accounts)).encode())
             handle.flush()
             os.fsync(handle.fileno())
 
-    try:
-        yield keep
-    except BaseException:
-        if written:
-            path.unlink(missing_ok=True)
-        raise
+    async def discard_unless_opened(self, container: Container) -> None:
+        """After a failure: remove the file if its accounts were not opened; keep it (and say so)
+        if they were, or if that cannot be told now."""
+        if self._first is None:
+            return
+        try:
+            opened = await container.catalog.get(self._first) is not None
+        except Exception:
+            opened = True  # cannot tell: a key file too many is better than a key lost
+        if opened:
+            errors.print(f"the import may have been opened: its keys are kept in {self.path}")
+        else:
+            self.path.unlink(missing_ok=True)
 
 
 async def _follow(container: Container, import_id: UUID, total: int) -> None:

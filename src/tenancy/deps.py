@@ -1,7 +1,6 @@
 """Tenancy's dependencies for the HTTP layer: `tenant` (the caller's Route, from its API key),
 `command_tenant` (the same, once the command fits its account's rate limit, holding one of the
-account's few slots in this process), `onboarding`,
-`catalog` and `moves` (operators)."""
+account's few slots in this process), and for operators `onboarding`, `catalog` and `moves`."""
 
 from __future__ import annotations
 

@@ -10,9 +10,10 @@ Asking Redis for every command, as `limits` does, cost this API a fifth of its c
 (two API processes on one stack, limit on against off, alternating 5 s phases: 0.80-0.83). So each
 process decides locally, from the counts Redis had at its last look plus what it let through
 since, and every `sync_every` seconds adds what it let through to Redis and reads the totals back,
-for all its accounts in one pipelined round trip. A command costs a few dictionary operations. Two
-replicas can together let through what each let through between two looks (100 ms by default)
-beyond the limit: a limit that shares the API fairly, not a meter for billing.
+for the accounts with news or near their limit, in one pipelined round trip. A command costs a
+few dictionary operations. Two replicas can together let through what each let through between
+two looks (100 ms by default) beyond the limit: a limit that shares the API fairly, not a meter
+for billing.
 
 Redis unreachable: each process goes on limiting with what it has seen itself (so an account gets
 the whole limit on each replica), and warns at most every ten seconds.
@@ -41,7 +42,7 @@ from core.settings import Settings
 log = logging.getLogger(__name__)
 
 SYNC_EVERY = 0.1
-"""Seconds between two looks at Redis (each process, for all its accounts at once)."""
+"""Seconds between two looks at Redis (each process, for its accounts at once)."""
 WARN_EVERY = 10.0
 """Seconds between two warnings that Redis is unreachable."""
 REDIS_TIMEOUT = 0.5

@@ -51,6 +51,9 @@ class Databases:
         self._settings = settings
         self._sizes = (min_size, max_size)
         self._pools: dict[str, asyncpg.Pool[Any]] = {}
+        self._placeable = settings.placeable
+        """Read once: ERP_DEDICATED_DATABASES naming no database stops the process at start, rather
+        than every new account with a 500."""
 
     async def open(self) -> Databases:
         """Open a pool per database (all or none); returns itself."""
@@ -86,7 +89,7 @@ class Databases:
 
     def placeable(self) -> list[str]:
         """The databases new accounts may go to (not the dedicated ones)."""
-        return self._settings.placeable
+        return self._placeable
 
     def __iter__(self) -> Iterator[tuple[str, asyncpg.Pool[Any]]]:
         return iter(self._pools.items())

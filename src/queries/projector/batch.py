@@ -40,17 +40,14 @@ log = logging.getLogger(__name__)
 tracer = trace.get_tracer("erp.projector")
 
 
-CANDIDATES = 2
-"""A batch claims among this many times its pairs, from the front of the work set."""
-
 REFUSED_BY_READ_MODEL = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 """What the database answers for an event its read model cannot hold: park it, do not retry it."""
 
 
 @dataclass
 class Claim:
-    """What one batch claimed: the candidates (the work set's first few), and the pairs it locked,
-    each with the head it was claimed at."""
+    """What one batch claimed: the candidates (the work set's first `pairs_per_batch`), and the
+    pairs it locked among them, each with the head it was claimed at."""
 
     candidates: list[Pair] = field(default_factory=list)
     heads: dict[Pair, int] = field(default_factory=dict)
@@ -84,8 +81,9 @@ class Projector:
         """Pairs one batch claims at most: many accounts with a few new events each make one batch."""
         self._work: dict[Pair, None] = {}
         """Pairs known to lag, oldest first: found from the counters changed since the last look
-        (`find_work`). A batch claims among the first few, and a pair it did not finish goes to the
-        back, so a batch's cost grows with the batch, not with the work waiting."""
+        (`find_work`). A batch claims the first `pairs_per_batch` (those no other projector holds),
+        and a pair it did not finish goes to the back, so a batch's cost grows with the batch, not
+        with the work waiting, and every pair waits its turn."""
         self._horizon = 0
         """Where the next look starts: the snapshot xmin of the last (0: look at every counter once)."""
 
@@ -178,7 +176,7 @@ class Projector:
         name = self.projection.name
         if account_id is None:
             claim = claim or Claim()
-            claim.candidates = list(itertools.islice(self._work, CANDIDATES * self.pairs_per_batch))
+            claim.candidates = list(itertools.islice(self._work, self.pairs_per_batch))
             claims = await self.checkpoints.claim_among(connection, claim.candidates, self.pairs_per_batch)
             claim.heads = {(p.account_id, p.stream_type): head for p, head in claims}
             claimed = [p for p, _ in claims]

@@ -11,17 +11,32 @@ from litestar.types import Guard
 
 from core.problems import problem
 from core.telemetry import ACCOUNT_ID
-from tenancy.catalog import AccountStatus
+from tenancy.catalog import API_KEY_LENGTH, AccountStatus
 from tenancy.keys import KeyCache
 from tenancy.routing import Route
 
+AUTHORIZATION_SLACK = 32
+"""Bytes an Authorization header may hold beside its token (the scheme and blanks)."""
+TOO_LONG = f"the bearer token is longer than an API key ({API_KEY_LENGTH} characters)"
 
-def bearer_token(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
-    header = connection.headers.get("authorization", "")
-    scheme, _, token = header.partition(" ")
-    if scheme.lower() != "bearer" or not token.strip():
+
+def bearer_token(
+    connection: ASGIConnection[Any, Any, Any, Any],
+    max_length: int = API_KEY_LENGTH,
+    too_long: str = TOO_LONG,
+) -> str:
+    """The request's bearer token: 401 without one, or (`too_long`) with one longer than
+    `max_length` bytes, refused before it is even decoded, and so before any hashing or lookup."""
+    raw = next((value for name, value in connection.scope["headers"] if name == b"authorization"), b"")
+    if len(raw) > max_length + AUTHORIZATION_SLACK:
+        raise problem(401, too_long, {"WWW-Authenticate": "Bearer"})
+    scheme, _, token = raw.decode("latin-1").partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
         raise problem(401, "send 'Authorization: Bearer <api key>'", {"WWW-Authenticate": "Bearer"})
-    return token.strip()
+    if len(token) > max_length:
+        raise problem(401, too_long, {"WWW-Authenticate": "Bearer"})
+    return token
 
 
 async def authenticate(keys: KeyCache, connection: ASGIConnection[Any, Any, Any, Any]) -> Route:
@@ -47,12 +62,16 @@ async def authenticate(keys: KeyCache, connection: ASGIConnection[Any, Any, Any,
     return owner.route
 
 
+OPERATOR_ONLY = "this endpoint needs the operator token"
+
+
 def operator_guard(token: str) -> Guard:
     """A guard for operator endpoints: the bearer token must equal `token` (ERP_OPERATOR_TOKEN)."""
     expected = token.encode()
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        if not hmac.compare_digest(bearer_token(connection).encode(), expected):
-            raise problem(401, "this endpoint needs the operator token", {"WWW-Authenticate": "Bearer"})
+        presented = bearer_token(connection, len(expected), OPERATOR_ONLY)
+        if not hmac.compare_digest(presented.encode("latin-1"), expected):
+            raise problem(401, OPERATOR_ONLY, {"WWW-Authenticate": "Bearer"})
 
     return guard

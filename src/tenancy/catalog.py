@@ -89,6 +89,11 @@ def new_api_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
+API_KEY_LENGTH = len(KEY_PREFIX) + 43
+"""Characters of every API key: the prefix and 32 random bytes in URL-safe base64 (43, unpadded).
+A longer bearer token is no key, and is refused before it is hashed or looked up."""
+
+
 _ACCOUNT = "SELECT account_id, name, status, database FROM accounts"
 _REGISTER = "INSERT INTO accounts (account_id, name, status, database) VALUES ($1, $2, $3, $4)"
 _ISSUE_KEY = "INSERT INTO api_keys (key_hash, account_id, expires_at) VALUES ($1, $2, $3)"

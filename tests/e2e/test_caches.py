@@ -80,6 +80,9 @@ async def test_the_key_cache_is_bounded_and_keeps_no_key_itself(settings: Settin
         huge = "x" * (4 * 1024 * 1024)
         for n in range(20):
             assert await cache.resolve(f"{huge}{n}") is None
+        assert len(cache) == 0  # longer than any key: not even looked up, so not remembered
+        for n in range(20):
+            assert await cache.resolve(f"erp_{n:043d}") is None
         keys = [container.catalog.register(f"Cached {n}", MAIN_DATABASE) for n in range(8)]
         registered = [await k for k in keys]
         for account, _ in registered:

@@ -1,4 +1,5 @@
-"""One command pipeline per tenant database, each with its projector wake-up and stream cache."""
+"""One command pipeline per tenant database, each with its projector wake-up; one stream cache for all
+(its bound in bytes is the process's, whatever the number of databases)."""
 
 from __future__ import annotations
 
@@ -25,12 +26,14 @@ class CommandPipelines:
         *,
         cache_ttl: float = CUSTOMISATIONS_TTL,
         invalidations: Invalidations | None = None,
+        stream_cache: StreamCache | None = None,
     ) -> None:
         self._databases = databases
         self._store = store
         self._commands = commands
         self._cache_ttl = cache_ttl
         self._invalidations = invalidations
+        self._stream_cache = StreamCache() if stream_cache is None else stream_cache
         self._services: dict[str, CommandService] = {}
         self._wakeups: dict[str, ProjectorWakeup] = {}
 
@@ -46,7 +49,7 @@ class CommandPipelines:
                 self._store,
                 self._commands,
                 wakeup=wakeup,
-                cache=StreamCache(),
+                cache=self._stream_cache,
                 customisations=customisations,
             )
             self._services[route.database] = service

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
 from commands.model import Aggregate
 from commands.store.event_store import AppendResult, CommandLogEntry, CommandMetadata, StreamWrite
 from commands.store.feed import Executor, RecordedEvent
-from commands.stream_cache import CachedEvent, History, StreamCache
+from commands.stream_cache import CachedEvent, History, StreamCache, event_bytes
 
 A = TypeVar("A", bound=Aggregate)
 
@@ -90,10 +90,14 @@ class UnitOfWork:
             return cached or ()
         after = cached[-1].stream_revision if cached else 0
         loaded = await self._store.load(self.executor, self.account_id, stream_id, after)
-        history = (cached or ()) + tuple(CachedEvent(e.stream_revision, e.name, e.payload) for e in loaded)
+        history = (cached or ()) + tuple(self._event(e.stream_revision, e.name, e.payload) for e in loaded)
         if self._cache is not None and history:
             self._cache.put(self.account_id, stream_id, history)
         return history
+
+    def _event(self, revision: int, name: str, payload: Mapping[str, Any]) -> CachedEvent:
+        """A history's event; weighed (`event_bytes`) only when there is a cache to put it in."""
+        return CachedEvent(revision, name, payload, event_bytes(payload) if self._cache is not None else 0)
 
     @property
     def read_without_writing(self) -> bool:
@@ -116,7 +120,7 @@ class UnitOfWork:
             for write in writes:
                 if write.events:
                     new = tuple(
-                        CachedEvent(write.expected_revision + offset, pending.name, pending.payload)
+                        self._event(write.expected_revision + offset, pending.name, pending.payload)
                         for offset, pending in enumerate(write.events, start=1)
                     )
                     self._cache.put(self.account_id, write.stream_id, self._histories[write.stream_id] + new)

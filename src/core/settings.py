@@ -53,6 +53,11 @@ class Settings:
     move waits twice that before it removes an account's old copy."""
     account_concurrency: int = field(default_factory=lambda: int(_env("ERP_ACCOUNT_CONCURRENCY", "4")))
     """Commands of one account in progress at once in one API process; the rest wait their turn."""
+    stream_cache_bytes: int = field(
+        default_factory=lambda: int(_env("ERP_STREAM_CACHE_BYTES", str(64 * 1024 * 1024)))
+    )
+    """Estimated bytes of recent streams' events one API process keeps (64 MiB), an account at most
+    an eighth of them (`commands.stream_cache`); 0 keeps none."""
 
     @property
     def databases(self) -> dict[str, str]:

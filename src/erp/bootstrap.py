@@ -23,6 +23,7 @@ from commands.handlers import CommandSpec
 from commands.pipelines import CommandPipelines
 from commands.registry import COMMANDS
 from commands.store.event_store import EventStore
+from commands.stream_cache import StreamCache
 from core.invalidations import CUSTOMISATIONS, ROUTES, Invalidations, listening
 from core.redis_client import RedisClient, redis_client
 from core.redis_pubsub import ClusterChannelsBackend, Publisher
@@ -81,6 +82,7 @@ class Container:
             COMMANDS if commands is None else commands,
             cache_ttl=settings.cache_ttl,
             invalidations=self.invalidations,
+            stream_cache=StreamCache(settings.stream_cache_bytes),
         )
         self.projections = ProjectionOperations(self.databases, self.catalog, self.temporal)
         self.health = HealthChecks(self.databases, self.redis, self.temporal)

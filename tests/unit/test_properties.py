@@ -340,13 +340,15 @@ def test_the_pipeline_keeps_the_store_consistent_and_the_cache_changes_no_answer
     * an accepted one answers the stream's new revision and each stream type's last SequenceNumber,
       with a token that reads back as those positions;
     * a customer's OpenAmount is always what its open orders add up to;
-    * two API processes, each with its own stream cache, on one store, answer exactly what one
-      process without a cache answers, and store exactly the same events.
+    * two API processes, each with its own stream cache (one of them tiny), on one store, answer
+      exactly what one process without a cache answers, and store exactly the same events.
     """
     reference = MemoryEventStore()
     plain = service(reference)
     shared = MemoryEventStore()
-    processes = [service(shared, StreamCache()), service(shared, StreamCache())]
+    # One cache as configured, one so small that streams are evicted, refused as too big, and
+    # evicted by their own account's share all the time.
+    processes = [service(shared, StreamCache()), service(shared, StreamCache(12_000, account_share=0.5))]
 
     async def scenario() -> None:
         for process, (name, fields) in [*SETUP, *steps]:

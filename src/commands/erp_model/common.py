@@ -28,11 +28,19 @@ ADDRESS = (
     Attr("PostalCode", max_length=20, required=False),
     Attr("Country", max_length=2),
 )
-ADDRESSES = Attr("Addresses", Type.RECORDS, required=False, fields=ADDRESS)
+MAX_ADDRESSES = 100
+"""A party's addresses (each ChangeAddress adds one): billing, delivery and visiting addresses of
+every site, and the old ones; a chain with more sites gives each its own party."""
+MAX_ORDER_LINES = 1_000
+"""Order lines: business orders have tens of lines, EDI replenishment orders a few hundred; ERPs
+advise splitting orders beyond about a thousand (every change, delivery and invoice of an order
+reads and writes all its lines). 1,000 lines are about 60 kB of JSON, well within a 1 MiB body."""
+ADDRESSES = Attr("Addresses", Type.RECORDS, required=False, fields=ADDRESS, max_items=MAX_ADDRESSES)
 ORDER_LINES = Attr(
     "OrderLines",
     Type.RECORDS,
     min_items=1,
+    max_items=MAX_ORDER_LINES,
     fields=(
         Attr("ProductCode", max_length=100),
         Attr("Quantity", Type.INTEGER, minimum=1, maximum=1_000_000),

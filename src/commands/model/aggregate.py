@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 import msgspec
 
+from commands.errors import BusinessRuleViolation
 from commands.model.language import Change, Element
 from commands.store.event_store import PendingEvent
 
@@ -88,6 +89,11 @@ class ModelAggregate(Aggregate):
             raise ValueError(f"{name} is not an event of {self.element.name}")
         typed = msgspec.convert(dict(payload), self.model.event_types[key], str_keys=True)
         wire = msgspec.to_builtins(typed)
+        for attr, _ in decl.change.append:
+            limit = self.element.attribute(attr).max_items
+            held = len(self.state.get(attr) or ())
+            if limit is not None and held >= limit:
+                raise BusinessRuleViolation(f"{attr} holds at most {limit}; {self.stream_id} has {held}")
         apply_change(self.state, decl.change, wire)
         self._raised.append((name, wire))
 

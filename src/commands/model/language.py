@@ -62,6 +62,9 @@ class Attr:
     maximum: int | None = None
     fields: tuple[Attr, ...] = ()
     min_items: int | None = None
+    max_items: int | None = None
+    """For records: the most a list may hold (a command naming more is refused, 422; an event that
+    would append one more to a full list too)."""
     references: str | None = None
     """For an id: the element it points to (a relation such as `party`)."""
     searched: bool = False

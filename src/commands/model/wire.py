@@ -56,7 +56,8 @@ def python_type(attr: Attr, owner: str) -> Any:
         base = record_struct(f"{owner}{attr.name}", attr.fields)
     else:
         record = record_struct(f"{owner}{singular(attr.name)}", attr.fields)
-        base = Annotated[list[record], msgspec.Meta(min_length=attr.min_items)]  # type: ignore[valid-type]
+        items = msgspec.Meta(min_length=attr.min_items, max_length=attr.max_items)  # maxItems in OpenAPI
+        base = Annotated[list[record], items]  # type: ignore[valid-type]
     return base if attr.required else base | None
 
 

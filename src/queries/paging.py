@@ -2,21 +2,40 @@
 
 A cursor is the sort key of the last item sent (URL-safe base64 of its JSON), so a page starts
 exactly after it whatever was inserted meanwhile, and the database seeks instead of skipping.
+A page also ends before `MAX_PAGE_BYTES` of JSON, whatever `Limit` asked: a page of big orders
+holds fewer items, and its `Next` goes on from the first one it left out.
 """
 
 from __future__ import annotations
 
 import base64
 import binascii
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any, Generic, TypeVar
 
+import asyncpg
 import msgspec
+from litestar.serialization import encode_json
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
-Limit = Annotated[int, msgspec.Meta(ge=1, le=MAX_LIMIT, description=f"Items per page (at most {MAX_LIMIT}).")]
+MAX_PAGE_BYTES = 1024 * 1024
+"""A list query's answer takes at most this many bytes (but for a page whose one item is bigger)."""
+ENVELOPE = 256
+"""Bytes of an answer beside its items: `{"Items":[...],"Next":"<cursor>"}`."""
+FIRST_ROWS = 16
+"""Rows a page of possibly big rows reads first, before it knows how big they are."""
+Limit = Annotated[
+    int,
+    msgspec.Meta(
+        ge=1,
+        le=MAX_LIMIT,
+        description=f"Items per page (at most {MAX_LIMIT}); a page also ends before its answer "
+        f"passes {MAX_PAGE_BYTES // 1024 // 1024} MiB (an item bigger than that alone is a page of its own), "
+        "so follow Next until it is absent.",
+    ),
+]
 
 T = TypeVar("T")
 
@@ -51,9 +70,79 @@ def decode_cursor(raw: str, types: tuple[type, ...]) -> tuple[Any, ...]:
         raise refused from None
 
 
-def page_of(rows: Sequence[T], limit: int, key: Any) -> Page[T]:
-    """The first `limit` rows (the query fetched one more to know whether a next page exists)."""
-    if len(rows) <= limit:
-        return Page(list(rows))
-    kept = list(rows[:limit])
-    return Page(kept, encode_cursor(key(kept[-1])))
+class _Builder:
+    """A page filled item by item until the next would pass `limit` items or `max_bytes`."""
+
+    def __init__(
+        self,
+        limit: int,
+        max_bytes: int,
+        key: Callable[[asyncpg.Record], Sequence[Any]],
+        view: Callable[[asyncpg.Record], Any],
+    ) -> None:
+        self.limit, self.max_bytes, self.key, self.view = limit, max_bytes, key, view
+        self.items: list[msgspec.Raw] = []
+        self.size = ENVELOPE
+        self.next: str | None = None
+        self._last: asyncpg.Record | None = None
+
+    def add(self, row: asyncpg.Record) -> bool:
+        """Take the row's item; False (and `next` set) if the page is full without it."""
+        if self._last is not None and len(self.items) == self.limit:
+            return self._full(self._last)
+        encoded = encode_json(self.view(row))
+        if self._last is not None and self.size + len(encoded) + 1 > self.max_bytes:
+            return self._full(self._last)
+        self.items.append(msgspec.Raw(encoded))
+        self.size += len(encoded) + 1
+        self._last = row
+        return True
+
+    def _full(self, last: asyncpg.Record) -> bool:
+        self.next = encode_cursor(self.key(last))
+        return False
+
+    def rows_wanted(self) -> int:
+        """Rows to fetch next: as many as may still fit, by the items' sizes so far, and one more."""
+        room = self.limit - len(self.items)
+        average = max(1, (self.size - ENVELOPE) // max(1, len(self.items)))
+        return max(0, min(room, (self.max_bytes - self.size) // average)) + 1
+
+
+async def fetch_page(
+    connection: asyncpg.Connection[Any],
+    sql: str,
+    args: Sequence[Any],
+    *,
+    limit: int,
+    key: Callable[[asyncpg.Record], Sequence[Any]],
+    view: Callable[[asyncpg.Record], Any],
+    max_bytes: int = MAX_PAGE_BYTES,
+    first_rows: int = FIRST_ROWS,
+) -> Page[msgspec.Raw]:
+    """A page of `sql`'s rows (in `key` order, at most `limit` + 1 of them: the +1 tells whether a
+    next page exists), each turned into its item by `view` and encoded as the answer will hold it.
+
+    The page ends before the item that would take it past `limit` items or `max_bytes` of JSON
+    (never empty: an item bigger than that alone is a page of its own), and `next` continues from
+    there. Rows are read through a cursor, `first_rows` first, then as many as the sizes so far
+    say may fit, so a page of big rows never holds more than a few beyond what it sends (a cursor
+    needs a transaction: every query runs in its account's); a query whose rows are all small
+    passes `first_rows` > `limit` and is read in one round trip.
+    """
+    page = _Builder(limit, max_bytes, key, view)
+    if first_rows > limit:
+        for row in await connection.fetch(sql, *args):
+            if not page.add(row):
+                break
+        return Page(page.items, page.next)
+    cursor = await connection.cursor(sql, *args)
+    wanted = first_rows
+    while True:
+        rows = await cursor.fetch(wanted)
+        for row in rows:
+            if not page.add(row):
+                return Page(page.items, page.next)
+        if len(rows) < wanted:
+            return Page(page.items, page.next)
+        wanted = page.rows_wanted()

@@ -19,7 +19,7 @@ import asyncpg
 import msgspec
 
 from core.text import Name
-from queries.paging import DEFAULT_LIMIT, Limit, Page, decode_cursor, page_of
+from queries.paging import DEFAULT_LIMIT, MAX_LIMIT, Limit, Page, decode_cursor, fetch_page
 
 
 class QueryParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="pascal"):
@@ -151,24 +151,32 @@ def _custom(value: Any) -> dict[str, Any] | None:
     return value or None
 
 
-async def get_orders(connection: asyncpg.Connection[Any], params: GetOrders) -> Page[OrderView]:
+SMALL_ROWS = MAX_LIMIT + 1
+"""`first_rows` for a query whose rows are all small (ids, a name, an amount, a time: under 1 kB),
+so that a whole page of them is read in one round trip."""
+
+
+def _order(r: asyncpg.Record) -> OrderView:
+    return OrderView(
+        r["order_id"],
+        r["customer_name"],
+        r["status"],
+        r["total"],
+        r["order_lines"],
+        r["customer_id"],
+        _custom(r["custom"]),
+    )
+
+
+async def get_orders(connection: asyncpg.Connection[Any], params: GetOrders) -> Page[Any]:
     after = params.seek(datetime, UUID)
-    rows = await connection.fetch(_GET_ORDERS, params.customer_name, *after, params.limit + 1)
-    page = page_of(rows, params.limit, lambda r: (r["created_at"], r["order_id"]))
-    return Page(
-        [
-            OrderView(
-                r["order_id"],
-                r["customer_name"],
-                r["status"],
-                r["total"],
-                r["order_lines"],
-                r["customer_id"],
-                _custom(r["custom"]),
-            )
-            for r in page.items
-        ],
-        page.next,
+    return await fetch_page(
+        connection,
+        _GET_ORDERS,
+        (params.customer_name, *after, params.limit + 1),
+        limit=params.limit,
+        key=lambda r: (r["created_at"], r["order_id"]),
+        view=_order,
     )
 
 
@@ -213,12 +221,16 @@ _GET_CUSTOMERS = {
 }
 
 
-async def get_customers(connection: asyncpg.Connection[Any], params: GetCustomers) -> Page[CustomerView]:
+async def get_customers(connection: asyncpg.Connection[Any], params: GetCustomers) -> Page[Any]:
     after = params.seek(str, UUID)
-    sql = _GET_CUSTOMERS[params.workarea_id is not None]
-    rows = await connection.fetch(sql, params.workarea_id, *after, params.limit + 1)
-    page = page_of(rows, params.limit, lambda r: (r["sort_name"], r["id"]))
-    return Page([_customer(r, detail=False) for r in page.items], page.next)
+    return await fetch_page(
+        connection,
+        _GET_CUSTOMERS[params.workarea_id is not None],
+        (params.workarea_id, *after, params.limit + 1),
+        limit=params.limit,
+        key=lambda r: (r["sort_name"], r["id"]),
+        view=lambda r: _customer(r, detail=False),
+    )
 
 
 async def get_customer(connection: asyncpg.Connection[Any], params: GetCustomer) -> Page[CustomerView]:
@@ -243,21 +255,22 @@ _OPEN_INVOICES = {
 }
 
 
-async def get_open_invoices(
-    connection: asyncpg.Connection[Any], params: GetOpenInvoices
-) -> Page[InvoiceView]:
+def _invoice(r: asyncpg.Record) -> InvoiceView:
+    return InvoiceView(
+        r["id"], r["order_id"], r["amount"], r["customer_name"], r["created_at"], r["customer_id"]
+    )
+
+
+async def get_open_invoices(connection: asyncpg.Connection[Any], params: GetOpenInvoices) -> Page[Any]:
     after = params.seek(datetime, UUID)
-    sql = _OPEN_INVOICES[params.customer_id is not None]
-    rows = await connection.fetch(sql, params.customer_id, *after, params.limit + 1)
-    page = page_of(rows, params.limit, lambda r: (r["created_at"], r["id"]))
-    return Page(
-        [
-            InvoiceView(
-                r["id"], r["order_id"], r["amount"], r["customer_name"], r["created_at"], r["customer_id"]
-            )
-            for r in page.items
-        ],
-        page.next,
+    return await fetch_page(
+        connection,
+        _OPEN_INVOICES[params.customer_id is not None],
+        (params.customer_id, *after, params.limit + 1),
+        limit=params.limit,
+        key=lambda r: (r["created_at"], r["id"]),
+        view=_invoice,
+        first_rows=SMALL_ROWS,
     )
 
 
@@ -274,16 +287,20 @@ LIMIT $4
 """
 
 
-async def get_deliveries(connection: asyncpg.Connection[Any], params: GetDeliveries) -> Page[DeliveryView]:
+def _delivery(r: asyncpg.Record) -> DeliveryView:
+    return DeliveryView(r["id"], r["order_id"], r["workarea_id"], r["customer_name"], r["created_at"])
+
+
+async def get_deliveries(connection: asyncpg.Connection[Any], params: GetDeliveries) -> Page[Any]:
     after = params.seek(datetime, UUID)
-    rows = await connection.fetch(_DELIVERIES, params.workarea_id, *after, params.limit + 1)
-    page = page_of(rows, params.limit, lambda r: (r["created_at"], r["id"]))
-    return Page(
-        [
-            DeliveryView(r["id"], r["order_id"], r["workarea_id"], r["customer_name"], r["created_at"])
-            for r in page.items
-        ],
-        page.next,
+    return await fetch_page(
+        connection,
+        _DELIVERIES,
+        (params.workarea_id, *after, params.limit + 1),
+        limit=params.limit,
+        key=lambda r: (r["created_at"], r["id"]),
+        view=_delivery,
+        first_rows=SMALL_ROWS,
     )
 
 

@@ -123,6 +123,7 @@ def settings(database_url: str, temporal_address: str) -> Settings:
         operator_token=OPERATOR_TOKEN,
         http_port=free_port(),
         cache_ttl=1.0,  # keys revoked or expired in SQL stop working within a second
+        auth_failures=0,  # the suite's refused keys all come from 127.0.0.1 (tests/e2e/test_auth_failures.py)
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ipaddress
 import os
 from dataclasses import dataclass, field, replace
 
@@ -17,6 +18,21 @@ def _flag(name: str) -> bool:
 
 
 MAIN_DATABASE = "main"
+DEV_OPERATOR_TOKEN = "dev-operator-token"
+"""The operator token when ERP_OPERATOR_TOKEN is unset: for a machine's own loopback only."""
+MIN_EXPOSED_TOKEN = 16
+"""Characters an operator token needs at least before the API listens beyond loopback."""
+
+
+def is_loopback(host: str) -> bool:
+    """True for `localhost` and loopback addresses (127.0.0.0/8, ::1); False for 0.0.0.0, ::, and
+    any other name or address."""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +50,7 @@ class Settings:
     temporal_namespace: str = field(default_factory=lambda: _env("TEMPORAL_NAMESPACE", "default"))
     task_queue: str = field(default_factory=lambda: _env("ERP_TASK_QUEUE", ""))
     """Empty: the deployment's own queue (`core.deployment`), so two deployments never share one."""
-    operator_token: str = field(default_factory=lambda: _env("ERP_OPERATOR_TOKEN", "dev-operator-token"))
+    operator_token: str = field(default_factory=lambda: _env("ERP_OPERATOR_TOKEN", DEV_OPERATOR_TOKEN))
     http_port: int = field(default_factory=lambda: int(_env("ERP_HTTP_PORT", "8000")))
     http_host: str = field(default_factory=lambda: _env("ERP_HTTP_HOST", "127.0.0.1"))
     partitions: int = field(default_factory=lambda: int(_env("ERP_PARTITIONS", "16")))
@@ -51,6 +67,9 @@ class Settings:
     cache_ttl: float = field(default_factory=lambda: float(_env("ERP_CACHE_TTL", "60")))
     """Seconds an API process serves a key's route and an account's definitions without asking; a
     move waits twice that before it removes an account's old copy."""
+    auth_failures: int = field(default_factory=lambda: int(_env("ERP_AUTH_FAILURES", "30")))
+    """Failed authentications a client address may make per minute in one API process before it is
+    answered 429 (0: no limit)."""
     account_concurrency: int = field(default_factory=lambda: int(_env("ERP_ACCOUNT_CONCURRENCY", "4")))
     """Commands of one account in progress at once in one API process; the rest wait their turn."""
     stream_cache_bytes: int = field(
@@ -58,6 +77,20 @@ class Settings:
     )
     """Estimated bytes of recent streams' events one API process keeps (64 MiB), an account at most
     an eighth of them (`commands.stream_cache`); 0 keeps none."""
+
+    def check_exposure(self) -> None:
+        """Raises ValueError when the API would listen beyond loopback (ERP_HTTP_HOST) with the
+        development operator token, or one short enough to guess: anyone who can reach the port
+        could then onboard, move and rebuild accounts."""
+        if is_loopback(self.http_host):
+            return
+        if self.operator_token == DEV_OPERATOR_TOKEN or len(self.operator_token) < MIN_EXPOSED_TOKEN:
+            raise ValueError(
+                f"ERP_HTTP_HOST={self.http_host} listens beyond this machine, so ERP_OPERATOR_TOKEN "
+                f"must be a secret of your own of at least {MIN_EXPOSED_TOKEN} characters, not "
+                + ("the development token" if self.operator_token == DEV_OPERATOR_TOKEN else "one this short")
+                + " (for example: python -c 'import secrets; print(secrets.token_urlsafe(32))')"
+            )
 
     @property
     def databases(self) -> dict[str, str]:

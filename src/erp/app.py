@@ -48,6 +48,7 @@ class AfterChannels(InitPluginProtocol):
 def create_app(settings: Settings | None = None, model: Model | None = None) -> Litestar:
     """The API, configured from `settings` (the environment by default), serving `model` (the ERP)."""
     settings = settings or Settings()
+    settings.check_exposure()  # ValueError: never listen beyond loopback with a guessable operator token
     commands = COMMANDS if model is None else command_specs(model)
     tracing = configure_telemetry("erp-api") is not None
     container = Container(settings, commands=commands)
@@ -62,7 +63,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
     operators = Router(
         "/",
         route_handlers=[AccountController, ProjectionController],
-        guards=[operator_guard(settings.operator_token)],
+        guards=[operator_guard(settings.operator_token, container.auth_failures)],
     )
     return Litestar(
         route_handlers=[

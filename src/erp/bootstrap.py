@@ -34,6 +34,7 @@ from queries.deps import query_dependencies
 from queries.notifications import Notifier
 from queries.reader import ReadModels
 from queries.waiter import ConsistencyWaiter
+from tenancy.auth_failures import AuthFailures
 from tenancy.bulkhead import AccountBulkhead
 from tenancy.catalog import AccountCatalog
 from tenancy.deps import tenancy_dependencies
@@ -114,6 +115,12 @@ class Container:
         return AccountRateLimiter(self.settings.redis_url, limit, cluster=self.settings.redis_cluster)
 
     @cached_property
+    def auth_failures(self) -> AuthFailures | None:
+        """Failed authentications per client address in this process (None when ERP_AUTH_FAILURES=0)."""
+        limit = self.settings.auth_failures
+        return AuthFailures(limit) if limit else None
+
+    @cached_property
     def read_models(self) -> ReadModels:
         return ReadModels(self.databases, ConsistencyWaiter(self.channels))
 
@@ -142,6 +149,7 @@ class Container:
                 self.moves,
                 self.command_limiter,
                 AccountBulkhead(self.settings.account_concurrency),
+                self.auth_failures,
             ),
             **command_dependencies(self.commands),
             **query_dependencies(self.read_models),

@@ -7,10 +7,12 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import Guard
 
 from core.problems import problem
 from core.telemetry import ACCOUNT_ID
+from tenancy.auth_failures import AuthFailures
 from tenancy.catalog import API_KEY_LENGTH, AccountStatus
 from tenancy.keys import KeyCache
 from tenancy.routing import Route
@@ -39,13 +41,47 @@ def bearer_token(
     return token
 
 
-async def authenticate(keys: KeyCache, connection: ASGIConnection[Any, Any, Any, Any]) -> Route:
+def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
+    """The client's address as the server saw it (behind a proxy: as the proxy headers say, where
+    the server trusts them)."""
+    return connection.client.host if connection.client else "unknown"
+
+
+def _refuse_if_over(failures: AuthFailures | None, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    """429 with Retry-After when the client's address failed to authenticate too often lately."""
+    if failures is not None and (wait := failures.retry_after(client_address(connection))):
+        raise problem(
+            429,
+            f"too many failed authentications from this address; retry after {wait} s",
+            {"Retry-After": str(wait)},
+        )
+
+
+def _failed(failures: AuthFailures | None, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+    if failures is not None:
+        failures.failed(client_address(connection))
+
+
+async def authenticate(
+    keys: KeyCache,
+    connection: ASGIConnection[Any, Any, Any, Any],
+    failures: AuthFailures | None = None,
+) -> Route:
     """Where the request's account lives, decided by its API key alone.
 
     401 for a missing, unknown, revoked or expired key, or an account that is not active; 503 with
-    Retry-After while the account is still being onboarded.
+    Retry-After while the account is still being onboarded; 429 for an address that failed too
+    often lately (`failures`), unless its key is one this process already knows.
     """
-    owner = await keys.resolve(bearer_token(connection))
+    try:
+        token = bearer_token(connection)
+    except ProblemDetailsException:
+        _refuse_if_over(failures, connection)
+        _failed(failures, connection)
+        raise
+    if not keys.knows(token):
+        _refuse_if_over(failures, connection)
+    owner = await keys.resolve(token)
     ACCOUNT_ID.set(str(owner.route.account_id) if owner else "")
     if owner is not None and owner.status == AccountStatus.ONBOARDING:
         raise problem(
@@ -54,6 +90,7 @@ async def authenticate(keys: KeyCache, connection: ASGIConnection[Any, Any, Any,
             {"Retry-After": "1"},
         )
     if owner is None or not owner.active:
+        _failed(failures, connection)
         raise problem(
             401,
             "the API key is unknown, revoked or expired, or its account is not active",
@@ -65,13 +102,21 @@ async def authenticate(keys: KeyCache, connection: ASGIConnection[Any, Any, Any,
 OPERATOR_ONLY = "this endpoint needs the operator token"
 
 
-def operator_guard(token: str) -> Guard:
-    """A guard for operator endpoints: the bearer token must equal `token` (ERP_OPERATOR_TOKEN)."""
+def operator_guard(token: str, failures: AuthFailures | None = None) -> Guard:
+    """A guard for operator endpoints: the bearer token must equal `token` (ERP_OPERATOR_TOKEN).
+    An address that failed too often lately (`failures`) gets 429 before its token is looked at."""
     expected = token.encode()
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        presented = bearer_token(connection, len(expected), OPERATOR_ONLY)
-        if not hmac.compare_digest(presented.encode("latin-1"), expected):
+        _refuse_if_over(failures, connection)
+        try:
+            presented = bearer_token(connection, len(expected), OPERATOR_ONLY)
+            matches = hmac.compare_digest(presented.encode("latin-1"), expected)
+        except ProblemDetailsException:
+            _failed(failures, connection)
+            raise
+        if not matches:
+            _failed(failures, connection)
             raise problem(401, OPERATOR_ONLY, {"WWW-Authenticate": "Bearer"})
 
     return guard

@@ -12,6 +12,7 @@ from litestar import Request
 from litestar.di import NamedDependency, Provide
 
 from tenancy.auth import authenticate, bearer_token
+from tenancy.auth_failures import AuthFailures
 from tenancy.bulkhead import AccountBulkhead
 from tenancy.catalog import AccountCatalog
 from tenancy.fences import AccountElsewhere
@@ -29,11 +30,13 @@ def tenancy_dependencies(
     moves: AccountMoves,
     limiter: AccountRateLimiter | None,
     bulkhead: AccountBulkhead,
+    failures: AuthFailures | None,
 ) -> dict[str, Provide]:
-    """`limiter` None: no rate limit (ERP_COMMAND_RATE=0)."""
+    """`limiter` None: no rate limit (ERP_COMMAND_RATE=0); `failures` None: no limit on failed
+    authentications (ERP_AUTH_FAILURES=0)."""
 
     async def tenant(request: Request[Any, Any, Any]) -> AsyncIterator[Route]:
-        route = await authenticate(keys, request)
+        route = await authenticate(keys, request, failures)
         try:
             yield route
         except AccountElsewhere:

@@ -68,6 +68,11 @@ class KeyCache:
             _put(self._known, hashed, (_until(now, self._ttl, owner.expires_at), owner), self._limits[0])
         return owner
 
+    def knows(self, api_key: str) -> bool:
+        """True when the key resolves from this cache, without the catalog (known, not expired)."""
+        known = self._known.get(hash_key(api_key))
+        return known is not None and known[0] > time.monotonic()
+
     def forget(self, api_key: str) -> None:
         """Resolve the key from the catalog next time (its account's route has changed)."""
         self._known.pop(hash_key(api_key), None)

@@ -11,6 +11,7 @@ import uvicorn
 import uvloop
 
 from core.settings import Settings
+from erp.http_protocol import ProblemHttpProtocol
 
 
 class _SignalFreeServer(uvicorn.Server):
@@ -34,6 +35,7 @@ def api_server(settings: Settings, *, capture_signals: bool = True) -> uvicorn.S
         log_level="warning",
         log_config=None,  # uvicorn's loggers propagate to the JSON handler
         access_log=False,
+        http=ProblemHttpProtocol,  # what uvicorn cannot parse is a problem+json 400 too
     )
     return uvicorn.Server(config) if capture_signals else _SignalFreeServer(config)
 
@@ -45,10 +47,15 @@ def api(
     from core.telemetry import configure_logging
 
     configure_logging()
-    if workers == 1:
-        api_server(Settings()).run()
-        return
     settings = Settings()
+    try:
+        settings.check_exposure()
+    except ValueError as error:
+        typer.echo(f"erp api: {error}", err=True)
+        raise typer.Exit(2) from None
+    if workers == 1:
+        api_server(settings).run()
+        return
     uvicorn.run(
         "erp.app:serve_app",
         factory=True,
@@ -58,6 +65,7 @@ def api(
         log_level="warning",
         log_config=None,
         access_log=False,
+        http=ProblemHttpProtocol,
     )
 
 

@@ -77,8 +77,13 @@ _DEFINITIONS = "SELECT element, attribute, type, required, max_length FROM erp_c
 
 CUSTOMISATIONS_TTL = 60.0
 """Seconds an account's definitions are served without asking the database, at most."""
-MAX_ACCOUNTS = 100_000
-"""Accounts whose definitions one process keeps at most (the oldest go first)."""
+MAX_BYTES = 32 * 1024 * 1024
+"""Estimated bytes of definitions one tenant database's pipeline keeps at most (the accounts read
+longest ago go first): 80,000 accounts without any, or 10,000 with five each."""
+ACCOUNT_BYTES = 400
+"""An account's entry without definitions: its id, its expiry, its dictionary (measured: ~300)."""
+DEFINITION_BYTES = 600
+"""One definition: a CustomAttribute, its strings and its dictionary slot (measured: ~450)."""
 
 
 class Customisations:
@@ -90,11 +95,15 @@ class Customisations:
         pool: asyncpg.Pool[Any],
         ttl: float = CUSTOMISATIONS_TTL,
         invalidations: Invalidations | None = None,
+        max_bytes: int = MAX_BYTES,
     ) -> None:
         self._pool = pool
         self._ttl = ttl
         self._invalidations = invalidations
-        self._cache: dict[UUID, tuple[float, dict[str, dict[str, CustomAttribute]]]] = {}
+        self._cache: dict[UUID, tuple[float, dict[str, dict[str, CustomAttribute]], int]] = {}
+        """By account: until when, the definitions, their estimated bytes."""
+        self._max_bytes = max_bytes
+        self.bytes = 0
 
     async def for_account(
         self, account_id: UUID, *, fresh: bool = False
@@ -111,15 +120,20 @@ class Customisations:
             definitions.setdefault(r["element"], {})[r["attribute"]] = CustomAttribute(
                 r["element"], r["attribute"], r["type"], r["required"], r["max_length"]
             )
-        self._cache.pop(account_id, None)
-        while len(self._cache) >= MAX_ACCOUNTS:
-            del self._cache[next(iter(self._cache))]
-        self._cache[account_id] = (now + self._ttl, definitions)
+        self.forget(account_id)
+        size = ACCOUNT_BYTES + DEFINITION_BYTES * len(rows)
+        if size <= self._max_bytes // 8:  # an account's thousands of definitions are read each time
+            while self.bytes + size > self._max_bytes:
+                self.forget(next(iter(self._cache)))
+            self._cache[account_id] = (now + self._ttl, definitions, size)
+            self.bytes += size
         return definitions
 
     def forget(self, account_id: UUID) -> None:
         """Read the account's definitions from the database next time (one was defined)."""
-        self._cache.pop(account_id, None)
+        entry = self._cache.pop(account_id, None)
+        if entry is not None:
+            self.bytes -= entry[2]
 
     async def define(self, account_id: UUID, attribute: CustomAttribute) -> bool:
         """Add a definition; False if the account already has one of that name on that element."""
@@ -135,7 +149,7 @@ class Customisations:
                 attribute.required,
                 attribute.max_length,
             )
-        self._cache.pop(account_id, None)
+        self.forget(account_id)
         defined = bool(status.endswith(" 1"))
         if defined and self._invalidations is not None:
             await self._invalidations.publish(CUSTOMISATIONS, account_id)

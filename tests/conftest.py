@@ -29,6 +29,7 @@ from core.settings import Settings
 from core.telemetry import configure_telemetry
 from erp.app import create_app
 from erp.devserver import create_database, drop_database, free_port, start_temporal, with_database
+from erp.http_protocol import ProblemHttpProtocol
 from erp.migrate import upgrade_async
 from erp.worker import run_worker
 from tests.redis_cluster import ClusterNodes, redis_cluster
@@ -159,7 +160,9 @@ async def worker(settings: Settings) -> AsyncIterator[None]:
 
 
 async def serve(app: Any, port: int) -> tuple[uvicorn.Server, asyncio.Task[None]]:
-    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
+    config = uvicorn.Config(
+        app, host="127.0.0.1", port=port, log_level="warning", lifespan="on", http=ProblemHttpProtocol
+    )
     server = uvicorn.Server(config)
     task = asyncio.create_task(server.serve())
     while not server.started:

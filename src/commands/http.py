@@ -25,6 +25,7 @@ from commands.openapi import MAX_IDEMPOTENCY_KEY
 from commands.service import CommandResult, CommandService
 from commands.store.event_store import ConcurrencyConflict
 from core.problems import problem, problem_responses
+from core.strict_body import StrictBody
 from tenancy.fences import AccountElsewhere
 from tenancy.routing import Route
 
@@ -109,6 +110,8 @@ class CustomisationController(Controller):
         status_code=201,
         summary="Add a custom attribute to an element",
         responses=problem_responses(400, 401, 409, 422, 429, 503),
+        dto=StrictBody[DefineAttribute],  # strict, as command bodies: "MaxLength": "10" is a 422
+        return_dto=None,
     )
     async def define(
         self,

@@ -38,7 +38,7 @@ from commands.store.event_store import (
 from commands.store.wakeup import ProjectorWakeup
 from commands.stream_cache import StreamCache
 from commands.unit_of_work import Store, UnitOfWork
-from core import metrics
+from core import bodies, metrics
 from core.telemetry import traced
 from core.tokens import encode_token
 
@@ -110,21 +110,18 @@ class CommandService:
         self._max_attempts = max_attempts
 
     def parse(self, name: str, body: bytes) -> ParsedCommand:
-        """Validate a command body; raises UnknownCommand, MalformedCommand or InvalidCommand."""
+        """Validate a command body (strictly, through `core.bodies.decode` like every JSON body); raises
+        UnknownCommand, MalformedCommand (not JSON, not UTF-8, nested too deeply) or InvalidCommand."""
         spec = self._commands.get(name)
         if spec is None:
             known = ", ".join(sorted(self._commands))
             raise UnknownCommand(f"there is no command named {name!r}; known commands: {known}")
         try:
-            message = msgspec.json.decode(body, type=spec.message)
-        except msgspec.ValidationError as error:
-            try:
-                msgspec.json.decode(body)
-            except msgspec.DecodeError:
-                raise MalformedCommand(f"the body is not valid JSON: {error}") from None
+            message = bodies.decode(body, spec.message)
+        except bodies.MalformedBody as error:
+            raise MalformedCommand(str(error)) from None
+        except bodies.InvalidBody as error:
             raise InvalidCommand(f"{name}: {error}") from None
-        except msgspec.DecodeError as error:
-            raise MalformedCommand(f"the body is not valid JSON: {error}") from None
         return self.prepare(name, message)
 
     def prepare(self, name: str, message: Command) -> ParsedCommand:

@@ -21,6 +21,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from temporalio.service import RPCError
 
+from core.bodies import EMPTY_BODY, InvalidBody, MalformedBody
 from core.temporal import TemporalUnavailable
 
 log = logging.getLogger(__name__)
@@ -67,7 +68,7 @@ def problem(
 def _from_http(exc: HTTPException) -> ProblemDetailsException:
     if isinstance(exc, ValidationException):
         if _missing_body(exc):
-            return problem(400, "the body is empty; send JSON", exc.headers)
+            return problem(400, EMPTY_BODY, exc.headers)
         # Well-formed input with a wrong, missing or unknown field: 422, naming the field.
         return problem(422, _validation_detail(exc), exc.headers)
     if exc.status_code == 400 and isinstance(exc.__cause__, SerializationException | msgspec.DecodeError):
@@ -148,6 +149,8 @@ def problem_details_plugin(
         HTTPException: _from_http,
         **{exc: _unavailable for exc in UNAVAILABLE},
         sqlalchemy.exc.DBAPIError: _from_sqlalchemy,
+        MalformedBody: lambda e: problem(400, str(e)),
+        InvalidBody: lambda e: problem(422, str(e)),
         **mapped,
     }
     return ProblemDetailsPlugin(ProblemDetailsConfig(exception_to_problem_detail_map=mapping))

@@ -14,6 +14,7 @@ from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, Requ
 from litestar.params import FromPath, JSONBody
 
 from core.problems import problem, problem_responses
+from core.strict_body import StrictBody
 from core.text import Name
 from tenancy.catalog import AccountCatalog, AccountStatus, ImportState
 from tenancy.imports import MAX_REPORTED, BadImport, parse_import
@@ -126,7 +127,14 @@ class AccountController(Controller):
     path = "/accounts"
     tags = ["operators"]
 
-    @post("/", status_code=201, summary="Onboard an account", responses=problem_responses(400, 401, 422, 503))
+    @post(
+        "/",
+        status_code=201,
+        summary="Onboard an account",
+        responses=problem_responses(400, 401, 422, 503),
+        dto=StrictBody[CreateAccount],
+        return_dto=None,
+    )
     async def create(
         self, data: JSONBody[CreateAccount], onboarding: NamedDependency[Onboarding]
     ) -> CreatedAccount:
@@ -193,6 +201,8 @@ class AccountController(Controller):
         status_code=202,
         summary="Move an account to another tenant database (a workflow)",
         responses=problem_responses(400, 401, 404, 409, 422, 503),
+        dto=StrictBody[MoveAccount],
+        return_dto=None,
     )
     async def move(
         self, account_id: FromPath[UUID], data: JSONBody[MoveAccount], moves: NamedDependency[AccountMoves]

@@ -13,6 +13,7 @@ from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, QueryParameter
 
+from core.bodies import decode
 from core.problems import problem, problem_responses
 from tenancy.catalog import UnknownAccount
 from workflows.operations import ProjectionOperations, UnknownProjection
@@ -89,13 +90,10 @@ class ProjectionController(Controller):
             projections.projection(name)
         except UnknownProjection as error:
             raise problem(404, str(error)) from None
+        # The body is optional (none: every account), so it is read here rather than as `data`, but
+        # by the same strict decoder: MalformedBody is a 400, InvalidBody a 422 (core.problems).
         body = await request.body()
-        try:
-            data = msgspec.json.decode(body, type=RebuildRequest) if body.strip() else RebuildRequest()
-        except msgspec.ValidationError as error:
-            raise problem(422, str(error)) from None
-        except msgspec.DecodeError as error:
-            raise problem(400, f"the body is not valid JSON: {error}") from None
+        data = decode(body, RebuildRequest) if body.strip() else RebuildRequest()
         try:
             handle = await projections.rebuild(name, data.account_id)
         except UnknownAccount as error:

@@ -28,7 +28,8 @@ IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
     "in": "header",
     "required": False,
-    "description": "Retries with the same key run once.",
+    "description": "Retries with the same key run once. A key is opaque and compared by its exact text "
+    "(a UUID and the same UUID upper-cased are two keys).",
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
 }
 

@@ -47,6 +47,12 @@ tracer = trace.get_tracer("erp.commands")
 IDEMPOTENCY_NAMESPACE = UUID("6f1c1f4e-3b7e-4d0c-9d36-5a0a8b1f2c11")
 
 _FIND_COMMAND = "SELECT command_name, request_hash, result FROM erp_find_command($1, $2)"
+_FIND_COMMAND_OR_LEGACY = """
+SELECT command_name, request_hash, result FROM (
+    SELECT 1 AS preference, * FROM erp_find_command($1, $2)
+    UNION ALL SELECT 2, * FROM erp_find_command($1, $3)
+) found ORDER BY preference LIMIT 1
+"""
 
 
 class _Unverified(Exception):
@@ -74,13 +80,29 @@ class ParsedCommand:
 
 
 def command_id_for(idempotency_key: str | None) -> tuple[UUID, bool]:
-    """(command id, whether it came from the client's Idempotency-Key)."""
+    """(command id, whether it came from the client's Idempotency-Key).
+
+    A key is opaque: its exact text decides, so `<uuid>`, the same upper-cased and in braces are three
+    keys (a UUID key used to be taken as that UUID, so all three were one command).
+    """
     if idempotency_key is None:
         return uuid.uuid4(), False
+    return uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key), True
+
+
+def legacy_command_id(idempotency_key: str | None) -> UUID | None:
+    """The id a key that reads as a UUID had before keys were compared exactly (the UUID itself), so
+    that a command logged before that change and retried after it is still answered from the log.
+
+    New commands are never logged under it, so it finds only what older versions logged. It can go
+    once no command logged before the change can still be retried.
+    """
+    if idempotency_key is None:
+        return None
     try:
-        return UUID(idempotency_key), True
+        return UUID(idempotency_key)
     except ValueError:
-        return uuid.uuid5(IDEMPOTENCY_NAMESPACE, idempotency_key), True
+        return None
 
 
 class CommandService:
@@ -158,6 +180,7 @@ class CommandService:
         self, account_id: UUID, command: ParsedCommand, idempotency_key: str | None
     ) -> CommandResult:
         command_id, idempotent = command_id_for(idempotency_key)
+        legacy = legacy_command_id(idempotency_key)
         spec = command.spec
         if spec.element:
             custom = getattr(command.message, "custom", None)
@@ -178,7 +201,10 @@ class CommandService:
             if self._cache is not None:
                 try:
                     return self._traced(
-                        span, await self._attempt(account_id, command, metadata, idempotent, trusted=True)
+                        span,
+                        await self._attempt(
+                            account_id, command, metadata, idempotent, trusted=True, legacy=legacy
+                        ),
                     )
                 except _Unverified:
                     pass  # decide again on loaded state
@@ -186,7 +212,7 @@ class CommandService:
             rechecked = False
             for attempt in range(1, self._max_attempts + 1):
                 try:
-                    result = await self._attempt(account_id, command, metadata, idempotent)
+                    result = await self._attempt(account_id, command, metadata, idempotent, legacy=legacy)
                 except ConcurrencyConflict:
                     # A pinned revision is final, except that an idempotent command looks once
                     # more: the conflicting append may have been its own concurrent retry.
@@ -218,12 +244,13 @@ class CommandService:
         idempotent: bool,
         *,
         trusted: bool = False,
+        legacy: UUID | None = None,
     ) -> CommandResult:
         """One try. A `trusted` try decides on cached state and raises _Unverified on any doubt."""
         if not trusted:
-            return await self._decide_and_append(account_id, command, metadata, idempotent, trusted)
+            return await self._decide_and_append(account_id, command, metadata, idempotent, trusted, legacy)
         try:
-            return await self._decide_and_append(account_id, command, metadata, idempotent, trusted)
+            return await self._decide_and_append(account_id, command, metadata, idempotent, trusted, legacy)
         except (CommandError, ConcurrencyConflict, CommandAlreadyLogged) as error:
             if isinstance(error, InvalidCommand | IdempotencyKeyReused):
                 raise
@@ -236,9 +263,10 @@ class CommandService:
         metadata: CommandMetadata,
         idempotent: bool,
         trusted: bool,
+        legacy: UUID | None = None,
     ) -> CommandResult:
         if idempotent:
-            logged = await self._pool.fetchrow(_FIND_COMMAND, account_id, metadata.command_id)
+            logged = await self._logged(account_id, metadata.command_id, legacy)
             if logged is not None:
                 return self._replayed(command, logged)
         uow = UnitOfWork(self._pool, account_id, self._store, self._cache, trust_cache=trusted)
@@ -249,7 +277,7 @@ class CommandService:
         except (BusinessRuleViolation, StreamNotFound) as refusal:
             if idempotent:
                 # Our own concurrent retry may have committed since we looked: answer as it did.
-                logged = await self._pool.fetchrow(_FIND_COMMAND, account_id, metadata.command_id)
+                logged = await self._logged(account_id, metadata.command_id, legacy)
                 if logged is not None:
                     return self._replayed(command, logged)
             primary = uow.primary
@@ -274,6 +302,12 @@ class CommandService:
         if self._wakeup is not None and appended.positions:
             self._wakeup.poke(appended.positions)
         return CommandResult.of(aggregate.stream_id, revision, appended.positions)
+
+    async def _logged(self, account_id: UUID, command_id: UUID, legacy: UUID | None) -> asyncpg.Record | None:
+        """The command's log entry, under its id or (logged by an older version) its key's legacy id."""
+        if legacy is None:
+            return await self._pool.fetchrow(_FIND_COMMAND, account_id, command_id)
+        return await self._pool.fetchrow(_FIND_COMMAND_OR_LEGACY, account_id, command_id, legacy)
 
     @staticmethod
     def _replayed(command: ParsedCommand, logged: asyncpg.Record) -> CommandResult:

@@ -50,6 +50,11 @@ async def run_query(spec: QuerySpec, request: Request[Any, Any, Any], reader: Te
         params = msgspec.convert(raw, spec.params, strict=False)
     except msgspec.ValidationError as error:
         raise problem(422, f"{spec.name}: {error}") from None
+    if isinstance(params, ListParams):
+        try:
+            params.seek()  # a cursor this query did not give is refused here, before any SQL
+        except InvalidCursor as error:
+            raise problem(422, f"{spec.name}: {error}") from None
     if token is not None:
         try:
             targets = decode_token(token)

@@ -9,14 +9,17 @@ holds fewer items, and its `Next` goes on from the first one it left out.
 from __future__ import annotations
 
 import base64
-import binascii
+import functools
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any, Generic, TypeVar
 
 import asyncpg
 import msgspec
 from litestar.serialization import encode_json
+
+from core.text import NO_NUL
 
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
@@ -55,18 +58,37 @@ def encode_cursor(key: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(list(key))).decode().rstrip("=")
 
 
+MAX_CURSOR = 2048
+"""Characters of an `After` cursor: the longest a query gives (a name of 200 characters, each one
+escaped as `\\uXXXX`, and an id) fits; a longer one is refused before it is even decoded."""
+
+_ON_THE_WIRE: dict[type, Any] = {
+    str: Annotated[str, msgspec.Meta(pattern=NO_NUL)],  # Postgres text cannot hold U+0000
+    datetime: Annotated[datetime, msgspec.Meta(tz=True)],  # every cursor's time has its offset
+}
+
+
+@functools.cache
+def _cursor_decoder(types: tuple[type, ...]) -> msgspec.json.Decoder[tuple[Any, ...]]:
+    wire: Any = tuple[tuple(_ON_THE_WIRE.get(t, t) for t in types)]  # type: ignore[misc]
+    return msgspec.json.Decoder(wire)
+
+
 def decode_cursor(raw: str, types: tuple[type, ...]) -> tuple[Any, ...]:
-    """The sort key in `raw`, converted to `types`; InvalidCursor for anything else."""
+    """The sort key in `raw`, of `types`; InvalidCursor for anything a query could not have given.
+
+    Checked whole before any SQL sees it: its length, then decoded against exactly `types` (a
+    wrong type, a nested list, a part too many or too few is refused at the first byte that does
+    not fit, so the decoder never recurses), strings without U+0000, times with their offset and
+    within the years Postgres is sent (asyncpg converts them to UTC: year 1 at +01:00 overflows).
+    """
     refused = InvalidCursor("After is not a cursor of this query")
-    try:
-        values = msgspec.json.decode(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
-    except (binascii.Error, ValueError, msgspec.DecodeError):
-        raise refused from None
-    if not isinstance(values, list) or len(values) != len(types):
+    if len(raw) > MAX_CURSOR or not raw.isascii():
         raise refused
     try:
-        return tuple(msgspec.convert(v, t) for v, t in zip(values, types, strict=True))
-    except msgspec.ValidationError:
+        key = _cursor_decoder(types).decode(base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)))
+        return tuple(v.astimezone(UTC) if isinstance(v, datetime) else v for v in key)
+    except (ValueError, OverflowError):  # binascii's, msgspec's and bad UTF-8 are ValueErrors
         raise refused from None
 
 

@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import asyncpg
@@ -33,18 +33,25 @@ class ListParams(QueryParams, kw_only=True):
     after: str | None = None
     """The `Next` cursor of the previous page."""
 
-    def seek(self, *types: type) -> tuple[Any, ...]:
-        """The sort key to start after (all None for the first page)."""
+    sort_key: ClassVar[tuple[type, ...]] = ()
+    """The types of the sort key a page ends on, which its `Next` cursor holds."""
+
+    def seek(self) -> tuple[Any, ...]:
+        """The sort key to start after (all None for the first page); InvalidCursor if `after` is
+        not a cursor of this query (the API asks before it runs any SQL)."""
+        types = self.sort_key
         return (None,) * len(types) if self.after is None else decode_cursor(self.after, types)
 
 
 class GetOrders(ListParams):
     """The seed's `GetOrders {CustomerName}`."""
 
+    sort_key = (datetime, UUID)
     customer_name: Name
 
 
 class GetCustomers(ListParams):
+    sort_key = (str, UUID)
     workarea_id: UUID | None = None
 
 
@@ -53,10 +60,12 @@ class GetCustomer(QueryParams):
 
 
 class GetOpenInvoices(ListParams):
+    sort_key = (datetime, UUID)
     customer_id: UUID | None = None
 
 
 class GetDeliveries(ListParams):
+    sort_key = (datetime, UUID)
     workarea_id: UUID
 
 
@@ -169,7 +178,7 @@ def _order(r: asyncpg.Record) -> OrderView:
 
 
 async def get_orders(connection: asyncpg.Connection[Any], params: GetOrders) -> Page[Any]:
-    after = params.seek(datetime, UUID)
+    after = params.seek()
     return await fetch_page(
         connection,
         _GET_ORDERS,
@@ -222,7 +231,7 @@ _GET_CUSTOMERS = {
 
 
 async def get_customers(connection: asyncpg.Connection[Any], params: GetCustomers) -> Page[Any]:
-    after = params.seek(str, UUID)
+    after = params.seek()
     return await fetch_page(
         connection,
         _GET_CUSTOMERS[params.workarea_id is not None],
@@ -262,7 +271,7 @@ def _invoice(r: asyncpg.Record) -> InvoiceView:
 
 
 async def get_open_invoices(connection: asyncpg.Connection[Any], params: GetOpenInvoices) -> Page[Any]:
-    after = params.seek(datetime, UUID)
+    after = params.seek()
     return await fetch_page(
         connection,
         _OPEN_INVOICES[params.customer_id is not None],
@@ -292,7 +301,7 @@ def _delivery(r: asyncpg.Record) -> DeliveryView:
 
 
 async def get_deliveries(connection: asyncpg.Connection[Any], params: GetDeliveries) -> Page[Any]:
-    after = params.seek(datetime, UUID)
+    after = params.seek()
     return await fetch_page(
         connection,
         _DELIVERIES,

@@ -497,6 +497,32 @@ async def test_idempotency_key_reused_for_another_request(
     assert await stored_events(pool, tenant.account_id) == 1
 
 
+async def test_an_idempotency_key_is_compared_by_its_exact_text(
+    http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool[Any]
+) -> None:
+    """A key is opaque: a UUID, the same upper-cased and in braces are three keys, three commands."""
+    key = str(uuid.uuid4())
+    spellings = [key, key.upper(), f"{{{key}}}"]
+    bodies = [order_body(f"Spelling {n}") for n in range(len(spellings))]
+    answers = []
+    for spelling, body in zip(spellings, bodies, strict=True):
+        response = await http.post(
+            "/commands/PlaceOrder", json=body, headers={**tenant.headers, "Idempotency-Key": spelling}
+        )
+        assert response.status_code == 200, (spelling, response.text)
+        assert response.json()["StreamId"] == f"Order-{body['OrderId']}"
+        answers.append(response.content)
+    assert await stored_events(pool, tenant.account_id) == 3
+
+    # Each retried with its own key gets its own first answer.
+    for spelling, body, answer in zip(spellings, bodies, answers, strict=True):
+        retried = await http.post(
+            "/commands/PlaceOrder", json=body, headers={**tenant.headers, "Idempotency-Key": spelling}
+        )
+        assert (retried.status_code, retried.content) == (200, answer), spelling
+    assert await stored_events(pool, tenant.account_id) == 3
+
+
 async def test_idempotency_key_length(
     http: httpx.AsyncClient, tenant: Tenant, pool: asyncpg.Pool[Any]
 ) -> None:

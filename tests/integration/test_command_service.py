@@ -12,6 +12,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
+import commands.service
 from commands.errors import BusinessRuleViolation
 from commands.service import CommandService
 from commands.store.event_store import ConcurrencyConflict, EventStore
@@ -116,3 +117,35 @@ async def test_concurrent_cancels_of_one_order_cancel_it_once(
     outcomes = await asyncio.gather(*(try_cancel(s) for s in services * 4))
     assert outcomes.count(True) == 1
     assert await events_of(pool, account_id, f"Order-{order_id}") == ["OrderPlaced", "OrderCancelled"]
+
+
+async def test_a_command_logged_under_a_uuid_keys_old_id_is_still_answered_from_the_log(
+    pool: asyncpg.Pool[Any], account_id: UUID, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Before keys were compared by their exact text, a UUID key's command id was the UUID itself.
+    A command logged so and retried after the upgrade with its key (any spelling the old version read
+    as that UUID) gets its first answer; no new command is ever logged under such an id."""
+    service = CommandService(pool, EventStore())
+    key, order_id = str(uuid.uuid4()), uuid.uuid4()
+    monkeypatch.setattr(commands.service, "command_id_for", lambda k: (UUID(k), True))  # the old version
+    first = await service.execute(account_id, service.parse("PlaceOrder", place(order_id)), key)
+    monkeypatch.undo()
+
+    for spelling in (key, key.upper()):
+        again = await service.execute(account_id, service.parse("PlaceOrder", place(order_id)), spelling)
+        assert again == first
+    assert await events_of(pool, account_id, f"Order-{order_id}") == ["OrderPlaced"]
+
+    # A new command with a UUID key is logged under the key's text, never under the UUID.
+    other_key, other_id = str(uuid.uuid4()), uuid.uuid4()
+    await service.execute(account_id, service.parse("PlaceOrder", place(other_id)), other_key)
+    logged = await pool.fetchval(
+        "SELECT count(*) FROM command_log WHERE account_id = $1 AND command_id = $2",
+        account_id,
+        UUID(other_key),
+    )
+    assert logged == 0
+    upper = await service.execute(
+        account_id, service.parse("PlaceOrder", place(uuid.uuid4())), other_key.upper()
+    )
+    assert upper.stream_id != f"Order-{other_id}"

@@ -12,15 +12,13 @@ from __future__ import annotations
 import re
 import time
 from dataclasses import dataclass
-from datetime import date
-from decimal import Decimal, InvalidOperation
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
 from commands.errors import InvalidCommand
-from commands.model import check_money
+from commands.model import money_text, parse_date, parse_money
 from core.invalidations import CUSTOMISATIONS, Invalidations
 from tenancy.fences import write_unfenced
 from tenancy.rls import tenant_transaction
@@ -37,13 +35,14 @@ class CustomAttribute:
     required: bool = False
     max_length: int | None = None
 
-    def check(self, value: Any) -> None:
-        """Raise InvalidCommand naming the attribute when `value` does not fit."""
+    def check(self, value: Any) -> Any:
+        """The value as it is stored (money with two decimals, "10.00"); InvalidCommand naming the
+        attribute when it does not fit. Money and dates follow the model's grammar exactly."""
         where = f"Custom.{self.attribute}"
         if value is None:
             if self.required:
                 raise InvalidCommand(f"{where} is required")
-            return
+            return None
         if self.type == "string":
             if not isinstance(value, str) or "\x00" in value:
                 raise InvalidCommand(f"{where} must be a string (without U+0000)")
@@ -57,18 +56,15 @@ class CustomAttribute:
                 raise InvalidCommand(f"{where} must be true or false")
         elif self.type == "money":
             try:
-                check_money(Decimal(str(value)), where)
-            except (InvalidOperation, ValueError) as error:
-                raise InvalidCommand(
-                    f"{where}: {error}"
-                    if isinstance(error, ValueError)
-                    else f"{where} must be a decimal amount"
-                ) from None
+                return money_text(parse_money(value, where))
+            except ValueError as error:
+                raise InvalidCommand(str(error)) from None
         elif self.type == "date":
             try:
-                date.fromisoformat(value if isinstance(value, str) else "")
-            except ValueError:
-                raise InvalidCommand(f"{where} must be a date (YYYY-MM-DD)") from None
+                parse_date(value, where)
+            except ValueError as error:
+                raise InvalidCommand(str(error)) from None
+        return value
 
 
 _DEFINITIONS = "SELECT element, attribute, type, required, max_length FROM erp_customisations($1)"
@@ -156,9 +152,15 @@ class Customisations:
         return defined
 
     async def check(
-        self, account_id: UUID, element: str, custom: dict[str, Any] | None, creates: bool
+        self,
+        account_id: UUID,
+        element: str,
+        custom: dict[str, Any] | None,
+        creates: bool,
+        normalise: bool = True,
     ) -> None:
-        """Validate a command's `Custom` values for the element it addresses."""
+        """Validate a command's `Custom` values for the element it addresses; once all fit, with
+        `normalise`, write them in `custom` as they are stored (money with two decimals)."""
         definitions = (await self.for_account(account_id)).get(element, {})
         if any(name not in definitions for name in custom or {}):
             # Defined a moment ago on another API, its word lost on the way? Ask once.
@@ -170,23 +172,29 @@ class Customisations:
                     f"Custom.{name}: {element} has no custom attribute {name} in this account "
                     f"(defined: {known})"
                 )
+        stored: dict[str, Any] = {}
         for definition in definitions.values():
             value = (custom or {}).get(definition.attribute)
             if value is None and not creates:
                 continue
-            definition.check(value)
+            checked = definition.check(value)
+            if value is not None:
+                stored[definition.attribute] = checked
+        if normalise and custom:
+            custom.update(stored)
 
     async def check_one_of(
         self, account_id: UUID, elements: tuple[str, ...], custom: dict[str, Any] | None, creates: bool
     ) -> None:
         """Up-front check for a command whose key may name any of `elements`: the values must fit one.
 
-        Once the handler knows which element the key names, `check` decides for that one.
+        Once the handler knows which element the key names, `check` decides for that one (and writes
+        the values as stored; with one element to fit, this check does).
         """
         first: InvalidCommand | None = None
         for element in elements:
             try:
-                await self.check(account_id, element, custom, creates)
+                await self.check(account_id, element, custom, creates, normalise=len(elements) == 1)
             except InvalidCommand as error:
                 first = first or error
             else:

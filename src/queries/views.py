@@ -12,12 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Any, ClassVar
+from typing import Annotated, Any, ClassVar
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
+from commands.model import MONEY_PATTERN, Money, money_text
 from core.text import Name
 from queries.paging import DEFAULT_LIMIT, MAX_LIMIT, Limit, Page, decode_cursor, fetch_page
 
@@ -73,24 +74,49 @@ class View(msgspec.Struct, rename="pascal", omit_defaults=True):
     """Base of every item; optional fields are left out when empty."""
 
 
+class OrderLineView(View):
+    product_code: str
+    quantity: int
+    unit_price: Money
+
+
 class OrderView(View):
     order_id: UUID
     customer_name: str
     status: str
-    total: Decimal
-    order_lines: list[dict[str, Any]]
+    total: Money
+    order_lines: list[OrderLineView]
     customer_id: UUID | None = None
     custom: dict[str, Any] | None = None
 
 
 class CustomerView(View):
+    """A customer. OpenAmount may be above SpendingLimit: a limit lowered below what is open
+    stands (OverLimit), and the customer's new orders are refused until payments and cancellations
+    bring the open amount within it (AvailableCredit is then above 0.00 again)."""
+
     customer_id: UUID
     party_id: UUID
     name: str | None
     status: str
     workarea_id: UUID
-    spending_limit: Decimal
-    open_amount: Decimal
+    spending_limit: Money
+    open_amount: Money
+    available_credit: Annotated[
+        str,
+        msgspec.Meta(
+            pattern=MONEY_PATTERN,
+            description="What the customer's next orders may add up to: SpendingLimit less OpenAmount, "
+            "0.00 when the open amount is at or over the limit.",
+        ),
+    ]
+    over_limit: Annotated[
+        bool,
+        msgspec.Meta(
+            description="OpenAmount is above SpendingLimit (the limit was lowered below it): "
+            "new orders are refused; payments and cancellations go through."
+        ),
+    ]
     own_organisation_id: UUID | None = None
     email: str | None = None
     addresses: list[dict[str, Any]] | None = None
@@ -100,7 +126,7 @@ class CustomerView(View):
 class InvoiceView(View):
     invoice_id: UUID
     order_id: UUID
-    amount: Decimal
+    amount: Money
     customer_name: str
     issued_at: datetime
     customer_id: UUID | None = None
@@ -165,13 +191,18 @@ SMALL_ROWS = MAX_LIMIT + 1
 so that a whole page of them is read in one round trip."""
 
 
+def _lines(lines: list[dict[str, Any]]) -> list[OrderLineView]:
+    """An order's lines as stored in its event (an older one may hold money as "1E+3")."""
+    return [OrderLineView(x["ProductCode"], x["Quantity"], money_text(x["UnitPrice"])) for x in lines]
+
+
 def _order(r: asyncpg.Record) -> OrderView:
     return OrderView(
         r["order_id"],
         r["customer_name"],
         r["status"],
-        r["total"],
-        r["order_lines"],
+        money_text(r["total"]),
+        _lines(r["order_lines"]),
         r["customer_id"],
         _custom(r["custom"]),
     )
@@ -200,14 +231,18 @@ FROM rm_customer c {JOIN_PARTY}
 
 
 def _customer(r: asyncpg.Record, detail: bool) -> CustomerView:
+    limit: Decimal = r["spending_limit"]
+    open_amount: Decimal = r["open_amount"]
     return CustomerView(
         r["id"],
         r["party_id"],
         r["name"],
         r["status"],
         r["workarea_id"],
-        r["spending_limit"],
-        r["open_amount"],
+        money_text(limit),
+        money_text(open_amount),
+        money_text(max(limit - open_amount, Decimal(0))),
+        open_amount > limit,
         r["own_organisation_id"],
         r["email"] if detail else None,
         (r["addresses"] or []) if detail else None,
@@ -266,7 +301,12 @@ _OPEN_INVOICES = {
 
 def _invoice(r: asyncpg.Record) -> InvoiceView:
     return InvoiceView(
-        r["id"], r["order_id"], r["amount"], r["customer_name"], r["created_at"], r["customer_id"]
+        r["id"],
+        r["order_id"],
+        money_text(r["amount"]),
+        r["customer_name"],
+        r["created_at"],
+        r["customer_id"],
     )
 
 

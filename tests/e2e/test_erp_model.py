@@ -22,6 +22,7 @@ import asyncpg
 import httpx
 import pytest
 
+from commands.store.event_store import CommandMetadata, EventStore, PendingEvent, StreamWrite
 from queries.paging import encode_cursor
 from tests.conftest import Tenant, onboard, private_stack
 
@@ -254,6 +255,8 @@ def customer_item(
         "WorkareaId": workarea_id,
         "SpendingLimit": limit,
         "OpenAmount": Decimal(open_amount),
+        "AvailableCredit": f"{max(Decimal(limit) - Decimal(open_amount), Decimal(0)):.2f}",
+        "OverLimit": Decimal(open_amount) > Decimal(limit),
         **extra,
     }
 
@@ -793,6 +796,113 @@ async def test_money_in_customers_always_has_two_decimals(erp: Erp) -> None:
     assert (await erp.items("GetCustomer", CustomerId=fresh))[0]["OpenAmount"] == "0.00"
 
 
+async def test_money_is_stored_and_answered_with_two_decimals_however_it_was_sent(erp: Erp) -> None:
+    """The grammar lets "10", "0.5" and "007" through; every event and every answer says "10.00"."""
+    for element, attribute in (("Customer", "Deposit"), ("Order", "Tip")):
+        definition = {"Element": element, "Attribute": attribute, "Type": "money"}
+        response = await erp.http.post("/customisations", json=definition, headers=erp.tenant.headers)
+        assert response.status_code == 201, response.text
+    person_id, workarea_id = await erp.person("Norma Normal"), await erp.workarea()
+    customer_id = new_id()
+    made = {"CustomerId": customer_id, "PartyId": person_id, "WorkareaId": workarea_id}
+    await erp.ok("MakeCustomer", {**made, "SpendingLimit": "1000", "Custom": {"Deposit": "5"}})
+    order = order_body(lines(("A", 2, "10"), ("B", 1, "0.5"), ("C", 3, "007")), customer_id, "Norma Normal")
+    await erp.ok("PlaceOrder", {**order, "Custom": {"Tip": "1.5"}})
+    invoice_id = await erp.invoice(order["OrderId"])
+    await erp.ok("ChangeSpendingLimit", {"CustomerId": customer_id, "SpendingLimit": "999999999999"})
+
+    normal_lines = lines(("A", 2, "10.00"), ("B", 1, "0.50"), ("C", 3, "7.00"))
+    reserved = {"CustomerId": customer_id, "OrderId": order["OrderId"], "Amount": "41.50"}
+    assert await stream_events(erp.pool, erp.account_id, f"Customer-{customer_id}") == [
+        ("CustomerMade", {**made, "SpendingLimit": "1000.00", "Custom": {"Deposit": "5.00"}}),
+        ("AmountReserved", reserved),
+        ("SpendingLimitChanged", {"CustomerId": customer_id, "SpendingLimit": "999999999999.00"}),
+    ]
+    [(_, placed), _] = await stream_events(erp.pool, erp.account_id, f"Order-{order['OrderId']}")
+    assert (placed["OrderLines"], placed["Total"], placed["Custom"]) == (
+        normal_lines,
+        "41.50",
+        {"Tip": "1.50"},
+    )
+    [(_, issued)] = await stream_events(erp.pool, erp.account_id, f"Invoice-{invoice_id}")
+    assert issued["Amount"] == "41.50"
+
+    view = await erp.customer_view(customer_id)
+    assert (view["SpendingLimit"], view["AvailableCredit"], view["Custom"]) == (
+        "999999999999.00",
+        "999999999957.50",
+        {"Deposit": "5.00"},
+    )
+    [listed] = await erp.items("GetOrders", CustomerName="Norma Normal")
+    assert (listed["Total"], listed["OrderLines"], listed["Custom"]) == (
+        "41.50",
+        normal_lines,
+        {"Tip": "1.50"},
+    )
+    [open_invoice] = await erp.items("GetOpenInvoices", CustomerId=customer_id)
+    assert open_invoice["Amount"] == "41.50"
+
+
+async def test_money_stored_by_older_versions_loads_and_is_answered_with_two_decimals(erp: Erp) -> None:
+    """Before money had one grammar, events stored Python's text of the amount sent ("1E+3", "-0"):
+    they still load (commands decide on them, events raised from them are stored normally) and
+    project, and every answer has two decimals."""
+    person_id, workarea_id = await erp.person("Olga Older"), await erp.workarea()
+    customer_id, order_id = new_id(), new_id()
+    old_lines = [
+        {"ProductCode": "A", "Quantity": 2, "UnitPrice": "2.5E+2"},
+        {"ProductCode": "B", "Quantity": 1, "UnitPrice": "-0"},
+    ]
+    made = {
+        "CustomerId": customer_id,
+        "PartyId": person_id,
+        "WorkareaId": workarea_id,
+        "SpendingLimit": "1E+3",
+    }
+    reserved = {"CustomerId": customer_id, "OrderId": order_id, "Amount": "5E+2"}
+    placed = {
+        "OrderId": order_id,
+        "CustomerName": "Olga Older",
+        "OrderLines": old_lines,
+        "CustomerId": customer_id,
+        "Total": "5E+2",
+    }
+    command_id = uuid.uuid4()
+    appended = await EventStore().append(
+        erp.pool,
+        erp.account_id,
+        [
+            StreamWrite(
+                f"Customer-{customer_id}",
+                "Customer",
+                0,
+                [PendingEvent("CustomerMade", made), PendingEvent("AmountReserved", reserved)],
+            ),
+            StreamWrite(f"Order-{order_id}", "Order", 0, [PendingEvent("OrderPlaced", placed)]),
+        ],
+        CommandMetadata(command_id, command_id, command_id),
+    )
+    erp.token = merge(erp.token, *(f"{t}:{p}" for t, p in appended.positions.items()))
+
+    [listed] = await erp.items("GetOrders", CustomerName="Olga Older")
+    assert (listed["Total"], listed["OrderLines"]) == ("500.00", lines(("A", 2, "250.00"), ("B", 1, "0.00")))
+    assert await erp.customer_view(customer_id) == customer_item(
+        customer_id, person_id, "Olga Older", workarea_id, "1000.00", "500.00", Addresses=[]
+    )
+
+    # Commands decide on them.
+    await erp.order(customer_id, "500.00")
+    detail = await erp.refused("PlaceOrder", order_body(lines(("X", 1, "0.01")), customer_id))
+    assert "spending limit of 1000.00 and an open amount of 1000.00" in detail, detail
+    invoice_id = await erp.invoice(order_id)
+    await erp.ok("PayInvoice", {"InvoiceId": invoice_id})
+    [(_, issued), _] = await stream_events(erp.pool, erp.account_id, f"Invoice-{invoice_id}")
+    assert issued["Amount"] == "500.00"
+    released = (await stream_events(erp.pool, erp.account_id, f"Customer-{customer_id}"))[-1]
+    assert released == ("AmountReleased", {**reserved, "Amount": "500.00"})
+    assert (await erp.customer_view(customer_id))["OpenAmount"] == Decimal("500.00")
+
+
 async def test_get_open_invoices(erp: Erp) -> None:
     person_id, workarea_id = await erp.person("Ada Lovelace"), await erp.workarea()
     customer_id = await erp.customer(person_id, workarea_id, "1000.00")
@@ -1212,10 +1322,22 @@ async def test_custom_attribute_types_and_required_attributes(erp: Erp) -> None:
         ("Credit", "12.505"),
         ("Credit", "-1.00"),
         ("Credit", "lots"),
+        ("Credit", "1_000"),
+        ("Credit", " 1 "),
+        ("Credit", "\uff11\uff12"),
+        ("Credit", 12),
+        ("Credit", 12.5),
+        ("Credit", "1E+3"),
+        ("Credit", "-0"),
+        ("Credit", "1000000000000.01"),
         ("Vip", "true"),
         ("Vip", 1),
         ("Birthday", "1815-13-10"),
         ("Birthday", 18151210),
+        ("Birthday", "18151210"),
+        ("Birthday", "1815-W49-7"),
+        ("Birthday", "1815-344"),
+        ("Birthday", "1815-12-10T00:00:00"),
     ]
     for name, value in wrong:
         detail = await erp.refused(
@@ -1378,6 +1500,31 @@ BAD_INPUT: list[Any] = [
     case("ChangeSpendingLimit", ("SpendingLimit",), "0.001", "SpendingLimit", "three decimals"),
     case("ChangeSpendingLimit", ("SpendingLimit",), "-1", "SpendingLimit", "negative"),
     case("ChangeSpendingLimit", ("SpendingLimit",), None, "SpendingLimit", "null"),
+    # Money is one strict grammar: ASCII digits, at most 2 decimals, no sign, exponent, underscore,
+    # space or JSON number.
+    *(
+        case(command, path, value, path[-1], f"{path[-1]} {why}")
+        for command, path in (
+            ("MakeCustomer", ("SpendingLimit",)),
+            ("ChangeSpendingLimit", ("SpendingLimit",)),
+            ("PlaceOrder", ("OrderLines", 0, "UnitPrice")),
+        )
+        for value, why in (
+            ("1_000", "with an underscore"),
+            (" 1 ", "with spaces"),
+            ("10\n", "with a newline"),
+            ("\uff11\uff12", "in full-width digits"),
+            ("\u0661\u0662", "in Arabic-Indic digits"),
+            ("1E+3", "with an exponent"),
+            ("9.99E+11", "with an exponent and decimals"),
+            ("-0", "minus zero"),
+            ("+1", "with a plus"),
+            ("1.", "ending in a point"),
+            (".5", "starting with a point"),
+            (1000, "a JSON integer"),
+            (12.5, "a JSON number"),
+        )
+    ),
     # Order lines.
     case("PlaceOrder", ("OrderLines", 0, "Quantity"), -1, "Quantity", "negative Quantity"),
     case("PlaceOrder", ("OrderLines", 0, "Quantity"), 0, "Quantity", "zero Quantity"),

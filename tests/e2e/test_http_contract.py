@@ -19,6 +19,7 @@ import asyncpg
 import httpx
 import pytest
 
+from commands.model import MONEY_PATTERN
 from commands.registry import COMMANDS
 from tests.conftest import OPERATOR_TOKEN, Tenant, onboard
 
@@ -943,6 +944,52 @@ async def test_openapi_document(http: httpx.AsyncClient) -> None:
     assert {"200", "400", "401", "404", "409", "413", "422", "429", "503"} <= set(errors)
     assert "application/problem+json" in errors["409"]["content"]
     assert "429" in paths["/customisations"]["post"]["responses"]
+
+
+MONEY_PROPERTIES = {"UnitPrice", "SpendingLimit", "OpenAmount", "AvailableCredit", "Total", "Amount"}
+
+
+def _properties(node: Any, path: str = "") -> list[tuple[str, str, Any]]:
+    """(where, name, schema) of every property of every schema in `node`."""
+    found: list[tuple[str, str, Any]] = []
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "properties" and isinstance(value, dict):
+                found += [(path, name, schema) for name, schema in value.items()]
+            found += _properties(value, f"{path}/{key}")
+    elif isinstance(node, list):
+        for i, item in enumerate(node):
+            found += _properties(item, f"{path}/{i}")
+    return found
+
+
+async def test_the_openapi_document_declares_money_and_dates_as_accepted(http: httpx.AsyncClient) -> None:
+    """Money, in commands and in query results, is a string with the exact pattern (range included),
+    never `format: decimal` or a number; Custom says what money and dates look like."""
+    document = (await http.get("/schema/openapi.json")).json()
+    assert '"decimal"' not in json.dumps(document)
+    money = [
+        (where, name, schema) for where, name, schema in _properties(document) if name in MONEY_PROPERTIES
+    ]
+    assert {name for _, name, _ in money} == MONEY_PROPERTIES
+    assert {where.split("/")[-1] for where, _, _ in money} >= {
+        "PlaceOrderOrderLine",
+        "MakeCustomer",
+        "ChangeSpendingLimit",
+        "OrderView",
+        "OrderLineView",
+        "CustomerView",
+        "InvoiceView",
+    }
+    for where, name, schema in money:
+        declared = [s for s in schema.get("anyOf", schema.get("oneOf", [schema])) if s.get("type") != "null"]
+        assert len(declared) == 1, (where, name, schema)
+        assert declared[0]["type"] == "string" and "format" not in declared[0], (where, name, schema)
+        assert declared[0]["pattern"] == MONEY_PATTERN, (where, name, schema)
+    customer = document["components"]["schemas"]["CustomerView"]["properties"]
+    assert customer["OverLimit"]["type"] == "boolean"
+    custom = document["components"]["schemas"]["MakeCustomer"]["properties"]["Custom"]
+    assert "YYYY-MM-DD" in json.dumps(custom) and "10.00" in json.dumps(custom)
 
 
 async def test_unknown_paths_are_problems_too(http: httpx.AsyncClient, tenant: Tenant) -> None:

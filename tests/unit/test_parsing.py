@@ -37,8 +37,11 @@ def test_the_seed_payload_parses() -> None:
     assert parsed.message.expected_revision is None
 
 
-def test_unit_price_may_be_a_json_number() -> None:
-    parsed = service().parse("PlaceOrder", body(OrderLines=line(UnitPrice=0.1)))
+def test_unit_price_is_a_string_never_a_json_number() -> None:
+    """A JSON number would be read as a binary float by most clients: money is a decimal string."""
+    with pytest.raises(InvalidCommand, match="UnitPrice"):
+        service().parse("PlaceOrder", body(OrderLines=line(UnitPrice=0.1)))
+    parsed = service().parse("PlaceOrder", body(OrderLines=line(UnitPrice="0.1")))
     assert str(parsed.message.order_lines[0].unit_price) == "0.1"  # type: ignore[attr-defined]
 
 
@@ -63,6 +66,12 @@ def test_malformed_json_is_400(raw: bytes) -> None:
         (body(OrderLines=line(UnitPrice="1.001")), "UnitPrice"),
         (body(OrderLines=line(UnitPrice="NaN")), "UnitPrice"),
         (body(OrderLines=line(UnitPrice="abc")), "UnitPrice"),
+        (body(OrderLines=line(UnitPrice="1E+3")), "UnitPrice"),
+        (body(OrderLines=line(UnitPrice="1_000")), "UnitPrice"),
+        (body(OrderLines=line(UnitPrice=" 1 ")), "UnitPrice"),
+        (body(OrderLines=line(UnitPrice="\uff11\uff12")), "UnitPrice"),
+        (body(OrderLines=line(UnitPrice="-0")), "UnitPrice"),
+        (body(OrderLines=line(UnitPrice=12)), "UnitPrice"),
         (body(Surprise=1), "Surprise"),
         (body(ExpectedRevision=-1), "ExpectedRevision"),
         (b"[]", "object"),

@@ -140,8 +140,32 @@ TEXT = st.text(
     st.characters(blacklist_categories=("Cs",), blacklist_characters="\x00"), min_size=1, max_size=20
 ).filter(str.strip)
 """Valid text: Postgres cannot store U+0000, so the model refuses it (see test_parsing_never_raises_else)."""
-MONEY = st.decimals(min_value=0, max_value=Decimal("1000000000000"), places=2).map(str)
-SMALL_MONEY = st.decimals(min_value=0, max_value=Decimal("1000"), places=2).map(str)
+
+
+def spelled(amount: Decimal) -> st.SearchStrategy[str]:
+    """The amount in any spelling of the wire's grammar: "10.50", "10.5", "0010.50"; "10.00", "10"."""
+    text = f"{amount:.2f}"
+    short = text.rstrip("0").rstrip(".")
+    return st.sampled_from([text, short]).flatmap(lambda t: st.sampled_from([t, t, "0" + t, "00" + t]))
+
+
+MONEY = st.decimals(min_value=0, max_value=Decimal("1000000000000"), places=2).flatmap(spelled)
+SMALL_MONEY = st.decimals(min_value=0, max_value=Decimal("1000"), places=2).flatmap(spelled)
+NORMAL_MONEY = re.compile(r"(0|[1-9][0-9]*)\.[0-9]{2}")
+"""Money as every event stores it, however it was spelled on the wire."""
+MONEY_FIELDS = frozenset({"UnitPrice", "SpendingLimit", "OpenAmount", "Total", "Amount"})
+
+
+def amounts(value: Any) -> list[Any]:
+    """Every amount in a payload, records and Custom included."""
+    if isinstance(value, list):
+        return [amount for item in value for amount in amounts(item)]
+    if isinstance(value, dict):
+        found = [v for k, v in value.items() if k in MONEY_FIELDS]
+        return found + [a for k, v in value.items() if k not in MONEY_FIELDS for a in amounts(v)]
+    return []
+
+
 LINE = st.fixed_dictionaries(
     {
         "ProductCode": TEXT,
@@ -341,7 +365,8 @@ def test_the_pipeline_keeps_the_store_consistent_and_the_cache_changes_no_answer
       with a token that reads back as those positions;
     * a customer's OpenAmount is always what its open orders add up to;
     * two API processes, each with its own stream cache (one of them tiny), on one store, answer
-      exactly what one process without a cache answers, and store exactly the same events.
+      exactly what one process without a cache answers, and store exactly the same events;
+    * every amount stored has two decimals ("10.00"), however the command spelled it.
     """
     reference = MemoryEventStore()
     plain = service(reference)
@@ -368,6 +393,10 @@ def test_the_pipeline_keeps_the_store_consistent_and_the_cache_changes_no_answer
                 customer = stored(reference, "Customer", customer_id)
                 assert Decimal(customer.state.get("OpenAmount") or 0) == amount, customer_id
         assert snapshot(shared) == snapshot(reference)
+        for events in reference.streams(ACCOUNT).values():
+            for event in events:
+                for amount in amounts(event.payload):
+                    assert NORMAL_MONEY.fullmatch(amount), (event.name, event.payload)
 
     run(scenario())
 

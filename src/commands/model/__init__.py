@@ -15,10 +15,20 @@ from commands.model.language import (
     snake,
 )
 from commands.model.model import Model
-from commands.model.wire import MAX_MONEY, Command, check_money
+from commands.model.values import (
+    MAX_MONEY,
+    MONEY_PATTERN,
+    Money,
+    money_text,
+    parse_date,
+    parse_money,
+    read_money,
+)
+from commands.model.wire import Command
 
 __all__ = [
     "MAX_MONEY",
+    "MONEY_PATTERN",
     "Aggregate",
     "Attr",
     "Change",
@@ -29,12 +39,16 @@ __all__ = [
     "Kind",
     "Model",
     "ModelAggregate",
+    "Money",
     "Rule",
     "RuleContext",
     "StoredEvent",
     "Type",
     "apply_change",
-    "check_money",
+    "money_text",
+    "parse_date",
+    "parse_money",
+    "read_money",
     "singular",
     "snake",
 ]

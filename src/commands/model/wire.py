@@ -14,18 +14,8 @@ from uuid import UUID
 import msgspec
 
 from commands.model.language import Attr, Type, singular
+from commands.model.values import MONEY_RULE, MoneyIn, parse_money, read_money
 from core.text import NO_NUL
-
-MAX_MONEY = Decimal("1000000000000")
-
-
-def check_money(value: Decimal, field: str) -> None:
-    """Money is a finite decimal >= 0 with at most two decimals; raises ValueError otherwise."""
-    if not value.is_finite() or value < 0 or value > MAX_MONEY:
-        raise ValueError(f"{field} must be a decimal between 0 and {MAX_MONEY}, got {value}")
-    exponent = value.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -2:
-        raise ValueError(f"{field} has more than 2 decimals: {value}")
 
 
 class Command(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="pascal"):
@@ -34,8 +24,9 @@ class Command(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="
     expected_revision: Annotated[int, msgspec.Meta(ge=0)] | None = None
 
 
-def python_type(attr: Attr, owner: str) -> Any:
-    """The annotated Python type msgspec validates against."""
+def python_type(attr: Attr, owner: str, strict: bool = True) -> Any:
+    """The annotated Python type msgspec validates against (`strict`: a command's, which the
+    wire fills; an event's takes money as an older version stored it too)."""
     base: Any
     if attr.type in (Type.STRING, Type.TEXT):
         limit = attr.max_length or (200 if attr.type is Type.STRING else 4000)
@@ -45,7 +36,7 @@ def python_type(attr: Attr, owner: str) -> Any:
     elif attr.type is Type.INTEGER:
         base = Annotated[int, msgspec.Meta(ge=attr.minimum, le=attr.maximum)]
     elif attr.type is Type.MONEY:
-        base = Decimal
+        base = MoneyIn if strict else str  # a Decimal once decoded: see _post_init_for
     elif attr.type is Type.ID:
         base = UUID
     elif attr.type is Type.DATE:
@@ -53,46 +44,63 @@ def python_type(attr: Attr, owner: str) -> Any:
     elif attr.type is Type.BOOLEAN:
         base = bool
     elif attr.type is Type.RECORD:
-        base = record_struct(f"{owner}{attr.name}", attr.fields)
+        base = record_struct(f"{owner}{attr.name}", attr.fields, strict)
     else:
-        record = record_struct(f"{owner}{singular(attr.name)}", attr.fields)
+        record = record_struct(f"{owner}{singular(attr.name)}", attr.fields, strict)
         items = msgspec.Meta(min_length=attr.min_items, max_length=attr.max_items)  # maxItems in OpenAPI
         base = Annotated[list[record], items]  # type: ignore[valid-type]
     return base if attr.required else base | None
 
 
-def _post_init_for(attrs: Sequence[Attr]) -> Callable[[Any], None] | None:
-    money = [a for a in attrs if a.type is Type.MONEY]
+def money_value(value: Any, field: str, strict: bool = True) -> Decimal:
+    """A money attribute's value. `strict`: the wire grammar, the amount as sent (a Decimal built in
+    Python is held to it too); otherwise any amount an older version stored, if it is in range, in
+    cents."""
+    if isinstance(value, Decimal):
+        value = format(value, "f")
+    elif not strict:
+        try:
+            value = str(read_money(value))
+        except ValueError as error:
+            raise ValueError(f"{field}: {error}") from None
+    return parse_money(value, field)
+
+
+def _post_init_for(attrs: Sequence[Attr], strict: bool) -> Callable[[Any], None] | None:
+    """Money arrives as text and is kept as a Decimal. A command keeps the amount as sent (so a
+    request's hash is what it was before the grammar was strict, for retries across that change); an
+    event keeps it in cents, so that it is stored with two decimals ("10.00")."""
+    money = [(a.snake, a.name) for a in attrs if a.type is Type.MONEY]
     if not money:
         return None
 
     def __post_init__(self: Any) -> None:
-        for attr in money:
-            value = getattr(self, attr.snake)
+        for snake, name in money:
+            value = getattr(self, snake)
             if value is not None:
-                check_money(value, attr.name)
+                msgspec.structs.force_setattr(self, snake, money_value(value, name, strict))
 
     return __post_init__
 
 
-def _struct_fields(owner: str, attrs: Sequence[Attr]) -> list[tuple[str, Any, Any]]:
+def _struct_fields(owner: str, attrs: Sequence[Attr], strict: bool = True) -> list[tuple[str, Any, Any]]:
     fields: list[tuple[str, Any, Any]] = []
     for attr in attrs:
         if attr.required:
-            fields.append((attr.snake, python_type(attr, owner), msgspec.NODEFAULT))
+            fields.append((attr.snake, python_type(attr, owner, strict), msgspec.NODEFAULT))
         else:
-            fields.append((attr.snake, python_type(attr, owner), None))
+            fields.append((attr.snake, python_type(attr, owner, strict), None))
     return fields
 
 
-def record_struct(name: str, attrs: Sequence[Attr]) -> type[msgspec.Struct]:
+def record_struct(name: str, attrs: Sequence[Attr], strict: bool = True) -> type[msgspec.Struct]:
     namespace = {}
-    post_init = _post_init_for(attrs)
+    post_init = _post_init_for(attrs, strict)
     if post_init is not None:
         namespace["__post_init__"] = post_init
     return msgspec.defstruct(
         name,
-        _struct_fields(name, attrs),
+        _struct_fields(name, attrs, strict),
         kw_only=True,
         forbid_unknown_fields=True,
         rename="pascal",
@@ -102,13 +110,20 @@ def record_struct(name: str, attrs: Sequence[Attr]) -> type[msgspec.Struct]:
     )
 
 
-CUSTOM_FIELD = ("custom", dict[str, Any] | None, None)
+CUSTOM = Annotated[
+    dict[str, Any],
+    msgspec.Meta(
+        description="The account's own attributes (GET /customisations), by name: a string, an integer, "
+        f"true or false, money ({MONEY_RULE}; answered with two decimals) or a date (YYYY-MM-DD)."
+    ),
+]
+CUSTOM_FIELD = ("custom", CUSTOM | None, None)
 """Every command and event carries the account's own attributes under `Custom`."""
 
 
 def command_struct(name: str, attrs: Sequence[Attr]) -> type[Command]:
     namespace = {}
-    post_init = _post_init_for(attrs)
+    post_init = _post_init_for(attrs, strict=True)
     if post_init is not None:
         namespace["__post_init__"] = post_init
     struct = msgspec.defstruct(
@@ -124,11 +139,18 @@ def command_struct(name: str, attrs: Sequence[Attr]) -> type[Command]:
 
 
 def event_struct(name: str, attrs: Sequence[Attr]) -> type[msgspec.Struct]:
+    """An event's payload type: what rules raise is checked against it and stored in its encoding
+    (money with two decimals), and a value that came from an older event is still taken."""
+    namespace = {}
+    post_init = _post_init_for(attrs, strict=False)
+    if post_init is not None:
+        namespace["__post_init__"] = post_init
     return msgspec.defstruct(
         name,
-        [*_struct_fields(name, attrs), CUSTOM_FIELD],
+        [*_struct_fields(name, attrs, strict=False), CUSTOM_FIELD],
         kw_only=True,
         rename="pascal",
         frozen=True,
         omit_defaults=True,
+        namespace=namespace,
     )

@@ -1057,6 +1057,44 @@ async def test_changing_the_spending_limit_applies_to_the_next_order(erp: Erp) -
     assert (view["SpendingLimit"], view["OpenAmount"]) == ("81.00", Decimal("81.00"))
 
 
+async def test_a_limit_below_the_open_amount_blocks_new_orders_until_payments_bring_it_within(
+    erp: Erp,
+) -> None:
+    """A credit manager cuts the limit of a customer in trouble below what it has open (SAP's credit
+    management allows it, and blocks): GetCustomer shows it over its limit, its new orders are refused,
+    and what it ordered goes on, paid and cancelled, until the open amount is within the limit."""
+    person_id, workarea_id = await erp.person("Troubled Tom"), await erp.workarea()
+    customer_id = await erp.customer(person_id, workarea_id, "100.00")
+    first, second = await erp.order(customer_id, "50.00"), await erp.order(customer_id, "30.00")
+    invoice_id = await erp.invoice(first)
+
+    await erp.ok("ChangeSpendingLimit", {"CustomerId": customer_id, "SpendingLimit": "50.00"})
+    [view] = await erp.items("GetCustomer", CustomerId=customer_id)
+    assert (view["SpendingLimit"], view["OpenAmount"]) == ("50.00", "80.00")
+    assert (view["AvailableCredit"], view["OverLimit"]) == ("0.00", True)
+    for amount in ("1.00", "0.00"):
+        detail = await erp.refused("PlaceOrder", order_body(lines(("X", 1, amount)), customer_id))
+        assert "spending limit of 50.00" in detail and "open amount of 80.00" in detail, detail
+        assert "over its limit" in detail, detail
+
+    # What it ordered goes on: delivered, paid.
+    await erp.deliver(second, workarea_id)
+    await erp.ok("PayInvoice", {"InvoiceId": invoice_id})
+    [view] = await erp.items("GetCustomer", CustomerId=customer_id)
+    assert (view["OpenAmount"], view["AvailableCredit"], view["OverLimit"]) == ("30.00", "20.00", False)
+    assert open_amounts(await erp.items("GetCustomers")) == [
+        customer_item(customer_id, person_id, "Troubled Tom", workarea_id, "50.00", "30.00")
+    ]
+
+    # Within the limit again: what is available fits, and not a cent more.
+    third = await erp.order(customer_id, "20.00")
+    await erp.refused("PlaceOrder", order_body(lines(("X", 1, "0.01")), customer_id))
+    [view] = await erp.items("GetCustomer", CustomerId=customer_id)
+    assert (view["OpenAmount"], view["AvailableCredit"], view["OverLimit"]) == ("50.00", "0.00", False)
+    await erp.ok("CancelOrder", {"OrderId": third, "Reason": "x"})
+    assert (await erp.customer_view(customer_id))["AvailableCredit"] == "20.00"
+
+
 @pytest.mark.parametrize(
     ("limit", "amount", "fits"),
     [

@@ -26,6 +26,15 @@ async def make_customer(ctx: RuleContext) -> None:
         await require(ctx, "OwnOrganisation", ctx.payload["OwnOrganisationId"], "OwnOrganisation")
 
 
+LOWER_LIMITS = (
+    "Sets the customer's spending limit, even below its open amount (what its open orders add up to): "
+    "a credit manager may cut a customer in trouble at once. Such a customer is over its limit "
+    "(GetCustomer: OverLimit, AvailableCredit 0.00) and its new orders are refused until payments and "
+    "cancellations bring the open amount within the limit; what it already ordered is delivered, "
+    "invoiced and paid as usual."
+)
+"""The rule of a limit below the open amount (SAP credit management's: blocking, not refusing)."""
+
 CUSTOMER_FIELDS = (
     ref("CustomerId", "Customer"),
     ref("PartyId", "Person"),
@@ -55,6 +64,7 @@ CUSTOMER = Element(
             "SpendingLimitChanged",
             key="CustomerId",
             when=("Active",),
+            description=LOWER_LIMITS,
         ),
     ),
     events=(

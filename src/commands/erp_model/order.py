@@ -22,7 +22,8 @@ from commands.model import (
 
 
 async def place_order(ctx: RuleContext) -> None:
-    """Total the lines; reserve the total on the customer, within its spending limit."""
+    """Total the lines; reserve the total on the customer, within its spending limit. A customer whose
+    limit was lowered below its open amount (customer.LOWER_LIMITS) fits no order, not even one of 0.00."""
     total = sum(
         (Decimal(line["Quantity"]) * Decimal(line["UnitPrice"]) for line in ctx.payload["OrderLines"]),
         Decimal(0),
@@ -39,9 +40,15 @@ async def place_order(ctx: RuleContext) -> None:
     limit = Decimal(customer.state["SpendingLimit"])
     open_amount = Decimal(customer.state.get("OpenAmount") or 0)
     if open_amount + total > limit:
+        over = (
+            f" (it is over its limit: no order fits until payments or cancellations bring the open "
+            f"amount down to {limit:.2f})"
+            if open_amount > limit
+            else ""
+        )
         raise BusinessRuleViolation(
             f"Customer {customer_id} has a spending limit of {limit:.2f} and an open amount of "
-            f"{open_amount:.2f}; an order of {total:.2f} would exceed it"
+            f"{open_amount:.2f}; an order of {total:.2f} would exceed it{over}"
         )
     customer.raise_event(
         "AmountReserved", {"CustomerId": customer_id, "OrderId": ctx.payload["OrderId"], "Amount": str(total)}

@@ -10,7 +10,7 @@ from uuid import UUID
 
 import asyncpg
 
-from commands.model import Attr, Element, EventDecl, Model, Type
+from commands.model import Attr, Element, EventDecl, Model, Type, money_text
 from commands.store.feed import RecordedEvent
 from queries.model_tables import column_name, table_name
 
@@ -24,7 +24,25 @@ def _converter(attr: Attr) -> Callable[[Any], Any]:
         return lambda v: None if v is None else Decimal(v)
     if attr.type is Type.DATE:
         return lambda v: None if v is None else date.fromisoformat(v)
+    if attr.type in (Type.RECORD, Type.RECORDS):
+        return _records(attr)
     return lambda v: v
+
+
+def _records(attr: Attr) -> Callable[[Any], Any]:
+    """A record, or a list of them, with its money in the wire's form (`"10.00"`), so that queries
+    answer the stored JSON as it is, without a look at each line (an event stored before money
+    was kept so may hold `"1E+3"`)."""
+    money = [f.name for f in attr.fields if f.type is Type.MONEY]
+    if not money:
+        return lambda v: v
+
+    def record(value: dict[str, Any]) -> dict[str, Any]:
+        return value | {name: money_text(value[name]) for name in money if value.get(name) is not None}
+
+    if attr.type is Type.RECORD:
+        return lambda v: None if v is None else record(v)
+    return lambda v: None if v is None else [record(item) for item in v]
 
 
 def element_id(event: RecordedEvent) -> UUID:

@@ -1,16 +1,29 @@
 """The read side's dependencies for the HTTP layer: `reader`, the caller's account's read side
-(it depends on tenancy's `tenant`)."""
+(it depends on tenancy's `tenant`), held in one of the account's slots (`tenancy.bulkhead`) while
+the query runs; a list query's page may hold a megabyte, so it is a heavy request."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Request
 from litestar.di import Provide
 
 from queries.reader import ReadModels, TenantReader
+from queries.views import QUERIES, ListParams
+from tenancy.bulkhead import AccountBulkhead
 from tenancy.routing import Route
+
+_LISTS = frozenset(name for name, spec in QUERIES.items() if issubclass(spec.params, ListParams))
 
 
 def query_dependencies(read_models: ReadModels) -> dict[str, Provide]:
-    def reader(tenant: Route) -> TenantReader:
-        return read_models.of(tenant)
+    async def reader(
+        request: Request[Any, Any, Any], tenant: Route, bulkhead: AccountBulkhead
+    ) -> AsyncIterator[TenantReader]:
+        heavy = request.url.path.rsplit("/", 1)[-1] in _LISTS
+        async with bulkhead.slot(tenant.account_id, heavy=heavy):
+            yield read_models.of(tenant)
 
-    return {"reader": Provide(reader, sync_to_thread=False)}
+    return {"reader": Provide(reader)}

@@ -13,7 +13,7 @@ from litestar.di import NamedDependency, Provide
 
 from tenancy.auth import authenticate, bearer_token
 from tenancy.auth_failures import AuthFailures
-from tenancy.bulkhead import AccountBulkhead
+from tenancy.bulkhead import HEAVY_BODY, AccountBulkhead
 from tenancy.catalog import AccountCatalog
 from tenancy.fences import AccountElsewhere
 from tenancy.keys import KeyCache
@@ -45,19 +45,25 @@ def tenancy_dependencies(
             keys.forget(bearer_token(request))
             raise
 
-    async def command_tenant(tenant: NamedDependency[Route]) -> AsyncIterator[Route]:
+    async def command_tenant(
+        request: Request[Any, Any, Any], tenant: NamedDependency[Route]
+    ) -> AsyncIterator[Route]:
         """After authentication (the key decides the account), before the command is even parsed:
-        the account's rate limit, then one of its few slots in this process."""
+        the account's rate limit, then one of its few slots in this process (its one slot for
+        heavy requests too, for a body of HEAVY_BODY or more)."""
         if limiter is not None and (refused := limiter.hit(tenant.account_id)) is not None:
             if refused.repeated:  # it keeps sending over its limit: it waits for its answer
                 await asyncio.sleep(min(REPEAT_PAUSE, refused.retry_after))
             raise limiter.refusal(tenant.account_id, refused)
-        async with bulkhead.slot(tenant.account_id):
+        length = request.headers.get("content-length", "")
+        heavy = length.isdigit() and int(length) >= HEAVY_BODY
+        async with bulkhead.slot(tenant.account_id, heavy=heavy):
             yield tenant
 
     return {
         "tenant": Provide(tenant),
         "command_tenant": Provide(command_tenant),
+        "bulkhead": Provide(lambda: bulkhead, use_cache=True, sync_to_thread=False),
         "onboarding": Provide(lambda: onboarding, use_cache=True, sync_to_thread=False),
         "catalog": Provide(lambda: catalog, use_cache=True, sync_to_thread=False),
         "moves": Provide(lambda: moves, use_cache=True, sync_to_thread=False),

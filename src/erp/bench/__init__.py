@@ -14,8 +14,9 @@ of a phase (at least 2 s, not measured), then measures:
 
 With `--scale-to N` it then onboards accounts up to N in one more import and measures the same
 phases with the load spread over all N, in the same run, and prints the ratios (the seed's 10,000
-accounts against 100). Last, the noisy neighbour: a quiet account's command and notification
-p99 alone and while another account floods the API with 64 connections.
+accounts against 100). Last, the neighbours: a quiet account's command and notification p99
+alone and while another account floods the API with 64 connections; and a light account's command
+and ConsistentWith read p99 alone and while another sends and reads the biggest orders it may.
 
 The pieces: `stack` (the processes), `load` (what is sent), `phases` (what is measured), `report`
 (the figures and their table), `soak` (`--soak`) and `model_scale` (`--model-scale`).
@@ -33,19 +34,32 @@ from uuid import UUID
 
 import aiohttp
 
+from commands.erp_model.common import MAX_ORDER_LINES
 from erp.bench.load import BULK, onboard, open_accounts
 from erp.bench.phases import (
     appends_then_catch_up,
     each_once,
+    heavy_neighbour,
     http_commands,
     noisy_neighbour,
     notification_latency,
     store_appends,
     wait_projected,
 )
-from erp.bench.report import Results, console, machine, report, report_noisy_neighbour, report_scale
+from erp.bench.report import (
+    Results,
+    console,
+    machine,
+    report,
+    report_heavy_neighbour,
+    report_noisy_neighbour,
+    report_scale,
+)
 from erp.bench.soak import SoakWindow, run_soak
 from erp.bench.stack import Stack
+
+HEAVY_LINES = MAX_ORDER_LINES
+"""Order lines of the heavy neighbour's orders: the most an order may have."""
 
 __all__ = ["Results", "SoakWindow", "Stack", "run_bench", "run_soak"]
 
@@ -93,6 +107,8 @@ async def run_bench(
             await noisy_neighbour(
                 session, stack.base, stack.container.channels, tenants[0], tenants[1], measured[0]
             )
+            console.print(f"heavy neighbour: one account sends and reads orders of {HEAVY_LINES:,} lines ...")
+            await heavy_neighbour(session, stack.base, tenants[2], tenants[3], measured[0], lines=HEAVY_LINES)
             for results in measured:
                 results.api_rss_mb = stack.rss_mb(stack.api)
                 results.worker_rss_mb = stack.rss_mb(stack.worker)
@@ -101,6 +117,7 @@ async def run_bench(
     for results in measured:
         report(results)
     report_noisy_neighbour(measured[0])
+    report_heavy_neighbour(measured[0], HEAVY_LINES)
     if len(measured) == 3:
         report_scale(*measured)
     if json_path:

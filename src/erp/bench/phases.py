@@ -292,3 +292,115 @@ async def noisy_neighbour(
     results.flood_accepted_per_s = (statuses.get(200, 0) - counted.get(200, 0)) / elapsed
     results.flood_limited_per_s = (statuses.get(429, 0) - counted.get(429, 0)) / elapsed
     results.flood_other = sum(n for status, n in statuses.items() if status not in (200, 429))
+
+
+HEAVY_CUSTOMER = "Heavy Customer"
+"""The customer of the heavy neighbour's orders, which its reads ask for."""
+
+
+def big_order_body(lines: int) -> dict[str, Any]:
+    """An order with `lines` order lines: the heaviest body a tenant may send."""
+    body = order_body()
+    body["CustomerName"] = HEAVY_CUSTOMER
+    body["OrderLines"] = [
+        {"ProductCode": f"P-{n:05d}", "Quantity": 1 + n % 7, "UnitPrice": "12.34"} for n in range(lines)
+    ]
+    return body
+
+
+async def light_samples(
+    session: aiohttp.ClientSession, base: str, tenant: tuple[UUID, str], samples: int
+) -> tuple[list[float], list[float]]:
+    """One small PlaceOrder at a time, each followed by a GetOrders ConsistentWith its answer: the
+    command's answer time, and the read's."""
+    headers = {"Authorization": f"Bearer {tenant[1]}"}
+    commands: list[float] = []
+    reads: list[float] = []
+    while len(commands) < samples:
+        order = order_body()
+        started = time.perf_counter()
+        async with session.post(f"{base}/commands/PlaceOrder", json=order, headers=headers) as response:
+            body = await response.json()
+            if response.status == 429:
+                await asyncio.sleep(float(response.headers["Retry-After"]))
+                continue
+            if response.status != 200:
+                raise RuntimeError(f"PlaceOrder answered {response.status}: {body}")
+        commands.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        params = {
+            "CustomerName": order["CustomerName"],
+            "ConsistentWith": body["ConsistencyToken"],
+            "Limit": "1",
+        }
+        async with session.get(f"{base}/queries/GetOrders", params=params, headers=headers) as response:
+            await response.read()
+            if response.status != 200:
+                raise RuntimeError(f"GetOrders answered {response.status}: {await response.text()}")
+        reads.append(time.perf_counter() - started)
+    return commands, reads
+
+
+async def heavy_neighbour(
+    session: aiohttp.ClientSession,
+    base: str,
+    light: tuple[UUID, str],
+    heavy: tuple[UUID, str],
+    results: Results,
+    *,
+    lines: int,
+    samples: int = 200,
+    writers: int = 8,
+    readers: int = 8,
+) -> None:
+    """A light account's command and ConsistentWith read p99, alone and while another account sends
+    the biggest orders it may (`lines` lines each) from `writers` connections and reads its orders
+    a whole page at a time from `readers`."""
+    headers = {"Authorization": f"Bearer {heavy[1]}"}
+    statuses: dict[int, int] = {}
+    bytes_read = 0
+    busy = asyncio.Event()
+
+    async def write() -> None:
+        while busy.is_set():
+            async with session.post(
+                f"{base}/commands/PlaceOrder", json=big_order_body(lines), headers=headers
+            ) as response:
+                await response.read()
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+                if response.status == 429:
+                    await asyncio.sleep(float(response.headers["Retry-After"]))
+
+    async def read() -> None:
+        nonlocal bytes_read
+        while busy.is_set():
+            params = {"CustomerName": HEAVY_CUSTOMER, "Limit": "1000"}
+            async with session.get(f"{base}/queries/GetOrders", params=params, headers=headers) as response:
+                bytes_read += len(await response.read())
+                statuses[response.status] = statuses.get(response.status, 0) + 1
+
+    for _ in range(20):  # something heavy to read from the start
+        async with session.post(
+            f"{base}/commands/PlaceOrder", json=big_order_body(lines), headers=headers
+        ) as response:
+            if response.status != 200:
+                raise RuntimeError(f"a big PlaceOrder answered {response.status}: {await response.text()}")
+    calm = await light_samples(session, base, light, samples)
+    busy.set()
+    load = [asyncio.create_task(write()) for _ in range(writers)]
+    load += [asyncio.create_task(read()) for _ in range(readers)]
+    await asyncio.sleep(1.0)
+    started = time.perf_counter()
+    counted = dict(statuses)
+    read_before = bytes_read
+    loud = await light_samples(session, base, light, samples)
+    elapsed = time.perf_counter() - started
+    busy.clear()
+    await asyncio.gather(*load)
+    results.light_command_p99_ms = percentile(calm[0], 0.99) * 1000
+    results.light_read_p99_ms = percentile(calm[1], 0.99) * 1000
+    results.heavy_command_p99_ms = percentile(loud[0], 0.99) * 1000
+    results.heavy_read_p99_ms = percentile(loud[1], 0.99) * 1000
+    done = {status: n - counted.get(status, 0) for status, n in statuses.items()}
+    results.heavy_answers_per_s = {str(status): n / elapsed for status, n in sorted(done.items())}
+    results.heavy_mb_read_per_s = (bytes_read - read_before) / elapsed / 2**20

@@ -48,6 +48,15 @@ class Results:
     """The flooding account's commands answered 429 per second (over its rate limit)."""
     flood_other: int = 0
     """The flooding account's answers that were neither 200 nor 429."""
+    light_command_p99_ms: float = 0.0
+    light_read_p99_ms: float = 0.0
+    """A light account's GetOrders ConsistentWith its command's token, alone."""
+    heavy_command_p99_ms: float = 0.0
+    """The light account's, while another sends and reads the biggest orders it may."""
+    heavy_read_p99_ms: float = 0.0
+    heavy_answers_per_s: dict[str, float] = field(default_factory=dict)
+    """The heavy account's answers per second, by status."""
+    heavy_mb_read_per_s: float = 0.0
     api_rss_mb: float = 0.0
     worker_rss_mb: float = 0.0
     notes: list[str] = field(default_factory=list)
@@ -145,6 +154,23 @@ def report_noisy_neighbour(results: Results) -> None:
         f"{results.flood_limited_per_s:,.0f}/s answered 429 (over its rate limit), "
         f"{results.flood_other} other answers"
     )
+
+
+def report_heavy_neighbour(results: Results, lines: int) -> None:
+    """The light account alone and while a heavy one sends and reads the biggest orders: within 2x."""
+    table = Table(
+        title=f"heavy neighbour: one account writes and reads orders of {lines:,} lines, another measures"
+    )
+    for column in ("measure of the light account", "alone", "during the load", "ratio", "target"):
+        table.add_column(column, justify="left" if column.startswith("measure") else "right")
+    for name, calm, loud in (
+        ("command p99 ms", results.light_command_p99_ms, results.heavy_command_p99_ms),
+        ("GetOrders ConsistentWith p99 ms", results.light_read_p99_ms, results.heavy_read_p99_ms),
+    ):
+        table.add_row(name, f"{calm:,.1f}", f"{loud:,.1f}", f"{loud / calm:.2f}x" if calm else "", "<= 2x")
+    console.print(table)
+    answers = ", ".join(f"{n:,.1f}/s {status}" for status, n in results.heavy_answers_per_s.items())
+    console.print(f"the heavy account: {answers}; {results.heavy_mb_read_per_s:,.1f} MB/s of orders read")
 
 
 SCALE_TARGETS = (

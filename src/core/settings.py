@@ -67,6 +67,9 @@ class Settings:
     cache_ttl: float = field(default_factory=lambda: float(_env("ERP_CACHE_TTL", "60")))
     """Seconds an API process serves a key's route and an account's definitions without asking; a
     move waits twice that before it removes an account's old copy."""
+    account_bytes: int = field(default_factory=lambda: int(_env("ERP_ACCOUNT_BYTES", str(4 * 1024 * 1024))))
+    """Bytes of request bodies and list pages an account may move per second in one API process,
+    on average (bursts of four seconds' worth); 0: no budget."""
     auth_failures: int = field(default_factory=lambda: int(_env("ERP_AUTH_FAILURES", "30")))
     """Failed authentications a client address may make per minute in one API process before it is
     answered 429 (0: no limit)."""

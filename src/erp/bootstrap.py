@@ -36,6 +36,7 @@ from queries.reader import ReadModels
 from queries.waiter import ConsistencyWaiter
 from tenancy.auth_failures import AuthFailures
 from tenancy.bulkhead import AccountBulkhead
+from tenancy.byte_budget import ByteBudget
 from tenancy.catalog import AccountCatalog
 from tenancy.deps import tenancy_dependencies
 from tenancy.keys import KeyCache
@@ -115,6 +116,13 @@ class Container:
         return AccountRateLimiter(self.settings.redis_url, limit, cluster=self.settings.redis_cluster)
 
     @cached_property
+    def byte_budget(self) -> ByteBudget | None:
+        """Each account's bytes of bodies and pages per second in this process (None when
+        ERP_ACCOUNT_BYTES=0); one that makes no sense raises here, so the API does not start."""
+        rate = self.settings.account_bytes
+        return ByteBudget(rate) if rate else None
+
+    @cached_property
     def auth_failures(self) -> AuthFailures | None:
         """Failed authentications per client address in this process (None when ERP_AUTH_FAILURES=0)."""
         limit = self.settings.auth_failures
@@ -150,9 +158,10 @@ class Container:
                 self.command_limiter,
                 AccountBulkhead(self.settings.account_concurrency),
                 self.auth_failures,
+                self.byte_budget,
             ),
             **command_dependencies(self.commands),
-            **query_dependencies(self.read_models),
+            **query_dependencies(self.read_models, self.byte_budget),
             **workflow_dependencies(self.projections),
             "health_checks": Provide(lambda: self.health, use_cache=True, sync_to_thread=False),
         }

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import msgspec
+
 from queries.paging import Page
 from queries.projection import Projection
 from queries.views import QueryParams, QuerySpec
@@ -19,6 +21,8 @@ class TenantReader:
         self.route = route
         self._pool = databases.pool(route.database)
         self._waiter = waiter
+        self.served = 0
+        """Bytes of items this reader's queries answered (what the account's byte budget is charged)."""
 
     async def caught_up(self, projection: Projection, targets: dict[str, int], within: float) -> bool:
         """Whether `projection` covers `targets` ({StreamType: Position}) within `within` seconds."""
@@ -29,7 +33,9 @@ class TenantReader:
     async def run(self, spec: QuerySpec, params: QueryParams) -> Page[Any]:
         """The query, in a transaction that sees only this account's rows."""
         async with tenant_transaction(self._pool, self.route.account_id) as connection:
-            return await spec.run(connection, params)
+            page = await spec.run(connection, params)
+        self.served += sum(len(item) for item in page.items if isinstance(item, msgspec.Raw))
+        return page
 
 
 class ReadModels:

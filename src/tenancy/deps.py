@@ -14,6 +14,7 @@ from litestar.di import NamedDependency, Provide
 from tenancy.auth import authenticate, bearer_token
 from tenancy.auth_failures import AuthFailures
 from tenancy.bulkhead import HEAVY_BODY, AccountBulkhead
+from tenancy.byte_budget import ByteBudget, over_budget
 from tenancy.catalog import AccountCatalog
 from tenancy.fences import AccountElsewhere
 from tenancy.keys import KeyCache
@@ -21,6 +22,9 @@ from tenancy.moves import AccountMoves
 from tenancy.onboarding import Onboarding
 from tenancy.rate_limit import REPEAT_PAUSE, AccountRateLimiter
 from tenancy.routing import Route
+
+CHUNKED = 64 * 1024
+"""Bytes a body sent without Content-Length (chunked) is taken to be: a heavy one."""
 
 
 def tenancy_dependencies(
@@ -31,9 +35,10 @@ def tenancy_dependencies(
     limiter: AccountRateLimiter | None,
     bulkhead: AccountBulkhead,
     failures: AuthFailures | None,
+    budget: ByteBudget | None,
 ) -> dict[str, Provide]:
     """`limiter` None: no rate limit (ERP_COMMAND_RATE=0); `failures` None: no limit on failed
-    authentications (ERP_AUTH_FAILURES=0)."""
+    authentications (ERP_AUTH_FAILURES=0); `budget` None: no byte budget (ERP_ACCOUNT_BYTES=0)."""
 
     async def tenant(request: Request[Any, Any, Any]) -> AsyncIterator[Route]:
         route = await authenticate(keys, request, failures)
@@ -56,8 +61,11 @@ def tenancy_dependencies(
                 await asyncio.sleep(min(REPEAT_PAUSE, refused.retry_after))
             raise limiter.refusal(tenant.account_id, refused)
         length = request.headers.get("content-length", "")
-        heavy = length.isdigit() and int(length) >= HEAVY_BODY
-        async with bulkhead.slot(tenant.account_id, heavy=heavy):
+        size = int(length) if length.isdigit() else CHUNKED
+        if budget is not None:
+            await over_budget(budget, tenant.account_id)
+            budget.charge(tenant.account_id, size)
+        async with bulkhead.slot(tenant.account_id, heavy=size >= HEAVY_BODY):
             yield tenant
 
     return {

@@ -309,14 +309,15 @@ def big_order_body(lines: int) -> dict[str, Any]:
 
 
 async def light_samples(
-    session: aiohttp.ClientSession, base: str, tenant: tuple[UUID, str], samples: int
+    session: aiohttp.ClientSession, base: str, tenant: tuple[UUID, str], samples: int, seconds: float
 ) -> tuple[list[float], list[float]]:
-    """One small PlaceOrder at a time, each followed by a GetOrders ConsistentWith its answer: the
-    command's answer time, and the read's."""
+    """One small PlaceOrder at a time, each followed by a GetOrders ConsistentWith its answer, for
+    `samples` of them and `seconds` at least: the command's answer time, and the read's."""
     headers = {"Authorization": f"Bearer {tenant[1]}"}
     commands: list[float] = []
     reads: list[float] = []
-    while len(commands) < samples:
+    until = time.monotonic() + seconds
+    while len(commands) < samples or time.monotonic() < until:
         order = order_body()
         started = time.perf_counter()
         async with session.post(f"{base}/commands/PlaceOrder", json=order, headers=headers) as response:
@@ -349,13 +350,14 @@ async def heavy_neighbour(
     results: Results,
     *,
     lines: int,
-    samples: int = 200,
+    samples: int = 300,
+    seconds: float = 10.0,
     writers: int = 8,
     readers: int = 8,
 ) -> None:
     """A light account's command and ConsistentWith read p99, alone and while another account sends
     the biggest orders it may (`lines` lines each) from `writers` connections and reads its orders
-    a whole page at a time from `readers`."""
+    a whole page at a time from `readers` (for `seconds` at least), each waiting as a 429 says."""
     headers = {"Authorization": f"Bearer {heavy[1]}"}
     statuses: dict[int, int] = {}
     bytes_read = 0
@@ -378,6 +380,8 @@ async def heavy_neighbour(
             async with session.get(f"{base}/queries/GetOrders", params=params, headers=headers) as response:
                 bytes_read += len(await response.read())
                 statuses[response.status] = statuses.get(response.status, 0) + 1
+                if response.status == 429:
+                    await asyncio.sleep(float(response.headers["Retry-After"]))
 
     for _ in range(20):  # something heavy to read from the start
         async with session.post(
@@ -385,7 +389,7 @@ async def heavy_neighbour(
         ) as response:
             if response.status != 200:
                 raise RuntimeError(f"a big PlaceOrder answered {response.status}: {await response.text()}")
-    calm = await light_samples(session, base, light, samples)
+    calm = await light_samples(session, base, light, samples, 0.0)
     busy.set()
     load = [asyncio.create_task(write()) for _ in range(writers)]
     load += [asyncio.create_task(read()) for _ in range(readers)]
@@ -393,7 +397,7 @@ async def heavy_neighbour(
     started = time.perf_counter()
     counted = dict(statuses)
     read_before = bytes_read
-    loud = await light_samples(session, base, light, samples)
+    loud = await light_samples(session, base, light, samples, seconds)
     elapsed = time.perf_counter() - started
     busy.clear()
     await asyncio.gather(*load)

@@ -1,0 +1,87 @@
+"""Each account's byte budget over HTTP: an account sending and reading the biggest orders gets 429
+with Retry-After once it has moved its burst, nothing it was refused is stored, and another account
+is served meanwhile."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import replace
+from typing import Any
+
+import asyncpg
+import httpx
+import pytest
+
+from core.settings import Settings
+from erp.app import create_app
+from tests.conftest import onboard, serve, with_port
+from tests.e2e.test_http_contract import assert_problem
+
+RATE = 100_000
+"""Bytes a second; the burst is four times that: about six orders of 1,000 lines (64 kB each)."""
+
+
+@pytest.fixture(scope="module")
+async def budgeted(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
+    """An API of its own with a small byte budget, on the session's database, worker and Temporal."""
+    own = replace(with_port(settings), account_bytes=RATE)
+    server, task = await serve(create_app(own), own.http_port)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{own.http_port}", timeout=30) as client:
+        yield client
+    server.should_exit = True
+    await task
+
+
+def big_order(customer: str) -> dict[str, Any]:
+    lines = [{"ProductCode": f"P-{n:04d}", "Quantity": 1, "UnitPrice": "1.00"} for n in range(1000)]
+    return {"OrderId": str(uuid.uuid4()), "CustomerName": customer, "OrderLines": lines}
+
+
+async def test_an_account_over_its_byte_budget_waits_and_stores_nothing_refused(
+    budgeted: httpx.AsyncClient, pool: asyncpg.Pool[Any]
+) -> None:
+    heavy, light = await onboard(budgeted, "Heavy"), await onboard(budgeted, "Light")
+    sent = [big_order("Big Buyer") for _ in range(12)]
+    answers = [await budgeted.post("/commands/PlaceOrder", json=body, headers=heavy.headers) for body in sent]
+    statuses = [a.status_code for a in answers]
+    assert 200 in statuses and 429 in statuses, statuses
+    assert statuses.index(429) >= 4, "the burst (four seconds' worth) passes first"
+    for refused in (a for a in answers if a.status_code == 429):
+        body = assert_problem(refused, 429)
+        assert f"account {heavy.account_id} moved more than its {RATE:,} bytes a second" in body["detail"]
+        assert 1 <= int(refused.headers["retry-after"]) <= 8
+
+    # Meanwhile another account is served, commands and pages alike.
+    small = {
+        "OrderId": str(uuid.uuid4()),
+        "CustomerName": "Small Buyer",
+        "OrderLines": [{"ProductCode": "P", "Quantity": 1, "UnitPrice": "2.00"}],
+    }
+    placed = await budgeted.post("/commands/PlaceOrder", json=small, headers=light.headers)
+    assert placed.status_code == 200, placed.text
+    read = await budgeted.get(
+        "/queries/GetOrders",
+        params={"CustomerName": "Small Buyer", "ConsistentWith": placed.json()["ConsistencyToken"]},
+        headers=light.headers,
+    )
+    assert read.status_code == 200 and len(read.json()["Items"]) == 1
+
+    # Refused orders were never run; reads are charged too, once the account has paid its debt.
+    accepted = {b["OrderId"] for b, a in zip(sent, answers, strict=True) if a.status_code == 200}
+    stored = await pool.fetchval("SELECT count(*) FROM events WHERE account_id = $1", heavy.account_id)
+    assert stored == len(accepted)
+    refused = next(a for a in reversed(answers) if a.status_code == 429)
+    await asyncio.sleep(int(refused.headers["retry-after"]) + 1)
+    pages = 0
+    while True:
+        page = await budgeted.get(
+            "/queries/GetOrders", params={"CustomerName": "Big Buyer", "Limit": "1000"}, headers=heavy.headers
+        )
+        if page.status_code == 429:
+            break
+        assert page.status_code == 200, page.text
+        pages += 1
+        assert pages < 20, "reading pages never cost the account anything"
+    assert_problem(page, 429)

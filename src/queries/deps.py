@@ -1,17 +1,21 @@
 """The read side's dependencies for the HTTP layer: `reader`, the caller's account's read side
-(it depends on tenancy's `tenant`), held in one of the account's slots (`tenancy.bulkhead`) while
-the query runs; a list query's page may hold a megabyte, so it is a heavy request. What it answers
-is charged to the account's byte budget (`tenancy.byte_budget`): 429 while the account is in debt."""
+(it depends on tenancy's `tenant`). A query runs in one of the account's slots (`tenancy.bulkhead`),
+taken after any consistency wait; a list query's page may hold a megabyte, so it is a heavy
+request. What it answers is charged to the account's byte budget (`tenancy.byte_budget`): 429
+while the account is in debt, looked at on arrival and again once the slot is held (the account's
+earlier pages charged by then)."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from functools import partial
 from typing import Any
 
 from litestar import Request
 from litestar.di import Provide
 
-from queries.reader import ReadModels, TenantReader
+from queries.reader import Charge, ReadModels, TenantReader
 from queries.views import QUERIES, ListParams
 from tenancy.bulkhead import AccountBulkhead
 from tenancy.byte_budget import ByteBudget, over_budget
@@ -25,16 +29,21 @@ def query_dependencies(read_models: ReadModels, budget: ByteBudget | None) -> di
 
     async def reader(
         request: Request[Any, Any, Any], tenant: Route, bulkhead: AccountBulkhead
-    ) -> AsyncIterator[TenantReader]:
+    ) -> TenantReader:
+        account_id = tenant.account_id
         if budget is not None:
-            await over_budget(budget, tenant.account_id)
+            await over_budget(budget, account_id)
         heavy = request.url.path.rsplit("/", 1)[-1] in _LISTS
-        async with bulkhead.slot(tenant.account_id, heavy=heavy):
-            reader = read_models.of(tenant)
-            try:
-                yield reader
-            finally:
-                if budget is not None:
-                    budget.charge(tenant.account_id, reader.served)
+
+        @asynccontextmanager
+        async def admission() -> AsyncIterator[Charge]:
+            async with bulkhead.slot(account_id, heavy=heavy):
+                if budget is None:
+                    yield lambda _: None
+                    return
+                await over_budget(budget, account_id, pause=False)  # its slot is for others now
+                yield partial(budget.charge, account_id)
+
+        return read_models.of(tenant, admission)
 
     return {"reader": Provide(reader)}

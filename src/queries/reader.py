@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any
 
 import msgspec
@@ -13,16 +15,31 @@ from queries.waiter import ConsistencyWaiter
 from tenancy.rls import tenant_transaction
 from tenancy.routing import Databases, Route
 
+Charge = Callable[[int], None]
+"""Counts the bytes a query answered against its account."""
+Admission = Callable[[], AbstractAsyncContextManager[Charge]]
+"""Holds a query's place while it runs (its account's slot), and gives what to charge it to."""
+
+
+@asynccontextmanager
+async def _admitted() -> AsyncIterator[Charge]:
+    yield lambda _: None
+
 
 class TenantReader:
     """Reads for one account, in the database it lives in."""
 
-    def __init__(self, route: Route, databases: Databases, waiter: ConsistencyWaiter) -> None:
+    def __init__(
+        self,
+        route: Route,
+        databases: Databases,
+        waiter: ConsistencyWaiter,
+        admission: Admission = _admitted,
+    ) -> None:
         self.route = route
         self._pool = databases.pool(route.database)
         self._waiter = waiter
-        self.served = 0
-        """Bytes of items this reader's queries answered (what the account's byte budget is charged)."""
+        self._admission = admission
 
     async def caught_up(self, projection: Projection, targets: dict[str, int], within: float) -> bool:
         """Whether `projection` covers `targets` ({StreamType: Position}) within `within` seconds."""
@@ -31,10 +48,13 @@ class TenantReader:
         )
 
     async def run(self, spec: QuerySpec, params: QueryParams) -> Page[Any]:
-        """The query, in a transaction that sees only this account's rows."""
-        async with tenant_transaction(self._pool, self.route.account_id) as connection:
-            page = await spec.run(connection, params)
-        self.served += sum(len(item) for item in page.items if isinstance(item, msgspec.Raw))
+        """The query, in a transaction that sees only this account's rows, once admitted (after
+        any consistency wait: a wait holds no slot); the bytes it answers are charged before its
+        slot is let go, so the account's next query is admitted knowing them."""
+        async with self._admission() as charge:
+            async with tenant_transaction(self._pool, self.route.account_id) as connection:
+                page = await spec.run(connection, params)
+            charge(sum(len(item) for item in page.items if isinstance(item, msgspec.Raw)))
         return page
 
 
@@ -45,5 +65,5 @@ class ReadModels:
         self._databases = databases
         self._waiter = waiter
 
-    def of(self, route: Route) -> TenantReader:
-        return TenantReader(route, self._databases, self._waiter)
+    def of(self, route: Route, admission: Admission = _admitted) -> TenantReader:
+        return TenantReader(route, self._databases, self._waiter, admission)

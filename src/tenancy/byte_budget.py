@@ -83,13 +83,15 @@ class ByteBudget:
         return len(self._accounts)
 
 
-async def over_budget(budget: ByteBudget, account_id: UUID) -> None:
+async def over_budget(budget: ByteBudget, account_id: UUID, *, pause: bool = True) -> None:
     """429 with Retry-After while the account is in debt, before any work on its request. The
-    answer waits up to REFUSAL_PAUSE first: a client that ignores Retry-After cannot spend the
-    API's time on refusals (parked, a waiting request costs nothing)."""
+    answer waits up to REFUSAL_PAUSE first (unless `pause` is false: the caller holds a slot): a
+    client that ignores Retry-After cannot spend the API's time on refusals (parked, a waiting
+    request costs nothing)."""
     wait = budget.retry_after(account_id)
     if wait is not None:
-        await asyncio.sleep(min(REFUSAL_PAUSE, wait))
+        if pause:
+            await asyncio.sleep(min(REFUSAL_PAUSE, wait))
         raise problem(
             429,
             f"account {account_id} moved more than its {budget.rate:,} bytes a second of bodies and "

@@ -23,8 +23,9 @@ from tenancy.onboarding import Onboarding
 from tenancy.rate_limit import REPEAT_PAUSE, AccountRateLimiter
 from tenancy.routing import Route
 
-CHUNKED = 64 * 1024
-"""Bytes a body sent without Content-Length (chunked) is taken to be: a heavy one."""
+CHUNKED = 1024 * 1024
+"""Bytes a body sent without Content-Length (chunked) is charged: the most a body may be (the
+app's limit), since its size is known only once it is read."""
 
 
 def tenancy_dependencies(

@@ -5,6 +5,8 @@ is served meanwhile."""
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import replace
@@ -85,3 +87,45 @@ async def test_an_account_over_its_byte_budget_waits_and_stores_nothing_refused(
         pages += 1
         assert pages < 20, "reading pages never cost the account anything"
     assert_problem(page, 429)
+
+
+async def test_pages_read_at_once_are_charged_before_the_next_is_admitted(
+    budgeted: httpx.AsyncClient,
+) -> None:
+    """Twelve page reads sent at once: each is admitted only once the ones before it are charged,
+    so the account gets its burst and what refilled meanwhile, and 429s, not twelve pages."""
+    reader = await onboard(budgeted, "Reader")
+    for _ in range(5):  # about 320 kB of orders: one page nearly spends the 400 kB burst
+        placed = await budgeted.post("/commands/PlaceOrder", json=big_order("Bulk"), headers=reader.headers)
+        assert placed.status_code == 200, placed.text
+    await asyncio.sleep(4.5)  # the burst back after the orders' own bytes
+    started = time.monotonic()
+    params = {"CustomerName": "Bulk", "Limit": "1000"}
+    pages = await asyncio.gather(
+        *(budgeted.get("/queries/GetOrders", params=params, headers=reader.headers) for _ in range(12))
+    )
+    elapsed = time.monotonic() - started
+    statuses = [p.status_code for p in pages]
+    assert set(statuses) == {200, 429}, statuses
+    served = sum(len(p.content) for p in pages if p.status_code == 200)
+    page = max(len(p.content) for p in pages if p.status_code == 200)
+    # Admitted with something left, a page may take the account into debt by one page, no more.
+    assert served <= 4 * RATE + RATE * elapsed + page, (served, elapsed, statuses)
+    assert statuses.count(200) < 12
+
+
+async def test_a_body_without_length_is_charged_as_the_largest(budgeted: httpx.AsyncClient) -> None:
+    chunked = await onboard(budgeted, "Chunked")
+    order = {
+        "OrderId": str(uuid.uuid4()),
+        "CustomerName": "C",
+        "OrderLines": [{"ProductCode": "P", "Quantity": 1, "UnitPrice": "1.00"}],
+    }
+
+    async def chunks() -> AsyncIterator[bytes]:
+        yield json.dumps(order).encode()
+
+    first = await budgeted.post("/commands/PlaceOrder", content=chunks(), headers=chunked.headers)
+    assert first.status_code == 200, first.text
+    refused = await budgeted.post("/commands/PlaceOrder", json=big_order("C"), headers=chunked.headers)
+    assert_problem(refused, 429)

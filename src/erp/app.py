@@ -26,7 +26,7 @@ from erp.bootstrap import Container
 from erp.health import health
 from queries.http import QueryController, query_routes
 from queries.sse import NotificationController
-from tenancy.auth import operator_guard
+from tenancy.auth import operator_guard, tenant_guard
 from tenancy.http import AccountController
 from workflows.http import ProjectionController
 
@@ -65,11 +65,17 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         route_handlers=[AccountController, ProjectionController],
         guards=[operator_guard(settings.operator_token, container.auth_failures)],
     )
+    # Its typed body is decoded before its dependencies run: the key is checked first.
+    customisations = Router(
+        "/",
+        route_handlers=[CustomisationController],
+        guards=[tenant_guard(container.keys, container.auth_failures)],
+    )
     return Litestar(
         route_handlers=[
             operators,
             CommandController,
-            CustomisationController,
+            customisations,
             *query_routes(),
             QueryController,
             NotificationController,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import hmac
+import ipaddress
 from typing import Any
 
 from litestar.connection import ASGIConnection
@@ -43,8 +45,12 @@ def bearer_token(
 
 def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     """The client's address as the server saw it (behind a proxy: as the proxy headers say, where
-    the server trusts them)."""
-    return connection.client.host if connection.client else "unknown"
+    the server trusts them); an IPv6 address stands for its /64, which one client usually has."""
+    host = connection.client.host if connection.client else "unknown"
+    if ":" in host:
+        with contextlib.suppress(ValueError):
+            return str(ipaddress.IPv6Network(f"{host}/64", strict=False))
+    return host
 
 
 def _refuse_if_over(failures: AuthFailures | None, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
@@ -79,10 +85,19 @@ async def authenticate(
         _refuse_if_over(failures, connection)
         _failed(failures, connection)
         raise
-    if not keys.knows(token):
+    unvouched = failures is not None and not keys.knows(token)
+    if unvouched:
         _refuse_if_over(failures, connection)
+        # Counted before the lookup, so that many guesses at once are not all looked up; given
+        # back below if the key works.
+        _failed(failures, connection)
     owner = await keys.resolve(token)
     ACCOUNT_ID.set(str(owner.route.account_id) if owner else "")
+    genuine = owner is not None and (owner.active or owner.status == AccountStatus.ONBOARDING)
+    if failures is not None and unvouched and genuine:
+        failures.forgive(client_address(connection))
+    elif not unvouched and not genuine:
+        _failed(failures, connection)
     if owner is not None and owner.status == AccountStatus.ONBOARDING:
         raise problem(
             503,
@@ -90,13 +105,23 @@ async def authenticate(
             {"Retry-After": "1"},
         )
     if owner is None or not owner.active:
-        _failed(failures, connection)
         raise problem(
             401,
             "the API key is unknown, revoked or expired, or its account is not active",
             {"WWW-Authenticate": "Bearer"},
         )
     return owner.route
+
+
+def tenant_guard(keys: KeyCache, failures: AuthFailures | None = None) -> Guard:
+    """A guard for tenant endpoints whose typed body Litestar decodes before their dependencies run
+    (`POST /customisations`): a stranger's body is never read. The `tenant` dependency resolves
+    the key again afterwards, from the cache."""
+
+    async def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
+        await authenticate(keys, connection, failures)
+
+    return guard
 
 
 OPERATOR_ONLY = "this endpoint needs the operator token"

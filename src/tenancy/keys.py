@@ -25,6 +25,9 @@ ROUTE_TTL = 60.0
 MAX_KNOWN = 100_000
 """Keys remembered at most: about 45 MB (a 32-byte digest, its expiry and its KeyOwner with a
 route: 430 bytes each, measured with tracemalloc)."""
+VOUCHED_FOR = 3600.0
+"""Seconds a key that authenticated stays vouched for (`knows`): an address over its limit of
+failed authentications may still present it, and have it looked up."""
 MAX_UNKNOWN = 10_000
 """Unknown keys remembered at most (so a stranger's guesses do not each cost a catalog query, nor
 crowd out the known keys): about 1.2 MB (a digest and its expiry: 120 bytes each). A token longer
@@ -49,6 +52,9 @@ class KeyCache:
         self._ttl = ttl
         self._known: dict[bytes, tuple[float, KeyOwner]] = {}
         self._unknown: dict[bytes, float] = {}
+        self._vouched: dict[bytes, float] = {}
+        """Keys that authenticated within VOUCHED_FOR seconds: a digest and a time, at most
+        `max_known` (about 12 MB)."""
         self._limits = (max_known, max_unknown)
 
     async def resolve(self, api_key: str) -> KeyOwner | None:
@@ -66,12 +72,16 @@ class KeyCache:
             _put(self._unknown, hashed, now + self._ttl, self._limits[1])
         elif owner.status != AccountStatus.ONBOARDING:
             _put(self._known, hashed, (_until(now, self._ttl, owner.expires_at), owner), self._limits[0])
+        if owner is not None and owner.active:
+            _put(self._vouched, hashed, now + VOUCHED_FOR, self._limits[0])
         return owner
 
     def knows(self, api_key: str) -> bool:
-        """True when the key resolves from this cache, without the catalog (known, not expired)."""
-        known = self._known.get(hash_key(api_key))
-        return known is not None and known[0] > time.monotonic()
+        """True when the key authenticated in this process within VOUCHED_FOR seconds (it may have
+        been revoked since: it is still looked up, only not refused unseen)."""
+        if len(api_key) > API_KEY_LENGTH:
+            return False
+        return self._vouched.get(hash_key(api_key), 0.0) > time.monotonic()
 
     def forget(self, api_key: str) -> None:
         """Resolve the key from the catalog next time (its account's route has changed)."""

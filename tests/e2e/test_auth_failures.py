@@ -4,6 +4,7 @@ operator token."""
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator
@@ -24,6 +25,17 @@ LIMIT = 5
 @pytest.fixture
 async def guarded(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
     """An API of its own that lets an address fail LIMIT times a minute."""
+    own = replace(with_port(settings), auth_failures=LIMIT)
+    server, task = await serve(create_app(own), own.http_port)
+    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{own.http_port}", timeout=30) as client:
+        yield client
+    server.should_exit = True
+    await task
+
+
+@pytest.fixture
+async def guarded_fresh(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
+    """The same, started for each test: no failures counted yet."""
     own = replace(with_port(settings), auth_failures=LIMIT)
     server, task = await serve(create_app(own), own.http_port)
     async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{own.http_port}", timeout=30) as client:
@@ -82,3 +94,35 @@ def test_erp_api_will_not_listen_beyond_loopback_with_the_development_token() ->
     done = subprocess.run([str(erp), "api"], env=env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2, done.stderr
     assert "ERP_OPERATOR_TOKEN" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_many_guesses_at_once_are_not_all_looked_up(guarded_fresh: httpx.AsyncClient) -> None:
+    """Each attempt counts before its lookup: twenty guesses sent at once get five 401s, the rest 429."""
+    answers = await asyncio.gather(
+        *(guarded_fresh.get("/customisations", headers={"Authorization": f"Bearer g-{n}"}) for n in range(20))
+    )
+    statuses = sorted(a.status_code for a in answers)
+    assert statuses == [401] * LIMIT + [429] * (20 - LIMIT), statuses
+
+
+async def test_a_key_that_worked_is_vouched_for_after_the_cache_forgets_it(
+    guarded_fresh: httpx.AsyncClient,
+) -> None:
+    tenant = await onboard(guarded_fresh, "Vouched")
+    assert (await guarded_fresh.get("/customisations", headers=tenant.headers)).status_code == 200
+    for n in range(LIMIT):
+        await guarded_fresh.get("/customisations", headers={"Authorization": f"Bearer guess-{n}"})
+    await asyncio.sleep(1.5)  # past the suite's ERP_CACHE_TTL of 1 s: the route is looked up again
+    assert (await guarded_fresh.get("/customisations", headers=tenant.headers)).status_code == 200
+    assert_problem(await guarded_fresh.get("/customisations", headers={"Authorization": "Bearer x"}), 429)
+
+
+async def test_a_strangers_body_is_not_read(guarded_fresh: httpx.AsyncClient) -> None:
+    """POST /customisations decodes a typed body before its dependencies run; a guard checks the key
+    first, so a stranger's body (deep, not JSON) is answered 401, not 400."""
+    deep = b"[" * 5000 + b"]" * 5000
+    for body in (deep, b"not json"):
+        response = await guarded_fresh.post(
+            "/customisations", content=body, headers={"Authorization": "Bearer stranger"}
+        )
+        assert_problem(response, 401)

@@ -134,7 +134,7 @@ class CustomisationController(Controller):
             )
         return AttributeView(data.element, data.attribute, data.type, data.required, data.max_length)
 
-    @get("/", summary="The account's custom attributes", responses=problem_responses(401, 503))
+    @get("/", summary="The account's custom attributes", responses=problem_responses(401, 429, 503))
     async def list(
         self, tenant: NamedDependency[Route], customisations: NamedDependency[Customisations]
     ) -> list[AttributeView]:

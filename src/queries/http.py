@@ -124,7 +124,7 @@ def query_route(spec: QuerySpec) -> HTTPRouteHandler:
         summary=spec.name,
         operation_id=spec.name,
         tags=["queries"],
-        responses=problem_responses(400, 401, 422, 503),
+        responses=problem_responses(400, 401, 422, 429, 503),
     )(handler)
 
 

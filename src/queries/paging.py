@@ -25,8 +25,11 @@ MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
 MAX_PAGE_BYTES = 1024 * 1024
 """A list query's answer takes at most this many bytes (but for a page whose one item is bigger)."""
-ENVELOPE = 256
-"""Bytes of an answer beside its items: `{"Items":[...],"Next":"<cursor>"}`."""
+MAX_CURSOR = 2048
+"""Characters of an `After` cursor: the longest a query gives (a name of 200 characters, each one
+escaped as `\\uXXXX`, and an id) fits; a longer one is refused before it is even decoded."""
+ENVELOPE = 64 + MAX_CURSOR
+"""Bytes of an answer beside its items: `{"Items":[...],"Next":"<cursor>"}`, the longest cursor."""
 FIRST_ROWS = 16
 """Rows a page of possibly big rows reads first, before it knows how big they are."""
 Limit = Annotated[
@@ -57,10 +60,6 @@ class Page(Generic[T]):
 def encode_cursor(key: Sequence[Any]) -> str:
     return base64.urlsafe_b64encode(msgspec.json.encode(list(key))).decode().rstrip("=")
 
-
-MAX_CURSOR = 2048
-"""Characters of an `After` cursor: the longest a query gives (a name of 200 characters, each one
-escaped as `\\uXXXX`, and an id) fits; a longer one is refused before it is even decoded."""
 
 _ON_THE_WIRE: dict[type, Any] = {
     str: Annotated[str, msgspec.Meta(pattern=NO_NUL)],  # Postgres text cannot hold U+0000

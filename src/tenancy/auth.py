@@ -85,18 +85,13 @@ async def authenticate(
         _refuse_if_over(failures, connection)
         _failed(failures, connection)
         raise
-    unvouched = failures is not None and not keys.knows(token)
-    if unvouched:
+    if not keys.knows(token):
         _refuse_if_over(failures, connection)
-        # Counted before the lookup, so that many guesses at once are not all looked up; given
-        # back below if the key works.
-        _failed(failures, connection)
     owner = await keys.resolve(token)
     ACCOUNT_ID.set(str(owner.route.account_id) if owner else "")
-    genuine = owner is not None and (owner.active or owner.status == AccountStatus.ONBOARDING)
-    if failures is not None and unvouched and genuine:
-        failures.forgive(client_address(connection))
-    elif not unvouched and not genuine:
+    if owner is None or not (owner.active or owner.status == AccountStatus.ONBOARDING):
+        # Counted once the lookup has said so: counted before it (and given back), a proxy's many
+        # tenants using new keys at once were refused as if they had guessed.
         _failed(failures, connection)
     if owner is not None and owner.status == AccountStatus.ONBOARDING:
         raise problem(

@@ -83,12 +83,5 @@ class AuthFailures:
         state.current += 1
         self._addresses[address] = state
 
-    def forgive(self, address: str) -> None:
-        """Take back one failure counted for `address` (an attempt counted before its outcome was
-        known, that turned out well)."""
-        state = self._addresses.get(address)
-        if state is not None and state.current > 0:
-            state.current -= 1
-
     def __len__(self) -> int:
         return len(self._addresses)

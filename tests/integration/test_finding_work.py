@@ -82,3 +82,25 @@ async def test_a_backlog_in_one_account_delays_another_by_one_batch_at_most(
     by_account = {a.account_id: a.position for a in advanced}
     assert by_account.get(quiet) == 2, f"the quiet account waited behind the busy one: {advanced}"
     assert by_account[busy] == 50, "the busy account took more than its share of the batch"
+
+
+async def test_pairs_another_projector_holds_do_not_stall_the_ones_behind_them(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    """A batch claims the work set's first pairs; when another projector (a zombie, a rebuild)
+    holds all of them, the same batch goes on with the pairs behind them rather than idling."""
+    await add_accounts(own_pool, 4)  # one order each: four lagging pairs
+    projector = Projector(own_pool, PROJECTIONS["orders"], EventStore().feed, pairs_per_batch=2)
+    async with own_pool.acquire() as connection:
+        await projector.find_work(connection)
+    first, second, *behind = list(projector._work)
+    assert len(behind) == 2
+    async with own_pool.acquire() as holder, holder.transaction():
+        await holder.execute(
+            "SELECT 1 FROM projection_checkpoints WHERE projection = 'orders'"
+            " AND (account_id, stream_type) IN (($1, $2), ($3, $4)) FOR UPDATE",
+            *first,
+            *second,
+        )
+        advanced = await projector.run_batch()
+    assert {(a.account_id, a.stream_type) for a in advanced} == set(behind)

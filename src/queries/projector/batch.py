@@ -123,7 +123,11 @@ class Projector:
                         advanced = await self.apply(connection, account_id, links, oldest, True, claim=claim)
                 if account_id is None:
                     await self._settle(connection, advanced, claim)
-                    break
+                    if claim.heads or not claim.candidates:
+                        break
+                    # Every candidate was another projector's (a zombie's, a rebuild's): settled
+                    # to the back of the work set, so once more with the pairs behind them.
+                    continue
                 if advanced:
                     break
                 # Nothing claimable: maybe streams whose checkpoints do not exist yet.

@@ -259,3 +259,17 @@ async def tenant(http: httpx.AsyncClient) -> Tenant:
 
 def with_port(settings: Settings) -> Settings:
     return replace(settings, http_port=free_port())
+
+
+@contextlib.asynccontextmanager
+async def own_api(settings: Settings, **changes: Any) -> AsyncIterator[httpx.AsyncClient]:
+    """An API of its own, on `settings` (the session's database, worker and Temporal) with
+    `changes` (say a small limit), on a free port; a client of it for the block."""
+    own = replace(with_port(settings), **changes)
+    server, task = await serve(create_app(own), own.http_port)
+    try:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{own.http_port}", timeout=30) as client:
+            yield client
+    finally:
+        server.should_exit = True
+        await task

@@ -74,10 +74,15 @@ class ByteBudget:
             self._forget_refilled(now)
 
     def _forget_refilled(self, now: float) -> None:
-        """Forget the accounts with their whole burst back (a cost spread over SWEEP_EVERY charges)."""
-        for account_id, (left, at) in list(self._accounts.items()):
-            if left + (now - at) * self.rate >= self.burst:
-                del self._accounts[account_id]
+        """Forget the accounts with their whole burst back, from the least recently charged on,
+        up to the first that has not: a look costs what it forgets, not every account kept (one
+        left behind goes later, or to the bound)."""
+        while self._accounts:
+            account_id = next(iter(self._accounts))
+            left, at = self._accounts[account_id]
+            if left + (now - at) * self.rate < self.burst:
+                return
+            del self._accounts[account_id]
 
     def __len__(self) -> int:
         return len(self._accounts)

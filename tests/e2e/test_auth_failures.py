@@ -8,7 +8,6 @@ import asyncio
 import subprocess
 import sys
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from pathlib import Path
 
 import httpx
@@ -16,7 +15,7 @@ import pytest
 
 from core.settings import DEV_OPERATOR_TOKEN, Settings
 from erp.app import create_app
-from tests.conftest import OPERATOR_TOKEN, onboard, serve, with_port
+from tests.conftest import OPERATOR_TOKEN, onboard, own_api
 from tests.e2e.test_http_contract import assert_problem
 
 LIMIT = 5
@@ -24,24 +23,10 @@ LIMIT = 5
 
 @pytest.fixture
 async def guarded(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
-    """An API of its own that lets an address fail LIMIT times a minute."""
-    own = replace(with_port(settings), auth_failures=LIMIT)
-    server, task = await serve(create_app(own), own.http_port)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{own.http_port}", timeout=30) as client:
+    """An API of its own, started for each test (no failures counted yet), that lets an address
+    fail LIMIT times a minute."""
+    async with own_api(settings, auth_failures=LIMIT) as client:
         yield client
-    server.should_exit = True
-    await task
-
-
-@pytest.fixture
-async def guarded_fresh(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
-    """The same, started for each test: no failures counted yet."""
-    own = replace(with_port(settings), auth_failures=LIMIT)
-    server, task = await serve(create_app(own), own.http_port)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{own.http_port}", timeout=30) as client:
-        yield client
-    server.should_exit = True
-    await task
 
 
 async def test_an_address_that_keeps_failing_is_told_to_wait(guarded: httpx.AsyncClient) -> None:
@@ -97,35 +82,33 @@ def test_erp_api_will_not_listen_beyond_loopback_with_the_development_token() ->
 
 
 async def test_many_new_keys_at_once_from_one_address_are_never_refused(
-    guarded_fresh: httpx.AsyncClient,
+    guarded: httpx.AsyncClient,
 ) -> None:
     """A proxy's tenants share its address: thirty accounts' first requests at once (their keys
     not yet known to this process) are each looked up and served, not counted as guesses."""
-    tenants = [await onboard(guarded_fresh, f"Behind a proxy {n}") for n in range(30)]
-    answers = await asyncio.gather(
-        *(guarded_fresh.get("/customisations", headers=t.headers) for t in tenants)
-    )
+    tenants = [await onboard(guarded, f"Behind a proxy {n}") for n in range(30)]
+    answers = await asyncio.gather(*(guarded.get("/customisations", headers=t.headers) for t in tenants))
     assert [a.status_code for a in answers] == [200] * len(tenants)
 
 
 async def test_a_key_that_worked_is_vouched_for_after_the_cache_forgets_it(
-    guarded_fresh: httpx.AsyncClient,
+    guarded: httpx.AsyncClient,
 ) -> None:
-    tenant = await onboard(guarded_fresh, "Vouched")
-    assert (await guarded_fresh.get("/customisations", headers=tenant.headers)).status_code == 200
+    tenant = await onboard(guarded, "Vouched")
+    assert (await guarded.get("/customisations", headers=tenant.headers)).status_code == 200
     for n in range(LIMIT):
-        await guarded_fresh.get("/customisations", headers={"Authorization": f"Bearer guess-{n}"})
+        await guarded.get("/customisations", headers={"Authorization": f"Bearer guess-{n}"})
     await asyncio.sleep(1.5)  # past the suite's ERP_CACHE_TTL of 1 s: the route is looked up again
-    assert (await guarded_fresh.get("/customisations", headers=tenant.headers)).status_code == 200
-    assert_problem(await guarded_fresh.get("/customisations", headers={"Authorization": "Bearer x"}), 429)
+    assert (await guarded.get("/customisations", headers=tenant.headers)).status_code == 200
+    assert_problem(await guarded.get("/customisations", headers={"Authorization": "Bearer x"}), 429)
 
 
-async def test_a_strangers_body_is_not_read(guarded_fresh: httpx.AsyncClient) -> None:
+async def test_a_strangers_body_is_not_read(guarded: httpx.AsyncClient) -> None:
     """POST /customisations decodes a typed body before its dependencies run; a guard checks the key
     first, so a stranger's body (deep, not JSON) is answered 401, not 400."""
     deep = b"[" * 5000 + b"]" * 5000
     for body in (deep, b"not json"):
-        response = await guarded_fresh.post(
+        response = await guarded.post(
             "/customisations", content=body, headers={"Authorization": "Bearer stranger"}
         )
         assert_problem(response, 401)

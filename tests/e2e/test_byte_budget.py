@@ -9,7 +9,6 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -17,8 +16,7 @@ import httpx
 import pytest
 
 from core.settings import Settings
-from erp.app import create_app
-from tests.conftest import onboard, serve, with_port
+from tests.conftest import onboard, own_api
 from tests.e2e.test_http_contract import assert_problem
 
 RATE = 100_000
@@ -28,12 +26,8 @@ RATE = 100_000
 @pytest.fixture(scope="module")
 async def budgeted(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
     """An API of its own with a small byte budget, on the session's database, worker and Temporal."""
-    own = replace(with_port(settings), account_bytes=RATE)
-    server, task = await serve(create_app(own), own.http_port)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{own.http_port}", timeout=30) as client:
+    async with own_api(settings, account_bytes=RATE) as client:
         yield client
-    server.should_exit = True
-    await task
 
 
 def big_order(customer: str) -> dict[str, Any]:

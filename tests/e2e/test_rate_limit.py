@@ -6,7 +6,6 @@ import asyncio
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import replace
 from typing import Any
 
 import asyncpg
@@ -16,8 +15,7 @@ import redis.asyncio as redis
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from core.settings import Settings
-from erp.app import create_app
-from tests.conftest import Tenant, metric_points, onboard, serve, with_port
+from tests.conftest import Tenant, metric_points, onboard, own_api
 from tests.e2e.test_http_contract import assert_problem
 
 RATE, BURST = 2, 10
@@ -27,12 +25,8 @@ RATE, BURST = 2, 10
 @pytest.fixture(scope="module")
 async def limited(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
     """An API of its own with a small limit, on the session's database, worker and Temporal."""
-    own = replace(with_port(settings), command_rate=RATE, command_burst=BURST)
-    server, task = await serve(create_app(own), own.http_port)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{own.http_port}", timeout=30) as client:
+    async with own_api(settings, command_rate=RATE, command_burst=BURST) as client:
         yield client
-    server.should_exit = True
-    await task
 
 
 @pytest.fixture

@@ -60,9 +60,9 @@ class Settings:
     """More tenant databases, `name=url,name=url`; new accounts are placed across them (and main)."""
     dedicated_databases: str = field(default_factory=lambda: _env("ERP_DEDICATED_DATABASES", ""))
     """Tenant databases, `name,name`, that new accounts never go to: big accounts are moved there."""
-    command_rate: int = field(default_factory=lambda: int(_env("ERP_COMMAND_RATE", "200")))
+    command_rate: int = field(default_factory=lambda: int(_env("ERP_COMMAND_RATE", "100")))
     """Commands per second each account may send, on average (0: no limit)."""
-    command_burst: int = field(default_factory=lambda: int(_env("ERP_COMMAND_BURST", "400")))
+    command_burst: int = field(default_factory=lambda: int(_env("ERP_COMMAND_BURST", "200")))
     """The most commands an account may send at once: a whole multiple of `command_rate`."""
     cache_ttl: float = field(default_factory=lambda: float(_env("ERP_CACHE_TTL", "60")))
     """Seconds an API process serves a key's route and an account's definitions without asking; a

@@ -20,7 +20,7 @@ from tenancy.fences import AccountElsewhere
 from tenancy.keys import KeyCache
 from tenancy.moves import AccountMoves
 from tenancy.onboarding import Onboarding
-from tenancy.rate_limit import REPEAT_PAUSE, AccountRateLimiter
+from tenancy.rate_limit import REPEAT_PAUSE, AccountRateLimiter, Refused
 from tenancy.routing import Route
 
 CHUNKED = 1024 * 1024
@@ -57,10 +57,14 @@ def tenancy_dependencies(
         """After authentication (the key decides the account), before the command is even parsed:
         the account's rate limit, then one of its few slots in this process (its one slot for
         heavy requests too, for a body of HEAVY_BODY or more)."""
-        if limiter is not None and (refused := limiter.hit(tenant.account_id)) is not None:
-            if refused.repeated:  # it keeps sending over its limit: it waits for its answer
-                await asyncio.sleep(min(REPEAT_PAUSE, refused.retry_after))
-            raise limiter.refusal(tenant.account_id, refused)
+        if limiter is not None:
+            verdict = limiter.hit(tenant.account_id)
+            if isinstance(verdict, Refused):
+                if verdict.repeated:  # it keeps sending over its limit: it waits for its answer
+                    await asyncio.sleep(min(REPEAT_PAUSE, verdict.retry_after))
+                raise limiter.refusal(tenant.account_id, verdict)
+            if verdict is not None:  # at its limit: let through when its turn comes
+                await asyncio.sleep(verdict.wait)
         length = request.headers.get("content-length", "")
         size = int(length) if length.isdigit() else CHUNKED
         if budget is not None:

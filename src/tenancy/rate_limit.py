@@ -15,6 +15,12 @@ few dictionary operations. Two replicas can together let through what each let t
 two looks (100 ms by default) beyond the limit: a limit that shares the API fairly, not a meter
 for billing.
 
+An account refused lately is paced: its commands are let through one every 1/rate seconds,
+rather than whenever the window has room. A client with many connections that all come back at
+once after a refusal would otherwise take a second's worth of room in one clump, and its
+neighbours' p99 with it (64 connections flooding at a limit of 200/s got 1 to 254 commands a second
+through, from one second to the next; paced, a steady 200).
+
 Redis unreachable: each process goes on limiting with what it has seen itself (so an account gets
 the whole limit on each replica), and warns at most every ten seconds.
 """
@@ -50,6 +56,8 @@ REDIS_TIMEOUT = 0.5
 REPEAT_PAUSE = 1.0
 """Seconds an account that keeps sending over its limit waits for each further refusal (at most its
 Retry-After): a client that ignores Retry-After cannot spend the API's time on refusals."""
+PACE_AHEAD = 0.05
+"""Seconds ahead a command of an account at its limit may be given its turn; beyond, it is refused."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,6 +108,14 @@ class Refused:
     """The account was refused already in this window, by this process."""
 
 
+@dataclass(frozen=True, slots=True)
+class Paced:
+    """A command of an account at its limit, let through once its turn comes."""
+
+    wait: float
+    """Seconds until its turn (at most PACE_AHEAD)."""
+
+
 @dataclass(slots=True)
 class _Account:
     """One account's counts as this process knows them, by window number."""
@@ -114,6 +130,8 @@ class _Account:
     """The last window whose key this process gave its expiry."""
     settled: int = -1
     """The last window whose previous window's total this process read (it changes no more)."""
+    next_turn: float = 0.0
+    """When this process may let through the account's next command while it is paced."""
 
     def count(self, window: int) -> int:
         return self.known.get(window, 0) + self.pending.get(window, 0)
@@ -154,10 +172,14 @@ class AccountRateLimiter:
         # The account's id in braces: on a Redis Cluster its windows share a slot (and a node).
         return f"{self._prefix}:{{{account_id}}}:{window}"
 
-    def hit(self, account_id: UUID, now: float | None = None) -> Refused | None:
-        """Count one command against the account: None if it may go ahead, else when to retry.
+    def hit(self, account_id: UUID, now: float | None = None) -> Refused | Paced | None:
+        """Count one command against the account: None if it may go ahead, Paced if it may once
+        its turn comes, else Refused (when to retry).
 
         Decided here, from Redis's counts at the last look and what this process let through since.
+        An account refused in this window or the last one is paced: its commands are let through
+        one every 1/rate seconds, evenly, rather than in clumps whenever the sliding window has
+        room, so that many connections kept at the limit cost the API a steady trickle.
         """
         now = time.time() if now is None else now
         span = self.limit.window
@@ -170,13 +192,27 @@ class AccountRateLimiter:
         previous, current = state.count(window - 1), state.count(window)
         left_of_previous = 1.0 - (now - window * span) / span
         if previous * left_of_previous + current + 1 <= self.limit.burst:
-            state.pending[window] = state.pending.get(window, 0) + 1
-            self._touched.add(account_id)
-            return None
+            if state.refused_in < window - 1:
+                self._admit(account_id, state, window)
+                return None
+            turn = max(now, state.next_turn)
+            if turn - now <= PACE_AHEAD:
+                state.next_turn = turn + 1.0 / self.limit.rate
+                self._admit(account_id, state, window)
+                return Paced(turn - now)
+            retry_after = 1
+        else:
+            retry_after = self._retry_after(now, window, previous, current)
         COMMANDS_LIMITED.add(1)
         repeated = state.refused_in == window
+        if state.refused_in < window - 1:
+            state.next_turn = now  # paced from now on
         state.refused_in = window
-        return Refused(self._retry_after(now, window, previous, current), repeated)
+        return Refused(retry_after, repeated)
+
+    def _admit(self, account_id: UUID, state: _Account, window: int) -> None:
+        state.pending[window] = state.pending.get(window, 0) + 1
+        self._touched.add(account_id)
 
     def _retry_after(self, now: float, window: int, previous: int, current: int) -> int:
         """Seconds until previous * (what is left of it) + current + 1 fits the burst again."""

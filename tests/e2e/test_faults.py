@@ -318,7 +318,8 @@ async def test_faults_lose_nothing_and_never_answer_500(
         load.stop.set()
         await flowing
         say(f"answers: {dict(load.statuses)}; acknowledged: {len(load.acknowledged)}")
-        assert set(load.statuses) <= {200, 503}, f"only 2xx and 503 expected: {load.statuses}"
+        # 429: two writers on one account may pass its rate limit (100/s); it says when to retry.
+        assert set(load.statuses) <= {200, 429, 503}, f"only 2xx, 429 and 503 expected: {load.statuses}"
         assert await health_is(200)
 
     # Structured logs, even through outages: every line is a JSON object naming trace and account.

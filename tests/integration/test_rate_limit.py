@@ -5,6 +5,7 @@ while Redis is unreachable."""
 from __future__ import annotations
 
 import asyncio
+import itertools
 import logging
 import time
 import uuid
@@ -18,7 +19,7 @@ from core.settings import Settings
 from erp.app import create_app
 from erp.bootstrap import Container
 from erp.devserver import free_port
-from tenancy.rate_limit import REDIS_TIMEOUT, AccountRateLimiter, CommandLimit, Refused
+from tenancy.rate_limit import PACE_AHEAD, REDIS_TIMEOUT, AccountRateLimiter, CommandLimit, Paced, Refused
 
 REDIS_URL = Settings().redis_url
 LIMIT = CommandLimit(rate=5, burst=10)
@@ -48,7 +49,7 @@ async def limiters() -> AsyncIterator[Limiters]:
     await client.aclose()
 
 
-def hits(limiter: AccountRateLimiter, account: uuid.UUID, count: int) -> list[Refused | None]:
+def hits(limiter: AccountRateLimiter, account: uuid.UUID, count: int) -> list[Refused | Paced | None]:
     return [limiter.hit(account) for _ in range(count)]
 
 
@@ -61,9 +62,9 @@ async def test_a_burst_passes_and_beyond_it_the_answer_is_when_to_retry(limiters
     assert len(refusals) == 4
     assert all(1 <= r.retry_after <= LIMIT.window + 1 for r in refusals), refusals
     assert [r.repeated for r in refusals] == [False, True, True, True]
-    # The wait is true: after it, the account may send again.
+    # The wait is true: after it, the account may send again (paced, having been refused lately).
     await asyncio.sleep(max(r.retry_after for r in refusals))
-    assert limiter.hit(account) is None
+    assert not isinstance(limiter.hit(account), Refused)
 
 
 async def test_a_drained_account_refills_at_the_configured_rate(limiters: Limiters) -> None:
@@ -73,11 +74,37 @@ async def test_a_drained_account_refills_at_the_configured_rate(limiters: Limite
     admitted = 0
     started = time.monotonic()
     while (elapsed := time.monotonic() - started) < 2 * LIMIT.window:
-        admitted += limiter.hit(account) is None
+        admitted += not isinstance(limiter.hit(account), Refused)
         await asyncio.sleep(0.01)
     # A sliding window lets the burst through and then `rate` per second, give or take its
     # estimate's rounding (no refill would give 10; `burst` per second, about 40).
     assert abs(admitted - (LIMIT.burst + LIMIT.rate * (elapsed - LIMIT.window))) <= 4, (admitted, elapsed)
+
+
+async def test_an_account_at_its_limit_is_let_through_evenly_not_in_clumps(limiters: Limiters) -> None:
+    """Room that slid out of the window while an account's connections waited (as the API makes a
+    refused account wait) is not taken in a clump when they all come back: once refused, an
+    account gets one turn every 1/rate seconds, each command told how long to wait for it."""
+    limiter, account = limiters(), uuid.uuid4()
+    start = (time.time() // LIMIT.window + 1) * LIMIT.window
+    assert [limiter.hit(account, now=start) for _ in range(LIMIT.burst)] == [None] * LIMIT.burst
+    assert isinstance(limiter.hit(account, now=start), Refused)
+    later = start + 1.5 * LIMIT.window  # three quarters of the burst slid out: room for 7 at once
+    back = [limiter.hit(account, now=later) for _ in range(20)]
+    assert [v for v in back if not isinstance(v, Refused)] == [Paced(0.0)], back
+    turns = [later]
+    now = later
+    while now < later + LIMIT.window:
+        now += 0.01
+        verdict = limiter.hit(account, now=now)
+        if isinstance(verdict, Paced):
+            assert 0 <= verdict.wait <= PACE_AHEAD
+            turns.append(now + verdict.wait)
+        else:
+            assert isinstance(verdict, Refused)
+    gaps = [b - a for a, b in itertools.pairwise(turns)]
+    assert min(gaps) >= 1 / LIMIT.rate - 1e-6, gaps
+    assert abs(len(turns) - 1 - LIMIT.rate * LIMIT.window) <= 1, turns
 
 
 async def test_accounts_have_budgets_of_their_own(limiters: Limiters) -> None:

@@ -333,17 +333,19 @@ def big_order_body(lines: int) -> dict[str, Any]:
 
 
 async def light_samples(
-    session: aiohttp.ClientSession, base: str, tenant: tuple[UUID, str], samples: int, seconds: float
+    session: aiohttp.ClientSession, base: str, tenant: tuple[UUID, str], samples: int, interval: float
 ) -> tuple[list[float], list[float]]:
-    """One small PlaceOrder at a time, each followed by a GetOrders ConsistentWith its answer, for
-    `samples` of them and `seconds` at least: the command's answer time, and the read's."""
+    """One small PlaceOrder at a time, each `interval` seconds after the last one's start at the
+    earliest, and each followed by a GetOrders ConsistentWith its answer: the command's answer
+    time, and the read's."""
     headers = {"Authorization": f"Bearer {tenant[1]}"}
     commands: list[float] = []
     reads: list[float] = []
-    until = time.monotonic() + seconds
-    while len(commands) < samples or time.monotonic() < until:
+    began = -math.inf
+    while len(commands) < samples:
+        await asyncio.sleep(began + interval - time.perf_counter())
+        began = started = time.perf_counter()
         order = order_body()
-        started = time.perf_counter()
         async with session.post(f"{base}/commands/PlaceOrder", json=order, headers=headers) as response:
             body = await response.json()
             if response.status == 429:
@@ -374,14 +376,17 @@ async def heavy_neighbour(
     results: Results,
     *,
     lines: int,
-    samples: int = 300,
-    seconds: float = 10.0,
+    samples: int = 200,
+    rounds: int = 5,
+    pace: float = 50.0,
     writers: int = 8,
     readers: int = 8,
 ) -> None:
     """A light account's command and ConsistentWith read p99, alone and while another account sends
     the biggest orders it may (`lines` lines each) from `writers` connections and reads its orders
-    a whole page at a time from `readers` (for `seconds` at least), each waiting as a 429 says."""
+    a whole page at a time from `readers`, each waiting as a 429 says. The light account sends
+    `pace` commands a second, each followed by its read; alone and loaded alternate for `rounds`
+    rounds of `samples` each, and each p99 is over all of its rounds (as `noisy_neighbour`)."""
     headers = {"Authorization": f"Bearer {heavy[1]}"}
     statuses: dict[int, int] = {}
     bytes_read = 0
@@ -413,22 +418,33 @@ async def heavy_neighbour(
         ) as response:
             if response.status != 200:
                 raise RuntimeError(f"a big PlaceOrder answered {response.status}: {await response.text()}")
-    calm = await light_samples(session, base, light, samples, 0.0)
-    busy.set()
-    load = [asyncio.create_task(write()) for _ in range(writers)]
-    load += [asyncio.create_task(read()) for _ in range(readers)]
-    await asyncio.sleep(1.0)
-    started = time.perf_counter()
-    counted = dict(statuses)
-    read_before = bytes_read
-    loud = await light_samples(session, base, light, samples, seconds)
-    elapsed = time.perf_counter() - started
-    busy.clear()
-    await asyncio.gather(*load)
+    calm: tuple[list[float], list[float]] = ([], [])
+    loud: tuple[list[float], list[float]] = ([], [])
+    loaded = 0.0
+    done: dict[int, int] = {}
+    read_during = 0
+    for _ in range(rounds):
+        commands, reads = await light_samples(session, base, light, samples, 1 / pace)
+        calm[0].extend(commands)
+        calm[1].extend(reads)
+        busy.set()
+        load = [asyncio.create_task(write()) for _ in range(writers)]
+        load += [asyncio.create_task(read()) for _ in range(readers)]
+        await asyncio.sleep(1.0)
+        before, read_before = dict(statuses), bytes_read
+        started = time.perf_counter()
+        commands, reads = await light_samples(session, base, light, samples, 1 / pace)
+        loaded += time.perf_counter() - started
+        for status, n in statuses.items():
+            done[status] = done.get(status, 0) + n - before.get(status, 0)
+        read_during += bytes_read - read_before
+        loud[0].extend(commands)
+        loud[1].extend(reads)
+        busy.clear()
+        await asyncio.gather(*load)
     results.light_command_p99_ms = percentile(calm[0], 0.99) * 1000
     results.light_read_p99_ms = percentile(calm[1], 0.99) * 1000
     results.heavy_command_p99_ms = percentile(loud[0], 0.99) * 1000
     results.heavy_read_p99_ms = percentile(loud[1], 0.99) * 1000
-    done = {status: n - counted.get(status, 0) for status, n in statuses.items()}
-    results.heavy_answers_per_s = {str(status): n / elapsed for status, n in sorted(done.items())}
-    results.heavy_mb_read_per_s = (bytes_read - read_before) / elapsed / 2**20
+    results.heavy_answers_per_s = {str(status): n / loaded for status, n in sorted(done.items())}
+    results.heavy_mb_read_per_s = read_during / loaded / 2**20

@@ -145,6 +145,63 @@ def accounts_move(
     asyncio.run(main())
 
 
+@app.command("export")
+def accounts_export(
+    account: Annotated[str, typer.Argument(help="the AccountId")],
+    out: Annotated[
+        Path | None,
+        typer.Option(help="write the events here (a new file, mode 0600), not to stdout"),
+    ] = None,
+) -> None:
+    """Write the account's events as JSON lines, upcast to today's shapes (the events committed when
+    the export starts), with a progress bar on stderr. Needs the database, not the worker."""
+    from commands.store.export import export_events, export_line, plan_export
+
+    account_id = _account_argument(account)
+    if out is not None and out.exists():
+        raise typer.BadParameter(f"{out} exists; an export goes to a new file only", param_hint="--out")
+    settings = Settings()
+
+    async def main() -> int:
+        async with running(settings) as container:
+            found = await container.catalog.get(account_id)
+            if found is None:
+                raise typer.BadParameter(f"there is no account {account_id}", param_hint="ACCOUNT")
+            pool = container.databases.pool(found.database)
+            plan = await plan_export(pool, account_id)
+            descriptor = (
+                os.open(out, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600) if out is not None else None
+            )
+            sink = os.fdopen(descriptor, "wb") if descriptor is not None else sys.stdout.buffer
+            written = 0
+            columns = (TextColumn("exporting"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+            try:
+                with Progress(*columns, console=errors, disable=not errors.is_terminal) as bar:
+                    task = bar.add_task("export", total=plan.events)
+                    async for events in export_events(pool, container.store.feed, plan):
+                        sink.write(b"".join(map(export_line, events)))
+                        written += len(events)
+                        bar.update(task, completed=written)
+                sink.flush()
+                if descriptor is not None:
+                    os.fsync(sink.fileno())
+            finally:
+                if sink is not sys.stdout.buffer:
+                    sink.close()
+            return written
+
+    written = asyncio.run(main())
+    where = f" to {out}" if out is not None else ""
+    errors.print(f"{written:,} events of account {account_id} exported{where}")
+
+
+def _account_argument(value: str) -> UUID:
+    try:
+        return UUID(value)
+    except ValueError:
+        raise typer.BadParameter(f"ACCOUNT must be an AccountId (a UUID), got {value!r}") from None
+
+
 def _read(path: Path) -> bytes:
     try:
         return path.read_bytes()

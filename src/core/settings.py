@@ -81,6 +81,9 @@ class Settings:
     """Estimated bytes of recent streams' events one API process keeps (64 MiB), an account at most
     an eighth of them (`commands.stream_cache`); 0 keeps none."""
 
+    export_dir: str = field(default_factory=lambda: _env("ERP_EXPORT_DIR", ".erp/exports"))
+    """Where the worker writes an offboarded account's events (`<AccountId>.jsonl`, mode 0600)."""
+
     def check_exposure(self) -> None:
         """Raises ValueError when the API would listen beyond loopback (ERP_HTTP_HOST) with the
         development operator token, or one short enough to guess: anyone who can reach the port

@@ -42,13 +42,15 @@ from tenancy.deps import tenancy_dependencies
 from tenancy.keys import KeyCache
 from tenancy.moves import AccountMoves
 from tenancy.moving import AccountMover
+from tenancy.offboarding import AccountOffboarder
+from tenancy.offboards import AccountOffboards
 from tenancy.onboarding import Onboarding
 from tenancy.rate_limit import AccountRateLimiter, command_limit
 from tenancy.routing import Databases
 from workflows.activities import ErpActivities
 from workflows.deps import workflow_dependencies
 from workflows.operations import ProjectionOperations
-from workflows.starters import TemporalMoves, TemporalOnboarding
+from workflows.starters import TemporalMoves, TemporalOffboarding, TemporalOnboarding
 
 
 class Container:
@@ -77,6 +79,9 @@ class Container:
         self.onboarding = Onboarding(self.catalog, self.databases, TemporalOnboarding(self.temporal))
         self.moves = AccountMoves(
             self.catalog, self.databases, TemporalMoves(self.temporal, route_ttl=settings.cache_ttl)
+        )
+        self.offboards = AccountOffboards(
+            self.catalog, self.moves, TemporalOffboarding(self.temporal, route_ttl=settings.cache_ttl)
         )
         self.commands = CommandPipelines(
             self.databases,
@@ -137,7 +142,8 @@ class Container:
         return redis_client(self.settings.redis_url, cluster=self.settings.redis_cluster)
 
     def activities(self) -> ErpActivities:
-        """The worker's activities: projectors publishing to Redis, rebuilds and onboarding steps."""
+        """The worker's activities: projectors publishing to Redis, rebuilds, onboarding, moves and
+        offboarding."""
         return ErpActivities(
             self.databases,
             self.store.feed,
@@ -145,6 +151,8 @@ class Container:
             self.onboarding,
             AccountMover(self.databases, self.catalog, self.invalidations),
             self.temporal.deployment,
+            offboarder=AccountOffboarder(self.databases, self.catalog, self.invalidations),
+            export_dir=self.settings.export_dir,
         )
 
     def http_dependencies(self) -> dict[str, Provide]:
@@ -155,6 +163,7 @@ class Container:
                 self.onboarding,
                 self.catalog,
                 self.moves,
+                self.offboards,
                 self.command_limiter,
                 AccountBulkhead(self.settings.account_concurrency),
                 self.auth_failures,

@@ -26,6 +26,8 @@ KEY_PREFIX = "erp_"
 class AccountStatus:
     ONBOARDING = "Onboarding"
     ACTIVE = "Active"
+    OFFBOARDING = "Offboarding"
+    """Its keys are revoked and its rows are being removed (`tenancy.offboarding`)."""
 
 
 class UnknownAccount(LookupError):
@@ -125,6 +127,12 @@ WHERE account_id IN (
 """
 _FINISH_IMPORT = "UPDATE account_imports SET finished_at = coalesce(finished_at, now()) WHERE import_id = $1"
 _DEPLOYMENT = "SELECT id FROM deployment"
+_BEGIN_OFFBOARDING = """
+UPDATE accounts SET status = 'Offboarding'
+WHERE account_id = $1 AND database = $2 AND status IN ('Active', 'Offboarding') RETURNING account_id
+"""
+_DELETE_KEYS = "DELETE FROM api_keys WHERE account_id = $1"
+_DELETE_ACCOUNT = "DELETE FROM accounts WHERE account_id = $1"
 
 
 def _account(row: asyncpg.Record) -> Account:
@@ -252,3 +260,19 @@ class AccountCatalog:
         """Route the account to `target` (it was in `source`; idempotent)."""
         if await self._pool.fetchval(_RELOCATE, account_id, source, target) is None:
             raise RuntimeError(f"account {account_id} is in neither {source} nor {target}")
+
+    async def begin_offboarding(self, account_id: UUID, database: str) -> bool:
+        """Mark the account Offboarding and delete its API keys, at once (idempotent); False, with
+        nothing done, unless it is Active (or Offboarding already) in `database`."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            if await connection.fetchval(_BEGIN_OFFBOARDING, account_id, database) is None:
+                return False
+            await connection.execute(_DELETE_KEYS, account_id)
+        return True
+
+    async def remove(self, account_id: UUID) -> None:
+        """Forget the account: its keys and its row (the per-database count follows by trigger);
+        idempotent. Its bulk import, if any, keeps its record."""
+        async with self._pool.acquire() as connection, connection.transaction():
+            await connection.execute(_DELETE_KEYS, account_id)
+            await connection.execute(_DELETE_ACCOUNT, account_id)

@@ -1,6 +1,7 @@
 """Tenancy's dependencies for the HTTP layer: `tenant` (the caller's Route, from its API key),
 `command_tenant` (the same, once the command fits its account's rate limit, holding one of the
-account's few slots in this process), and for operators `onboarding`, `catalog` and `moves`."""
+account's few slots in this process), and for operators `onboarding`, `catalog`, `moves` and
+`offboards`."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from tenancy.catalog import AccountCatalog
 from tenancy.fences import AccountElsewhere
 from tenancy.keys import KeyCache
 from tenancy.moves import AccountMoves
+from tenancy.offboards import AccountOffboards
 from tenancy.onboarding import Onboarding
 from tenancy.rate_limit import REPEAT_PAUSE, AccountRateLimiter, Refused
 from tenancy.routing import Route
@@ -33,6 +35,7 @@ def tenancy_dependencies(
     onboarding: Onboarding,
     catalog: AccountCatalog,
     moves: AccountMoves,
+    offboards: AccountOffboards,
     limiter: AccountRateLimiter | None,
     bulkhead: AccountBulkhead,
     failures: AuthFailures | None,
@@ -80,4 +83,5 @@ def tenancy_dependencies(
         "onboarding": Provide(lambda: onboarding, use_cache=True, sync_to_thread=False),
         "catalog": Provide(lambda: catalog, use_cache=True, sync_to_thread=False),
         "moves": Provide(lambda: moves, use_cache=True, sync_to_thread=False),
+        "offboards": Provide(lambda: offboards, use_cache=True, sync_to_thread=False),
     }

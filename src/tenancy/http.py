@@ -1,5 +1,6 @@
 """Operator API for accounts (the app guards it): POST /accounts, POST /accounts/import, GET
-/accounts/{AccountId}, GET /accounts/imports/{ImportId}, and POST and GET /accounts/{AccountId}/move."""
+/accounts/{AccountId}, GET /accounts/imports/{ImportId}, and POST and GET /accounts/{AccountId}/move
+and /accounts/{AccountId}/offboard."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ from core.text import Name
 from tenancy.catalog import AccountCatalog, AccountStatus, ImportState
 from tenancy.imports import MAX_REPORTED, BadImport, parse_import
 from tenancy.moves import AccountMoves, MoveProgress, MoveRefused
+from tenancy.offboards import AccountOffboards, OffboardProgress, OffboardRefused
 from tenancy.onboarding import Onboarding
 
 MAX_IMPORT_BODY = 16 * 1024 * 1024
@@ -103,6 +105,39 @@ class MoveView(msgspec.Struct, rename="pascal"):
             progress.events_copied,
             progress.events_to_copy,
             progress.fenced_seconds,
+            progress.error,
+        )
+
+
+class OffboardStarted(msgspec.Struct, rename="pascal"):
+    account_id: UUID
+    workflow_id: str
+    database: str
+
+
+class OffboardView(msgspec.Struct, rename="pascal"):
+    workflow_id: str
+    status: str
+    database: str
+    phase: str = ""
+    events_exported: int = 0
+    events_to_export: int = 0
+    export: str | None = None
+    """The file its events were written to, on the worker's machine (once they are)."""
+    rows_removed: int = 0
+    error: str | None = None
+
+    @classmethod
+    def of(cls, progress: OffboardProgress) -> OffboardView:
+        return cls(
+            progress.workflow_id,
+            progress.status,
+            progress.database,
+            progress.phase,
+            progress.events_exported,
+            progress.events_to_export,
+            progress.export,
+            progress.rows_removed,
             progress.error,
         )
 
@@ -229,6 +264,39 @@ class AccountController(Controller):
         if progress is None:
             raise problem(404, f"account {account_id} has not been moved")
         return MoveView.of(progress)
+
+    @post(
+        "/{account_id:uuid}/offboard",
+        status_code=202,
+        summary="Offboard an account: revoke its keys, export its events, remove it (a workflow)",
+        responses=problem_responses(400, 401, 404, 409, 503),
+    )
+    async def offboard(
+        self, account_id: FromPath[UUID], offboards: NamedDependency[AccountOffboards]
+    ) -> OffboardStarted:
+        """Revoke the account's API keys and refuse its writes at once, export its events (JSON
+        lines, upcast) to ERP_EXPORT_DIR on the worker, then remove every row of it. It takes no
+        body (one sent is not read). Other accounts are not held up. Follow it with
+        GET /accounts/{AccountId}/offboard.
+        """
+        try:
+            account, workflow_id = await offboards.start(account_id)
+        except OffboardRefused as refused:
+            raise problem(refused.status, str(refused)) from None
+        return OffboardStarted(account.account_id, workflow_id, account.database)
+
+    @get(
+        "/{account_id:uuid}/offboard",
+        summary="How far an account's offboarding is",
+        responses=problem_responses(400, 401, 404, 503),
+    )
+    async def show_offboard(
+        self, account_id: FromPath[UUID], offboards: NamedDependency[AccountOffboards]
+    ) -> OffboardView:
+        progress = await offboards.progress(account_id)
+        if progress is None:
+            raise problem(404, f"account {account_id} has not been offboarded")
+        return OffboardView.of(progress)
 
     @get("/{account_id:uuid}", summary="Show an account", responses=problem_responses(400, 401, 404, 503))
     async def show(self, account_id: FromPath[UUID], catalog: NamedDependency[AccountCatalog]) -> AccountView:

@@ -258,40 +258,46 @@ class AccountMover:
     ) -> int:
         """Step 8: remove every row of an account that does not live in `database` (its fence says
         arriving or left), in chunks; how many rows. The fence stays."""
-        pool = self._databases.pool(database)
-        held = await fence_of(pool, account_id)
-        if held is None or held[0] == LEAVING:
-            raise RuntimeError(f"account {account_id} lives in {database}: its rows there are not removed")
-        removed = 0
-        async with pool.acquire() as connection:
-            tables = await account_tables(connection)
-            async with connection.transaction():
-                await scope(connection, account_id)
-                # First what the projector finds work by, then its checkpoints (waiting out a batch
-                # that holds them): it then has nothing of this account left to apply.
-                await connection.execute("DELETE FROM stream_sequences WHERE account_id = $1", account_id)
-                await connection.execute(
-                    "DELETE FROM projection_checkpoints WHERE account_id = $1", account_id
-                )
-            for table in [*read_side(tables), *(t for t in STORE_TABLES if t in tables)]:
-                while True:
-                    async with connection.transaction():
-                        await scope(connection, account_id)
-                        await connection.execute(
-                            "SELECT set_config('erp.purging_account', $1, true)", str(account_id)
-                        )
-                        status = await connection.execute(
-                            f"DELETE FROM {table} WHERE account_id = $1 AND ctid = ANY(ARRAY("
-                            f"SELECT ctid FROM {table} WHERE account_id = $1 LIMIT {ROWS_PER_DELETE}))",
-                            account_id,
-                        )
-                    count = int(status.split()[-1])
-                    removed += count
-                    if progress is not None:
-                        progress(removed)
-                    if count < ROWS_PER_DELETE:
-                        break
-        return removed
+        return await purge_account(self._databases.pool(database), account_id, progress)
+
+
+async def purge_account(
+    pool: asyncpg.Pool[Any], account_id: UUID, progress: Callable[[int], None] | None = None
+) -> int:
+    """Remove every row of the account from the database of `pool`, in chunks (a retry goes on
+    where it stopped); how many rows. Only for an account fenced there as arriving or left (a move's
+    old copy, or an account offboarded): one that lives there keeps its rows. The fence stays."""
+    held = await fence_of(pool, account_id)
+    if held is None or held[0] == LEAVING:
+        raise RuntimeError(f"account {account_id} lives in this database: its rows there are not removed")
+    removed = 0
+    async with pool.acquire() as connection:
+        tables = await account_tables(connection)
+        async with connection.transaction():
+            await scope(connection, account_id)
+            # First what the projector finds work by, then its checkpoints (waiting out a batch
+            # that holds them): it then has nothing of this account left to apply.
+            await connection.execute("DELETE FROM stream_sequences WHERE account_id = $1", account_id)
+            await connection.execute("DELETE FROM projection_checkpoints WHERE account_id = $1", account_id)
+        for table in [*read_side(tables), *(t for t in STORE_TABLES if t in tables)]:
+            while True:
+                async with connection.transaction():
+                    await scope(connection, account_id)
+                    await connection.execute(
+                        "SELECT set_config('erp.purging_account', $1, true)", str(account_id)
+                    )
+                    status = await connection.execute(
+                        f"DELETE FROM {table} WHERE account_id = $1 AND ctid = ANY(ARRAY("
+                        f"SELECT ctid FROM {table} WHERE account_id = $1 LIMIT {ROWS_PER_DELETE}))",
+                        account_id,
+                    )
+                count = int(status.split()[-1])
+                removed += count
+                if progress is not None:
+                    progress(removed)
+                if count < ROWS_PER_DELETE:
+                    break
+    return removed
 
 
 async def _counters(connection: asyncpg.Connection[Any], account_id: UUID) -> dict[str, int]:

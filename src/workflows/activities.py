@@ -1,17 +1,22 @@
-"""Temporal activities: the projector loop, rebuild steps, onboarding steps and a move's steps."""
+"""Temporal activities: the projector loop, rebuild steps, onboarding steps, a move's steps and an
+offboarding's (the export of its events among them)."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import uuid
 from collections.abc import AsyncIterator, Awaitable
 from dataclasses import asdict, replace
+from pathlib import Path
 from typing import Any, TypeVar
 from uuid import UUID
 
 from temporalio import activity
 from temporalio.exceptions import ApplicationError
 
+from commands.store.export import export_events, export_line, plan_export
 from commands.store.feed import EventFeed
 from core import metrics
 from core.deployment import Deployment
@@ -21,13 +26,17 @@ from queries.registry import PROJECTIONS
 from tenancy.catalog import AccountStatus
 from tenancy.copying import SchemaMismatch
 from tenancy.moving import AccountMover, MoveAbandoned, MoveStep
+from tenancy.offboarding import AccountOffboarder, OffboardAbandoned, OffboardStep
 from tenancy.onboarding import Onboarding
 from tenancy.routing import Databases
 from workflows.messages import (
     AccountInput,
     CopyProgress,
+    ExportProgress,
+    ExportResult,
     ImportStep,
     MoveInput,
+    OffboardInput,
     OnboardResult,
     ProjectorInput,
     RebuildProgress,
@@ -53,13 +62,20 @@ class ErpActivities:
         onboarding: Onboarding,
         mover: AccountMover,
         deployment: Deployment,
+        *,
+        offboarder: AccountOffboarder | None = None,
+        export_dir: str = ".erp/exports",
     ) -> None:
+        """`offboarder` None: offboarding's steps are not served (their activities fail and are
+        retried); `export_dir` is where an offboarded account's events are written (ERP_EXPORT_DIR)."""
         self._databases = databases
         self._feed = feed
         self._notifier = notifier
         self._onboarding = onboarding
         self._mover = mover
         self._deployment = deployment
+        self._offboarder = offboarder
+        self._export_dir = Path(export_dir)
 
     @property
     def deployment(self) -> Deployment:
@@ -202,6 +218,53 @@ class ErpActivities:
         self._ours(data.deployment)
         return await _beating(self._mover.purge(UUID(data.account_id), data.source))
 
+    def _offboarding(self) -> AccountOffboarder:
+        if self._offboarder is None:
+            raise RuntimeError("this worker was built without offboarding's steps")
+        return self._offboarder
+
+    @activity.defn
+    async def revoke_account(self, data: OffboardInput) -> None:
+        self._ours(data.deployment)
+        async with _final_if_abandoned():
+            await self._offboarding().revoke(_offboard_step(data))
+
+    @activity.defn
+    async def export_account(self, data: OffboardInput) -> ExportResult:
+        """The account's events (fenced: they no longer change) as JSON lines, upcast, in
+        `<export_dir>/<AccountId>.jsonl` (0600): written to a file of its own in the same directory
+        and renamed, so a retry rewrites it whole and no reader sees half of it. Heartbeats carry
+        an ExportProgress."""
+        self._ours(data.deployment)
+        account_id = UUID(data.account_id)
+        pool = self._databases.pool(data.database)
+        plan = await plan_export(pool, account_id)
+        self._export_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        final = self._export_dir / f"{account_id}.jsonl"
+        partial = self._export_dir / f".{account_id}.{uuid.uuid4().hex}.partial"
+        written = 0
+        activity.heartbeat(asdict(ExportProgress(written, plan.events)))
+        try:
+            descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            with os.fdopen(descriptor, "wb") as sink:
+                async for events in export_events(pool, self._feed, plan):
+                    sink.write(b"".join(map(export_line, events)))
+                    written += len(events)
+                    activity.heartbeat(asdict(ExportProgress(written, plan.events)))
+                sink.flush()
+                os.fsync(sink.fileno())
+            os.replace(partial, final)
+        finally:
+            partial.unlink(missing_ok=True)
+        _sync_directory(self._export_dir)
+        return ExportResult(str(final.resolve()), written)
+
+    @activity.defn
+    async def purge_offboarded(self, data: OffboardInput) -> int:
+        self._ours(data.deployment)
+        async with _final_if_abandoned():
+            return await _beating(self._offboarding().purge(_offboard_step(data)))
+
     @activity.defn
     async def activate_imported(self, data: ImportStep) -> int:
         """Activate up to `limit` of an import's accounts still onboarding; fewer means it is done."""
@@ -223,21 +286,38 @@ class ErpActivities:
             self.switch_route,
             self.abandon_move,
             self.purge_source,
+            self.revoke_account,
+            self.export_account,
+            self.purge_offboarded,
         ]
 
 
 @contextlib.asynccontextmanager
 async def _final_if_abandoned() -> AsyncIterator[None]:
     """A move that cannot go on (its copy differs, the tables differ, the account is not where it
-    was said to be) fails for good, and the workflow undoes it; anything else is retried."""
+    was said to be) fails for good, and the workflow undoes it; so does an offboarding that finds
+    the account not as it expected (nothing is done then); anything else is retried."""
     try:
         yield
-    except (MoveAbandoned, SchemaMismatch) as error:
+    except (MoveAbandoned, SchemaMismatch, OffboardAbandoned) as error:
         raise ApplicationError(str(error), type=type(error).__name__, non_retryable=True) from error
 
 
 def _step(data: MoveInput) -> MoveStep:
     return MoveStep(UUID(data.account_id), data.source, data.target, UUID(data.move_id))
+
+
+def _offboard_step(data: OffboardInput) -> OffboardStep:
+    return OffboardStep(UUID(data.account_id), data.database, UUID(data.offboard_id))
+
+
+def _sync_directory(directory: Path) -> None:
+    """Make a rename in `directory` durable."""
+    descriptor = os.open(directory, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 def _copy_progress(copied: int, total: int) -> None:

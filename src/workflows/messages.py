@@ -143,3 +143,50 @@ class MoveResult:
     read_model_rows: int
     rows_removed: int
     fenced_seconds: float
+
+
+@dataclass(frozen=True)
+class OffboardInput:
+    """Offboard an account from the tenant database it lives in (`tenancy.offboarding`'s steps)."""
+
+    account_id: str
+    database: str
+    offboard_id: str
+    deployment: str = ""
+    route_ttl: float = 60.0
+    """How long an API may serve a route it cached (ERP_CACHE_TTL): its rows go after twice that."""
+
+
+@dataclass(frozen=True)
+class OffboardState:
+    """Where an offboarding is: the workflow's `state` query."""
+
+    database: str
+    phase: str
+    export: str | None = None
+    """The export's file, once written."""
+    events_exported: int = 0
+
+
+@dataclass(frozen=True)
+class ExportProgress:
+    """The export activity's heartbeat."""
+
+    events_exported: int
+    events_to_export: int
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    path: str
+    """The file on the worker's machine, absolute."""
+    events: int
+
+
+@dataclass(frozen=True)
+class OffboardResult:
+    account_id: str
+    database: str
+    export: str
+    events_exported: int
+    rows_removed: int

@@ -1,4 +1,5 @@
-"""Client side: starting the workflows (the projector pipelines, onboarding, rebuilds, moves) on Temporal."""
+"""Client side: starting the workflows (the projector pipelines, onboarding, rebuilds, moves,
+offboarding) on Temporal."""
 
 from __future__ import annotations
 
@@ -24,13 +25,17 @@ from core.temporal import TemporalGateway
 from queries.registry import PROJECTIONS
 from tenancy.catalog import Account, AccountStatus
 from tenancy.moves import MoveProgress, MoveRefused
+from tenancy.offboards import OffboardProgress, OffboardRefused
 from workflows.messages import (
     AccountInput,
     CopyProgress,
+    ExportProgress,
     ImportInput,
     ImportResult,
     MoveInput,
     MoveState,
+    OffboardInput,
+    OffboardState,
     OnboardResult,
     ProjectorInput,
     RebuildInput,
@@ -40,6 +45,7 @@ from workflows.messages import (
 from workflows.workflows import (
     ImportAccountsWorkflow,
     MoveAccountWorkflow,
+    OffboardAccountWorkflow,
     OnboardAccountWorkflow,
     ProjectorWorkflow,
     RebuildProjectionWorkflow,
@@ -207,6 +213,76 @@ class TemporalMoves:
             to_copy,
             state.fenced_seconds,
             error_text,
+        )
+
+
+class TemporalOffboarding:
+    """Runs `tenancy.offboarding`'s steps as one `OffboardAccountWorkflow` per account."""
+
+    def __init__(self, temporal: TemporalGateway, route_ttl: float) -> None:
+        self._temporal = temporal
+        self._route_ttl = route_ttl
+
+    def _workflow_id(self, account_id: UUID) -> str:
+        return self._temporal.deployment.workflow_id("offboard", str(account_id))
+
+    async def start(self, account: Account) -> str:
+        client = await self._temporal.client()
+        data = OffboardInput(
+            str(account.account_id),
+            account.database,
+            str(uuid.uuid4()),
+            self._temporal.deployment.name,
+            self._route_ttl,
+        )
+        try:
+            handle = await client.start_workflow(
+                OffboardAccountWorkflow.run,
+                data,
+                id=self._workflow_id(account.account_id),
+                task_queue=self._temporal.task_queue,
+                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+            )
+        except WorkflowAlreadyStartedError:
+            raise OffboardRefused(409, f"account {account.account_id} is offboarding already") from None
+        return handle.id
+
+    async def progress(self, account_id: UUID) -> OffboardProgress | None:
+        client = await self._temporal.client()
+        handle = client.get_workflow_handle_for(OffboardAccountWorkflow.run, self._workflow_id(account_id))
+        try:
+            description = await handle.describe()
+        except RPCError as error:
+            if error.status == RPCStatusCode.NOT_FOUND:
+                return None
+            raise
+        status = description.status.name.title() if description.status else "Unknown"
+        try:
+            state = await handle.query(OffboardAccountWorkflow.state)
+        except (RPCError, WorkflowQueryFailedError) as error:
+            state = OffboardState("?", f"unknown ({type(error).__name__})")
+        exported = to_export = state.events_exported
+        removed = 0
+        export = state.export
+        for pending in description.raw_description.pending_activities:
+            if pending.heartbeat_details.payloads:
+                values = await client.data_converter.decode(pending.heartbeat_details.payloads)
+                if values and isinstance(values[0], dict) and "events_exported" in values[0]:
+                    progress = ExportProgress(**values[0])
+                    exported, to_export = progress.events_exported, progress.events_to_export
+        error_text = None
+        if description.status == WorkflowExecutionStatus.COMPLETED:
+            result = await handle.result()
+            exported = to_export = result.events_exported
+            export, removed = result.export, result.rows_removed
+        elif description.status == WorkflowExecutionStatus.FAILED:
+            try:
+                await handle.result()
+            except WorkflowFailureError as failure:
+                error_text = str(failure.cause)
+        return OffboardProgress(
+            handle.id, status, state.database, state.phase, exported, to_export, export, removed, error_text
         )
 
 

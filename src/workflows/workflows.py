@@ -1,4 +1,5 @@
-"""Temporal workflows: the projector pipeline, projection rebuilds and account onboarding (one or many)."""
+"""Temporal workflows: the projector pipeline, projection rebuilds, account onboarding (one or many),
+moves and offboarding."""
 
 from __future__ import annotations
 
@@ -23,6 +24,9 @@ with workflow.unsafe.imports_passed_through():
         MoveInput,
         MoveResult,
         MoveState,
+        OffboardInput,
+        OffboardResult,
+        OffboardState,
         OnboardResult,
         ProjectorInput,
         RebuildInput,
@@ -209,10 +213,62 @@ class MoveAccountWorkflow:
         return MoveResult(data.account_id, data.source, data.target, events, rows, removed, fenced)
 
 
+async def _offboard_step(
+    activity: Callable[[ErpActivities, OffboardInput], Awaitable[T]],
+    data: OffboardInput,
+    *,
+    long: bool = False,
+) -> T:
+    """One of an offboarding's steps, retried until it succeeds (each goes on where it stopped); a
+    long one heartbeats while it runs."""
+    return await workflow.execute_activity_method(
+        activity,
+        data,
+        start_to_close_timeout=timedelta(hours=12) if long else timedelta(minutes=5),
+        heartbeat_timeout=timedelta(seconds=30) if long else None,
+        retry_policy=RETRY,
+    )
+
+
+@workflow.defn
+class OffboardAccountWorkflow:
+    """Offboards an account (`tenancy.offboarding`'s steps, and the export between them): its keys
+    are revoked and its writes refused, its events are exported, and once no API can still hold its
+    route every row of it is removed. Other accounts are not held up."""
+
+    def __init__(self) -> None:
+        self._state = OffboardState("", "starting")
+
+    @workflow.query
+    def state(self) -> OffboardState:
+        return self._state
+
+    def _phase(self, phase: str, **changes: Any) -> None:
+        self._state = replace(self._state, phase=phase, **changes)
+
+    @workflow.run
+    async def run(self, data: OffboardInput) -> OffboardResult:
+        self._state = OffboardState(data.database, "revoking keys and fencing writes")
+        await _offboard_step(ErpActivities.revoke_account, data)
+        self._phase("exporting events")
+        exported = await _offboard_step(ErpActivities.export_account, data, long=True)
+        self._phase(
+            "exported; waiting for old routes to expire",
+            export=exported.path,
+            events_exported=exported.events,
+        )
+        await workflow.sleep(timedelta(seconds=data.route_ttl * 2))
+        self._phase("removing every row")
+        removed = await _offboard_step(ErpActivities.purge_offboarded, data, long=True)
+        self._phase("done")
+        return OffboardResult(data.account_id, data.database, exported.path, exported.events, removed)
+
+
 WORKFLOWS = [
     ProjectorWorkflow,
     RebuildProjectionWorkflow,
     OnboardAccountWorkflow,
     ImportAccountsWorkflow,
     MoveAccountWorkflow,
+    OffboardAccountWorkflow,
 ]

@@ -85,6 +85,8 @@ SERVED = [
     "GET /accounts/{account_id}",
     "POST /accounts/{account_id}/move",
     "GET /accounts/{account_id}/move",
+    "POST /accounts/{account_id}/offboard",
+    "GET /accounts/{account_id}/offboard",
     *COMMAND_LABELS,
     *QUERY_LABELS,
     "GET /projections",

@@ -145,6 +145,52 @@ def accounts_move(
     asyncio.run(main())
 
 
+@app.command("offboard")
+def accounts_offboard(account: Annotated[str, typer.Argument(help="the AccountId")]) -> None:
+    """Offboard an account (a workflow; needs a running worker), with a progress bar: its API keys
+    are revoked and its writes refused at once, its events exported to ERP_EXPORT_DIR on the
+    worker's machine, and then every row of it is removed. Other accounts are not held up."""
+    from tenancy.offboards import OffboardRefused
+
+    account_id = _account_argument(account)
+    settings = Settings()
+
+    async def main() -> None:
+        async with running(settings) as container:
+            try:
+                leaving, workflow_id = await container.offboards.start(account_id)
+            except OffboardRefused as refused:
+                raise typer.BadParameter(str(refused), param_hint="ACCOUNT") from None
+            errors.print(f"offboarding {account_id} from {leaving.database} (workflow {workflow_id})")
+            columns = (
+                TextColumn("{task.description}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TimeElapsedColumn(),
+            )
+            with Progress(*columns, console=errors) as bar:
+                task = bar.add_task("starting", total=None)
+                while True:
+                    progress = await container.offboards.progress(account_id)
+                    assert progress is not None
+                    total = progress.events_to_export or None
+                    bar.update(
+                        task, description=progress.phase, completed=progress.events_exported, total=total
+                    )
+                    if progress.status != "Running":
+                        break
+                    await asyncio.sleep(0.5)
+        if progress.status != "Completed":
+            errors.print(f"the offboarding ended {progress.status}: {progress.error or progress.phase}")
+            raise typer.Exit(1)
+        console.print(
+            f"account {account_id} is offboarded: {progress.rows_removed:,} rows removed; its "
+            f"{progress.events_exported:,} events are in {progress.export} (on the worker's machine)"
+        )
+
+    asyncio.run(main())
+
+
 @app.command("export")
 def accounts_export(
     account: Annotated[str, typer.Argument(help="the AccountId")],

@@ -258,18 +258,22 @@ class AccountMover:
     ) -> int:
         """Step 8: remove every row of an account that does not live in `database` (its fence says
         arriving or left), in chunks; how many rows. The fence stays."""
-        return await purge_account(self._databases.pool(database), account_id, progress)
+        return await purge_account(self._databases.pool(database), account_id, database, progress)
 
 
 async def purge_account(
-    pool: asyncpg.Pool[Any], account_id: UUID, progress: Callable[[int], None] | None = None
+    pool: asyncpg.Pool[Any],
+    account_id: UUID,
+    database: str,
+    progress: Callable[[int], None] | None = None,
 ) -> int:
-    """Remove every row of the account from the database of `pool`, in chunks (a retry goes on
-    where it stopped); how many rows. Only for an account fenced there as arriving or left (a move's
-    old copy, or an account offboarded): one that lives there keeps its rows. The fence stays."""
+    """Remove every row of the account from `database` (whose pool is `pool`), in chunks (a retry
+    goes on where it stopped); how many rows. Only for an account fenced there as arriving or left
+    (a move's old copy, or an account offboarded): one that lives there keeps its rows. The fence
+    stays."""
     held = await fence_of(pool, account_id)
     if held is None or held[0] == LEAVING:
-        raise RuntimeError(f"account {account_id} lives in this database: its rows there are not removed")
+        raise RuntimeError(f"account {account_id} lives in {database}: its rows there are not removed")
     removed = 0
     async with pool.acquire() as connection:
         tables = await account_tables(connection)

@@ -102,7 +102,7 @@ class AccountOffboarder:
                     )
             elif held is None or held[0] != LEFT:
                 continue  # nothing of it there (a move's tombstone says `left`)
-            removed += await purge_account(pool, step.account_id, counted)
+            removed += await purge_account(pool, step.account_id, name, counted)
             await lift(pool, step.account_id)
         await self._catalog.remove(step.account_id)
         return removed

@@ -6,7 +6,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
+from typing import Any, Generic, TypeVar
 from uuid import UUID
 
 from temporalio.client import (
@@ -52,6 +55,8 @@ from workflows.workflows import (
 )
 
 log = logging.getLogger(__name__)
+S = TypeVar("S")
+R = TypeVar("R")
 
 
 def projector_workflow_id(deployment: Deployment, projection: str, database: str) -> str:
@@ -151,7 +156,6 @@ class TemporalMoves:
         return self._temporal.deployment.workflow_id("move", str(account_id))
 
     async def start(self, account: Account, target: str) -> str:
-        client = await self._temporal.client()
         data = MoveInput(
             str(account.account_id),
             account.database,
@@ -160,59 +164,37 @@ class TemporalMoves:
             self._temporal.deployment.name,
             self._route_ttl,
         )
-        try:
-            handle = await client.start_workflow(
-                MoveAccountWorkflow.run,
-                data,
-                id=self._workflow_id(account.account_id),
-                task_queue=self._temporal.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            )
-        except WorkflowAlreadyStartedError:
-            raise MoveRefused(409, f"account {account.account_id} is moving already") from None
-        return handle.id
+        started = await _start_once(
+            self._temporal, MoveAccountWorkflow.run, data, self._workflow_id(account.account_id)
+        )
+        if started is None:
+            raise MoveRefused(409, f"account {account.account_id} is moving already")
+        return started
 
     async def progress(self, account_id: UUID) -> MoveProgress | None:
-        client = await self._temporal.client()
-        handle = client.get_workflow_handle_for(MoveAccountWorkflow.run, self._workflow_id(account_id))
-        try:
-            description = await handle.describe()
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
-        status = description.status.name.title() if description.status else "Unknown"
-        try:
-            state = await handle.query(MoveAccountWorkflow.state)
-        except (RPCError, WorkflowQueryFailedError) as error:
-            state = MoveState("?", "?", f"unknown ({type(error).__name__})")
+        handle = (await self._temporal.client()).get_workflow_handle_for(
+            MoveAccountWorkflow.run, self._workflow_id(account_id)
+        )
+        seen = await _described(self._temporal, handle, MoveAccountWorkflow.state, "events_copied")
+        if seen is None:
+            return None
+        state = seen.state if seen.state is not None else MoveState("?", "?", seen.unknown)
         copied = to_copy = 0
-        for pending in description.raw_description.pending_activities:
-            if pending.heartbeat_details.payloads:
-                values = await client.data_converter.decode(pending.heartbeat_details.payloads)
-                if values and isinstance(values[0], dict) and "events_copied" in values[0]:
-                    progress = CopyProgress(**values[0])
-                    copied, to_copy = progress.events_copied, progress.events_to_copy
-        error_text = None
-        if description.status == WorkflowExecutionStatus.COMPLETED:
-            result = await handle.result()
-            copied = to_copy = result.events_copied
-        elif description.status == WorkflowExecutionStatus.FAILED:
-            try:
-                await handle.result()
-            except WorkflowFailureError as failure:
-                error_text = str(failure.cause)
+        if seen.heartbeat is not None:
+            progress = CopyProgress(**seen.heartbeat)
+            copied, to_copy = progress.events_copied, progress.events_to_copy
+        if seen.result is not None:
+            copied = to_copy = seen.result.events_copied
         return MoveProgress(
             handle.id,
-            status,
+            seen.status,
             state.source,
             state.target,
             state.phase,
             copied,
             to_copy,
             state.fenced_seconds,
-            error_text,
+            seen.error,
         )
 
 
@@ -227,7 +209,6 @@ class TemporalOffboarding:
         return self._temporal.deployment.workflow_id("offboard", str(account_id))
 
     async def start(self, account: Account) -> str:
-        client = await self._temporal.client()
         data = OffboardInput(
             str(account.account_id),
             account.database,
@@ -235,54 +216,38 @@ class TemporalOffboarding:
             self._temporal.deployment.name,
             self._route_ttl,
         )
-        try:
-            handle = await client.start_workflow(
-                OffboardAccountWorkflow.run,
-                data,
-                id=self._workflow_id(account.account_id),
-                task_queue=self._temporal.task_queue,
-                id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
-                id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
-            )
-        except WorkflowAlreadyStartedError:
-            raise OffboardRefused(409, f"account {account.account_id} is offboarding already") from None
-        return handle.id
+        workflow_id = self._workflow_id(account.account_id)
+        started = await _start_once(self._temporal, OffboardAccountWorkflow.run, data, workflow_id)
+        if started is None:
+            raise OffboardRefused(409, f"account {account.account_id} is offboarding already")
+        return started
 
     async def progress(self, account_id: UUID) -> OffboardProgress | None:
-        client = await self._temporal.client()
-        handle = client.get_workflow_handle_for(OffboardAccountWorkflow.run, self._workflow_id(account_id))
-        try:
-            description = await handle.describe()
-        except RPCError as error:
-            if error.status == RPCStatusCode.NOT_FOUND:
-                return None
-            raise
-        status = description.status.name.title() if description.status else "Unknown"
-        try:
-            state = await handle.query(OffboardAccountWorkflow.state)
-        except (RPCError, WorkflowQueryFailedError) as error:
-            state = OffboardState("?", f"unknown ({type(error).__name__})")
+        handle = (await self._temporal.client()).get_workflow_handle_for(
+            OffboardAccountWorkflow.run, self._workflow_id(account_id)
+        )
+        seen = await _described(self._temporal, handle, OffboardAccountWorkflow.state, "events_exported")
+        if seen is None:
+            return None
+        state = seen.state if seen.state is not None else OffboardState("?", seen.unknown)
         exported = to_export = state.events_exported
-        removed = 0
-        export = state.export
-        for pending in description.raw_description.pending_activities:
-            if pending.heartbeat_details.payloads:
-                values = await client.data_converter.decode(pending.heartbeat_details.payloads)
-                if values and isinstance(values[0], dict) and "events_exported" in values[0]:
-                    progress = ExportProgress(**values[0])
-                    exported, to_export = progress.events_exported, progress.events_to_export
-        error_text = None
-        if description.status == WorkflowExecutionStatus.COMPLETED:
-            result = await handle.result()
-            exported = to_export = result.events_exported
-            export, removed = result.export, result.rows_removed
-        elif description.status == WorkflowExecutionStatus.FAILED:
-            try:
-                await handle.result()
-            except WorkflowFailureError as failure:
-                error_text = str(failure.cause)
+        export, removed = state.export, 0
+        if seen.heartbeat is not None:
+            progress = ExportProgress(**seen.heartbeat)
+            exported, to_export = progress.events_exported, progress.events_to_export
+        if seen.result is not None:
+            exported = to_export = seen.result.events_exported
+            export, removed = seen.result.export, seen.result.rows_removed
         return OffboardProgress(
-            handle.id, status, state.database, state.phase, exported, to_export, export, removed, error_text
+            handle.id,
+            seen.status,
+            state.database,
+            state.phase,
+            exported,
+            to_export,
+            export,
+            removed,
+            seen.error,
         )
 
 
@@ -311,3 +276,71 @@ async def rebuild_progress(
             values = await client.data_converter.decode(pending.heartbeat_details.payloads)
             return RebuildProgress(**values[0])
     return None
+
+
+@dataclass(frozen=True, slots=True)
+class _Seen(Generic[S, R]):
+    """What an operator's workflow says of itself: its status, its `state` query (None if it did
+    not answer, `unknown` saying why), the heartbeat of a running activity that carries progress,
+    and its result or error once it ended."""
+
+    status: str
+    state: S | None
+    unknown: str
+    heartbeat: dict[str, Any] | None
+    result: R | None
+    error: str | None
+
+
+async def _start_once(temporal: TemporalGateway, run: Any, data: Any, workflow_id: str) -> str | None:
+    """Start the workflow under `workflow_id` unless one runs there; its id, or None if one runs."""
+    client = await temporal.client()
+    try:
+        handle = await client.start_workflow(
+            run,
+            data,
+            id=workflow_id,
+            task_queue=temporal.task_queue,
+            id_conflict_policy=WorkflowIDConflictPolicy.FAIL,
+            id_reuse_policy=WorkflowIDReusePolicy.ALLOW_DUPLICATE,
+        )
+    except WorkflowAlreadyStartedError:
+        return None
+    return handle.id
+
+
+async def _described(
+    temporal: TemporalGateway, handle: WorkflowHandle[Any, R], query: Callable[[Any], S], progress_key: str
+) -> _Seen[S, R] | None:
+    """The workflow behind `handle` as `_Seen`, or None if there is none; `progress_key` names the
+    field by which a running activity's heartbeat is known to carry progress."""
+    client = await temporal.client()
+    try:
+        description = await handle.describe()
+    except RPCError as error:
+        if error.status == RPCStatusCode.NOT_FOUND:
+            return None
+        raise
+    status = description.status.name.title() if description.status else "Unknown"
+    state: S | None = None
+    unknown = ""
+    try:
+        state = await handle.query(query)
+    except (RPCError, WorkflowQueryFailedError) as error:
+        unknown = f"unknown ({type(error).__name__})"
+    heartbeat: dict[str, Any] | None = None
+    for pending in description.raw_description.pending_activities:
+        if pending.heartbeat_details.payloads:
+            values = await client.data_converter.decode(pending.heartbeat_details.payloads)
+            if values and isinstance(values[0], dict) and progress_key in values[0]:
+                heartbeat = values[0]
+    result: R | None = None
+    error_text = None
+    if description.status == WorkflowExecutionStatus.COMPLETED:
+        result = await handle.result()
+    elif description.status == WorkflowExecutionStatus.FAILED:
+        try:
+            await handle.result()
+        except WorkflowFailureError as failure:
+            error_text = str(failure.cause)
+    return _Seen(status, state, unknown, heartbeat, result, error_text)

@@ -7,10 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import stat
-import subprocess
-import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -32,6 +29,7 @@ from erp.devserver import drop_database, free_port
 from erp.worker import run_worker
 from tenancy.offboarding import AccountOffboarder, OffboardStep
 from tests.conftest import OPERATOR_TOKEN, Tenant, fresh_database, onboard, serve
+from tests.e2e.test_moves import run_cli
 from workflows.messages import OffboardInput
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
@@ -317,26 +315,6 @@ async def test_bad_offboardings_are_refused_and_change_nothing(stack: Stack) -> 
     assert progress["Status"] == "Completed" and progress["EventsExported"] == 2, progress
     assert await every_row_of(stack.main, tenant.account_id) == {}
     assert await every_row_of(stack.big, tenant.account_id) == {}
-
-
-def cli_env(settings: Settings) -> dict[str, str]:
-    return {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "ERP_DATABASES": settings.extra_databases,
-        "ERP_DEDICATED_DATABASES": settings.dedicated_databases,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "ERP_TASK_QUEUE": settings.task_queue,
-        "ERP_CACHE_TTL": "1",
-        "COLUMNS": "200",
-    }
-
-
-ERP = os.path.join(os.path.dirname(sys.executable), "erp")
-
-
-def run_cli(settings: Settings, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([ERP, *args], env=cli_env(settings), capture_output=True, text=True, timeout=180)
 
 
 async def test_the_cli_offboards_an_account(stack: Stack) -> None:

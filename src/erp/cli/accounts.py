@@ -6,8 +6,9 @@ import asyncio
 import os
 import sys
 import time
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol, TypeVar
 from uuid import UUID
 
 import msgspec
@@ -116,24 +117,10 @@ def accounts_move(
             except MoveRefused as refused:
                 raise typer.BadParameter(str(refused)) from None
             errors.print(f"moving {account_id} from {moving.database} to {to} (workflow {workflow_id})")
-            columns = (
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
+            progress = await _follow_workflow(
+                lambda: container.moves.progress(account_id),
+                lambda p: (p.events_copied, p.events_to_copy),
             )
-            with Progress(*columns, console=errors) as bar:
-                task = bar.add_task("starting", total=None)
-                while True:
-                    progress = await container.moves.progress(account_id)
-                    assert progress is not None
-                    total = progress.events_to_copy or None
-                    bar.update(
-                        task, description=progress.phase, completed=progress.events_copied, total=total
-                    )
-                    if progress.status != "Running":
-                        break
-                    await asyncio.sleep(0.5)
         if progress.status != "Completed":
             errors.print(f"the move ended {progress.status}: {progress.error or progress.phase}")
             raise typer.Exit(1)
@@ -162,24 +149,10 @@ def accounts_offboard(account: Annotated[str, typer.Argument(help="the AccountId
             except OffboardRefused as refused:
                 raise typer.BadParameter(str(refused), param_hint="ACCOUNT") from None
             errors.print(f"offboarding {account_id} from {leaving.database} (workflow {workflow_id})")
-            columns = (
-                TextColumn("{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
+            progress = await _follow_workflow(
+                lambda: container.offboards.progress(account_id),
+                lambda p: (p.events_exported, p.events_to_export),
             )
-            with Progress(*columns, console=errors) as bar:
-                task = bar.add_task("starting", total=None)
-                while True:
-                    progress = await container.offboards.progress(account_id)
-                    assert progress is not None
-                    total = progress.events_to_export or None
-                    bar.update(
-                        task, description=progress.phase, completed=progress.events_exported, total=total
-                    )
-                    if progress.status != "Running":
-                        break
-                    await asyncio.sleep(0.5)
         if progress.status != "Completed":
             errors.print(f"the offboarding ended {progress.status}: {progress.error or progress.phase}")
             raise typer.Exit(1)
@@ -246,6 +219,36 @@ def _account_argument(value: str) -> UUID:
         return UUID(value)
     except ValueError:
         raise typer.BadParameter(f"ACCOUNT must be an AccountId (a UUID), got {value!r}") from None
+
+
+class _Followed(Protocol):
+    """What an operator's workflow says of itself: whether it runs, and where it is."""
+
+    @property
+    def status(self) -> str: ...
+    @property
+    def phase(self) -> str: ...
+
+
+F = TypeVar("F", bound=_Followed)
+
+
+async def _follow_workflow(
+    progress: Callable[[], Awaitable[F | None]], counts: Callable[[F], tuple[int, int]]
+) -> F:
+    """A progress bar of an operator's workflow (a move, an offboarding) until it ends: its phase,
+    and `counts` (done, to do) of what it reports; what it reported last."""
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=errors) as bar:
+        task = bar.add_task("starting", total=None)
+        while True:
+            seen = await progress()
+            assert seen is not None  # it was started
+            done, total = counts(seen)
+            bar.update(task, description=seen.phase, completed=done, total=total or None)
+            if seen.status != "Running":
+                return seen
+            await asyncio.sleep(0.5)
 
 
 def _read(path: Path) -> bytes:

@@ -11,7 +11,9 @@ import signal
 import statistics
 import time
 import uuid
-from dataclasses import dataclass
+from collections import Counter
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -269,12 +271,9 @@ async def noisy_neighbour(
 ) -> None:
     """A quiet account's command and notification p99, alone and while another account floods the
     API with `connections` connections (its commands beyond its rate limit are answered 429). The
-    quiet account sends `pace` commands a second, one at a time: well within its limit.
-
-    Alone and flooded alternate for `rounds` rounds of `samples` commands each, and each p99 is
-    taken over all of its rounds: a p99 of a few hundred samples of a few milliseconds moves by a
-    quarter with one slow sample, and the machine's own drift over the line falls on both sides."""
-    statuses: dict[int, int] = {}
+    quiet account sends `pace` commands a second, one at a time: well within its limit. Alone and
+    flooded alternate (`alternate`) for `rounds` rounds of `samples` commands each."""
+    statuses: Counter[str] = Counter()
     flooding = asyncio.Event()
 
     async def flood() -> None:
@@ -285,37 +284,69 @@ async def noisy_neighbour(
                 headers={"Authorization": f"Bearer {noisy[1]}"},
             ) as response:
                 await response.read()
-                statuses[response.status] = statuses.get(response.status, 0) + 1
+                statuses[str(response.status)] += 1
 
-    calm: tuple[list[float], list[float]] = ([], [])
-    loud: tuple[list[float], list[float]] = ([], [])
-    flooded = 0.0
-    counted: dict[int, int] = {}
     async with channels.start_subscription(channel_for(quiet[0])) as subscriber:
-        for _ in range(rounds):
-            answers, notified = await sample_latencies(session, base, subscriber, quiet, samples, 1 / pace)
-            calm[0].extend(answers)
-            calm[1].extend(notified)
-            flooding.set()
-            floods = [asyncio.create_task(flood()) for _ in range(connections)]
-            await asyncio.sleep(1.0)  # the flood past its burst
-            before = dict(statuses)
-            started = time.perf_counter()
-            answers, notified = await sample_latencies(session, base, subscriber, quiet, samples, 1 / pace)
-            flooded += time.perf_counter() - started
-            for status, n in statuses.items():
-                counted[status] = counted.get(status, 0) + n - before.get(status, 0)
-            loud[0].extend(answers)
-            loud[1].extend(notified)
-            flooding.clear()
-            await asyncio.gather(*floods)
-    results.quiet_command_p99_ms = percentile(calm[0], 0.99) * 1000
-    results.quiet_notification_p99_ms = percentile(calm[1], 0.99) * 1000
-    results.flooded_command_p99_ms = percentile(loud[0], 0.99) * 1000
-    results.flooded_notification_p99_ms = percentile(loud[1], 0.99) * 1000
-    results.flood_accepted_per_s = counted.get(200, 0) / flooded
-    results.flood_limited_per_s = counted.get(429, 0) / flooded
-    results.flood_other = sum(n for status, n in statuses.items() if status not in (200, 429))
+        seen = await alternate(
+            rounds,
+            lambda: sample_latencies(session, base, subscriber, quiet, samples, 1 / pace),
+            [flood] * connections,
+            flooding,
+            statuses,
+        )
+    results.quiet_command_p99_ms = percentile(seen.calm[0], 0.99) * 1000
+    results.quiet_notification_p99_ms = percentile(seen.calm[1], 0.99) * 1000
+    results.flooded_command_p99_ms = percentile(seen.loud[0], 0.99) * 1000
+    results.flooded_notification_p99_ms = percentile(seen.loud[1], 0.99) * 1000
+    results.flood_accepted_per_s = seen.grew["200"] / seen.seconds
+    results.flood_limited_per_s = seen.grew["429"] / seen.seconds
+    results.flood_other = sum(n for status, n in statuses.items() if status not in ("200", "429"))
+
+
+Samples = tuple[list[float], list[float]]
+"""Two figures of each sample, in seconds (a command's answer time, and its notification's or its
+read's)."""
+
+
+@dataclass
+class Alternated:
+    """A measured account's samples alone (`calm`) and under a load (`loud`), the seconds it was
+    sampled under the load, and how much the load's counters grew meanwhile."""
+
+    calm: Samples = field(default_factory=lambda: ([], []))
+    loud: Samples = field(default_factory=lambda: ([], []))
+    seconds: float = 0.0
+    grew: Counter[str] = field(default_factory=Counter)
+
+
+async def alternate(
+    rounds: int,
+    sample: Callable[[], Awaitable[Samples]],
+    loads: Sequence[Callable[[], Coroutine[Any, Any, None]]],
+    on: asyncio.Event,
+    counters: Counter[str],
+) -> Alternated:
+    """`rounds` times: `sample` alone, then with each of `loads` running (as long as `on` is set)
+    for a second first (past its burst) and while `sample` runs again. Each figure is then taken
+    over all of its rounds: a p99 of a few hundred samples of a few milliseconds moves by a quarter
+    with one slow sample, and the machine's own drift over the line falls on both sides."""
+    seen = Alternated()
+    for _ in range(rounds):
+        for kept, taken in zip(seen.calm, await sample(), strict=True):
+            kept.extend(taken)
+        on.set()
+        running = [asyncio.create_task(load()) for load in loads]
+        await asyncio.sleep(1.0)
+        before = counters.copy()
+        started = time.perf_counter()
+        loud = await sample()
+        seen.seconds += time.perf_counter() - started
+        seen.grew.update(counters - before)
+        for kept, taken in zip(seen.loud, loud, strict=True):
+            kept.extend(taken)
+        on.clear()
+        await asyncio.gather(*running)
+    return seen
 
 
 HEAVY_CUSTOMER = "Heavy Customer"
@@ -385,11 +416,11 @@ async def heavy_neighbour(
     """A light account's command and ConsistentWith read p99, alone and while another account sends
     the biggest orders it may (`lines` lines each) from `writers` connections and reads its orders
     a whole page at a time from `readers`, each waiting as a 429 says. The light account sends
-    `pace` commands a second, each followed by its read; alone and loaded alternate for `rounds`
-    rounds of `samples` each, and each p99 is over all of its rounds (as `noisy_neighbour`)."""
+    `pace` commands a second, each followed by its read; alone and loaded alternate (`alternate`)
+    for `rounds` rounds of `samples` each."""
     headers = {"Authorization": f"Bearer {heavy[1]}"}
-    statuses: dict[int, int] = {}
-    bytes_read = 0
+    counters: Counter[str] = Counter()
+    """Answers by status, and the bytes of pages read (`bytes`)."""
     busy = asyncio.Event()
 
     async def write() -> None:
@@ -398,17 +429,16 @@ async def heavy_neighbour(
                 f"{base}/commands/PlaceOrder", json=big_order_body(lines), headers=headers
             ) as response:
                 await response.read()
-                statuses[response.status] = statuses.get(response.status, 0) + 1
+                counters[str(response.status)] += 1
                 if response.status == 429:
                     await asyncio.sleep(float(response.headers["Retry-After"]))
 
     async def read() -> None:
-        nonlocal bytes_read
         while busy.is_set():
             params = {"CustomerName": HEAVY_CUSTOMER, "Limit": "1000"}
             async with session.get(f"{base}/queries/GetOrders", params=params, headers=headers) as response:
-                bytes_read += len(await response.read())
-                statuses[response.status] = statuses.get(response.status, 0) + 1
+                counters["bytes"] += len(await response.read())
+                counters[str(response.status)] += 1
                 if response.status == 429:
                     await asyncio.sleep(float(response.headers["Retry-After"]))
 
@@ -418,33 +448,17 @@ async def heavy_neighbour(
         ) as response:
             if response.status != 200:
                 raise RuntimeError(f"a big PlaceOrder answered {response.status}: {await response.text()}")
-    calm: tuple[list[float], list[float]] = ([], [])
-    loud: tuple[list[float], list[float]] = ([], [])
-    loaded = 0.0
-    done: dict[int, int] = {}
-    read_during = 0
-    for _ in range(rounds):
-        commands, reads = await light_samples(session, base, light, samples, 1 / pace)
-        calm[0].extend(commands)
-        calm[1].extend(reads)
-        busy.set()
-        load = [asyncio.create_task(write()) for _ in range(writers)]
-        load += [asyncio.create_task(read()) for _ in range(readers)]
-        await asyncio.sleep(1.0)
-        before, read_before = dict(statuses), bytes_read
-        started = time.perf_counter()
-        commands, reads = await light_samples(session, base, light, samples, 1 / pace)
-        loaded += time.perf_counter() - started
-        for status, n in statuses.items():
-            done[status] = done.get(status, 0) + n - before.get(status, 0)
-        read_during += bytes_read - read_before
-        loud[0].extend(commands)
-        loud[1].extend(reads)
-        busy.clear()
-        await asyncio.gather(*load)
-    results.light_command_p99_ms = percentile(calm[0], 0.99) * 1000
-    results.light_read_p99_ms = percentile(calm[1], 0.99) * 1000
-    results.heavy_command_p99_ms = percentile(loud[0], 0.99) * 1000
-    results.heavy_read_p99_ms = percentile(loud[1], 0.99) * 1000
-    results.heavy_answers_per_s = {str(status): n / loaded for status, n in sorted(done.items())}
-    results.heavy_mb_read_per_s = read_during / loaded / 2**20
+    seen = await alternate(
+        rounds,
+        lambda: light_samples(session, base, light, samples, 1 / pace),
+        [write] * writers + [read] * readers,
+        busy,
+        counters,
+    )
+    results.light_command_p99_ms = percentile(seen.calm[0], 0.99) * 1000
+    results.light_read_p99_ms = percentile(seen.calm[1], 0.99) * 1000
+    results.heavy_command_p99_ms = percentile(seen.loud[0], 0.99) * 1000
+    results.heavy_read_p99_ms = percentile(seen.loud[1], 0.99) * 1000
+    answers = {status: n for status, n in seen.grew.items() if status != "bytes"}
+    results.heavy_answers_per_s = {status: n / seen.seconds for status, n in sorted(answers.items())}
+    results.heavy_mb_read_per_s = seen.grew["bytes"] / seen.seconds / 2**20

@@ -30,6 +30,7 @@ from commands.model import (
     parse_money,
     read_money,
 )
+from commands.model.values import normal_money
 from commands.model.wire import command_struct
 from commands.openapi import command_operations
 from commands.registry import COMMANDS
@@ -128,6 +129,31 @@ def test_money_is_exactly_the_pattern_and_the_range(text: str) -> None:
 def test_money_stored_by_older_versions_is_read_and_written_normally(stored: Any, normal: str) -> None:
     assert money_text(stored) == normal
     assert read_money(stored) == Decimal(normal)
+
+
+@GRAMMAR
+@given(
+    st.text(alphabet="0123456789.-+eE_ \n", max_size=16)
+    | st.from_regex(MONEY_PATTERN)
+    | st.decimals(allow_nan=False, places=2, min_value=-2 * MAX_MONEY, max_value=2 * MAX_MONEY).map(str)
+)
+@example("007.5")
+@example("-0.00")
+@example("1000000000000.00")
+@example("1000000000000.01")
+def test_the_quick_ways_to_money_text_answer_as_the_slow_one(text: str) -> None:
+    """`normal_money` and `money_text` skip building a Decimal for text already in the wire's form
+    or the commands' grammar (a thousand-line order holds two thousand amounts): they answer what
+    `money_text(read_money(...))` answers, and refuse what it refuses."""
+    try:
+        slow = money_text(read_money(text))
+    except ValueError:
+        with pytest.raises(ValueError):
+            normal_money(text)
+        return
+    assert normal_money(text) == slow
+    if NORMAL.fullmatch(text) and not text.startswith("-"):
+        assert money_text(text) == slow
 
 
 @pytest.mark.parametrize("stored", ["NaN", "Infinity", "abc", "1E+30", None])

@@ -23,6 +23,9 @@ CENT = Decimal("0.01")
 MONEY_PATTERN = r"^0*([0-9]{1,12}(\.[0-9]{1,2})?|1000000000000(\.0{1,2})?)$"
 """Exactly the amounts accepted, range included (the OpenAPI document's pattern)."""
 _MONEY = re.compile(MONEY_PATTERN[1:-1])  # fullmatch: Python's `$` would let a final newline through
+_NORMAL = re.compile(r"(?:0|[1-9][0-9]{0,11})\.[0-9]{2}")
+"""Money already in its wire form, below MAX_MONEY and not negative: kept as it is, with no Decimal
+built (a thousand-line order holds two thousand amounts)."""
 MONEY_RULE = f'a string of digits with at most 2 decimals, from 0 to {MAX_MONEY}, such as "10.00"'
 
 _MONEY_DESCRIPTION = f"An amount of money: {MONEY_RULE}. Answers always carry two decimals."
@@ -58,6 +61,17 @@ def parse_money(value: Any, field: str) -> Decimal:
     return Decimal(value)
 
 
+def normal_money(value: Any) -> str:
+    """`money_text(read_money(value))`, quickly when `value` is already in the wire's form or in the
+    strict grammar commands are held to; ValueError as `read_money`."""
+    if type(value) is str:
+        if _NORMAL.fullmatch(value) is not None:
+            return value
+        if _MONEY.fullmatch(value) is not None:
+            return f"{Decimal(value):.2f}"
+    return money_text(read_money(value))
+
+
 def read_money(value: Any) -> Decimal:
     """Money as stored, in cents: today's text and whatever an older version let through
     (`"1E+3"`, `"-0"`, a JSON number). ValueError if it is not a finite amount in range."""
@@ -73,6 +87,8 @@ def read_money(value: Any) -> Decimal:
 
 def money_text(value: Decimal | str) -> str:
     """The wire form of an amount: two decimals, never an exponent (`"10.00"`)."""
+    if type(value) is str and _NORMAL.fullmatch(value) is not None:
+        return value
     amount = value if isinstance(value, Decimal) else read_money(value)
     if amount.as_tuple().exponent != -2 or amount.is_zero():
         amount = read_money(amount)

@@ -14,7 +14,7 @@ from uuid import UUID
 import msgspec
 
 from commands.model.language import Attr, Type, singular
-from commands.model.values import MONEY_RULE, MoneyIn, parse_money, read_money
+from commands.model.values import MONEY_RULE, MoneyIn, normal_money, parse_money
 from core.text import NO_NUL
 
 
@@ -52,24 +52,29 @@ def python_type(attr: Attr, owner: str, strict: bool = True) -> Any:
     return base if attr.required else base | None
 
 
-def money_value(value: Any, field: str, strict: bool = True) -> Decimal:
-    """A money attribute's value. `strict`: the wire grammar, the amount as sent (a Decimal built in
-    Python is held to it too); otherwise any amount an older version stored, if it is in range, in
-    cents."""
-    if isinstance(value, Decimal):
-        value = format(value, "f")
-    elif not strict:
+def money_value(value: Any, field: str, strict: bool = True) -> Decimal | str:
+    """A money attribute's value. `strict`: the wire grammar, the amount as sent, as a Decimal (a
+    Decimal built in Python is held to it too); otherwise any amount an older version stored, if it
+    is in range, as its wire text in cents (`"10.50"`)."""
+    if not strict:
+        if isinstance(value, Decimal):
+            value = format(value, "f")
         try:
-            value = str(read_money(value))
+            text = normal_money(value)
         except ValueError as error:
             raise ValueError(f"{field}: {error}") from None
+        if text.startswith("-"):
+            parse_money(text, field)  # an event's amount is never below 0: this raises, naming the field
+        return text
+    if isinstance(value, Decimal):
+        value = format(value, "f")
     return parse_money(value, field)
 
 
 def _post_init_for(attrs: Sequence[Attr], strict: bool) -> Callable[[Any], None] | None:
     """Money arrives as text and is kept as a Decimal. A command keeps the amount as sent (so a
     request's hash is what it was before the grammar was strict, for retries across that change); an
-    event keeps it in cents, so that it is stored with two decimals ("10.00")."""
+    event keeps its text in cents, so that it is stored with two decimals ("10.00")."""
     money = [(a.snake, a.name) for a in attrs if a.type is Type.MONEY]
     if not money:
         return None

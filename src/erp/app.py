@@ -19,6 +19,7 @@ from commands.http import CommandController, CustomisationController
 from commands.model import Model
 from commands.openapi import DocumentWithCommands
 from commands.registry import COMMANDS
+from core.heap import freeze_startup
 from core.problems import problem_details_plugin
 from core.settings import Settings
 from core.telemetry import configure_logging, configure_telemetry
@@ -58,6 +59,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         async with container.running(), container.forgetting():
             if container.command_limiter is not None:
                 container.command_limiter.start()  # closed with the container
+            freeze_startup()
             yield
 
     operators = Router(

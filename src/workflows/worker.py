@@ -21,6 +21,7 @@ from temporalio.client import Client
 from temporalio.worker import Worker
 
 from core.deployment import Deployment, ForeignDeployment
+from core.heap import freeze_startup
 from tenancy.onboarding import Onboarding
 from workflows.activities import ErpActivities
 from workflows.starters import start_projectors
@@ -92,6 +93,7 @@ async def serve(
     async with worker:
         await start_projectors(client, task_queue, deployment, databases)
         sweeping = asyncio.create_task(sweep_onboarding(onboarding))
+        freeze_startup()
         log.info("worker serving task queue %s", task_queue)
         try:
             await (stop.wait() if stop is not None else asyncio.Future())

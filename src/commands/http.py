@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -26,6 +27,7 @@ from commands.service import CommandResult, CommandService
 from commands.store.event_store import ConcurrencyConflict
 from core.problems import problem, problem_responses
 from core.strict_body import StrictBody
+from tenancy.bulkhead import HEAVY_BODY
 from tenancy.fences import AccountElsewhere
 from tenancy.routing import Route
 
@@ -77,7 +79,12 @@ class CommandController(Controller):
         before the body is read.
         """
         _check_key(key)
-        parsed = commands.parse(command_name, await request.body())
+        body = await request.body()
+        parsed = commands.parse(command_name, body)
+        if len(body) >= HEAVY_BODY:
+            # A thousand lines take milliseconds to decode and as long again to decide: other
+            # accounts' requests get the event loop between the two.
+            await asyncio.sleep(0)
         return await commands.execute(command_tenant.account_id, parsed, key)
 
 

@@ -58,18 +58,18 @@ def tenancy_dependencies(
         request: Request[Any, Any, Any], tenant: NamedDependency[Route]
     ) -> AsyncIterator[Route]:
         """After authentication (the key decides the account), before the command is even parsed:
-        the account's rate limit, then one of its few slots in this process (its one slot for
-        heavy requests too, for a body of HEAVY_BODY or more)."""
+        the account's rate limit (a big body costs as several commands), then one of its few slots
+        in this process (its one slot for heavy requests too, for a body of HEAVY_BODY or more)."""
+        length = request.headers.get("content-length", "")
+        size = int(length) if length.isdigit() else CHUNKED
         if limiter is not None:
-            verdict = limiter.hit(tenant.account_id)
+            verdict = limiter.hit(tenant.account_id, cost=limiter.limit.cost(size))
             if isinstance(verdict, Refused):
                 if verdict.repeated:  # it keeps sending over its limit: it waits for its answer
                     await asyncio.sleep(min(REPEAT_PAUSE, verdict.retry_after))
                 raise limiter.refusal(tenant.account_id, verdict)
             if verdict is not None:  # at its limit: let through when its turn comes
                 await asyncio.sleep(verdict.wait)
-        length = request.headers.get("content-length", "")
-        size = int(length) if length.isdigit() else CHUNKED
         if budget is not None:
             await over_budget(budget, tenant.account_id)
             budget.charge(tenant.account_id, size)

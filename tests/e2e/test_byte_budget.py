@@ -25,8 +25,9 @@ RATE = 100_000
 
 @pytest.fixture(scope="module")
 async def budgeted(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
-    """An API of its own with a small byte budget, on the session's database, worker and Temporal."""
-    async with own_api(settings, account_bytes=RATE) as client:
+    """An API of its own with a small byte budget, on the session's database, worker and Temporal,
+    and no command rate limit (a big body costs many commands: tests/e2e/test_rate_limit.py)."""
+    async with own_api(settings, account_bytes=RATE, command_rate=0) as client:
         yield client
 
 

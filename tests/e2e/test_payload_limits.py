@@ -5,14 +5,17 @@ stops before its answer passes the byte limit, its Next going on from the first 
 from __future__ import annotations
 
 import uuid
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 
 from commands.erp_model.common import MAX_ADDRESSES, MAX_ORDER_LINES
+from core.settings import Settings
 from queries.paging import MAX_PAGE_BYTES
-from tests.conftest import Tenant, onboard
+from tests.conftest import Tenant, onboard, own_api
 from tests.e2e.test_http_contract import assert_problem, stored_events
 
 
@@ -22,6 +25,15 @@ def lines(count: int, code_length: int = 8) -> list[dict[str, Any]]:
 
 def order(customer: str, count: int, code_length: int = 8) -> dict[str, Any]:
     return {"OrderId": str(uuid.uuid4()), "CustomerName": customer, "OrderLines": lines(count, code_length)}
+
+
+@pytest.fixture(scope="module")
+async def unlimited(settings: Settings, worker: None) -> AsyncIterator[httpx.AsyncClient]:
+    """An API of its own with no command rate limit: the pages below need 25 orders of 1,000 lines
+    at once, each of which costs 128 commands of an account's 100 a second
+    (tests/e2e/test_rate_limit.py holds the limit)."""
+    async with own_api(settings, command_rate=0) as client:
+        yield client
 
 
 async def test_an_order_with_more_lines_than_the_model_allows_is_refused_and_stores_nothing(
@@ -76,17 +88,17 @@ async def test_a_party_holds_at_most_its_declared_addresses(
 
 
 async def test_a_page_of_big_orders_stops_at_the_byte_limit_and_paging_sends_each_order_once(
-    http: httpx.AsyncClient,
+    unlimited: httpx.AsyncClient,
 ) -> None:
     """Orders of 1,000 lines with long product codes (about 130 KB each as the query answers them):
     asked for 100 a page, each page holds what fits in MAX_PAGE_BYTES, and following Next gives
     every order exactly once, in order."""
-    tenant = await onboard(http, "Big Pages")
+    tenant = await onboard(unlimited, "Big Pages")
     placed = []
     token = ""
     for _ in range(25):
         body = order("Page Turner", MAX_ORDER_LINES, code_length=60)
-        response = await http.post("/commands/PlaceOrder", json=body, headers=tenant.headers)
+        response = await unlimited.post("/commands/PlaceOrder", json=body, headers=tenant.headers)
         assert response.status_code == 200, response.text
         placed.append(body["OrderId"])
         token = response.json()["ConsistencyToken"]
@@ -95,7 +107,7 @@ async def test_a_page_of_big_orders_stops_at_the_byte_limit_and_paging_sends_eac
     sizes: list[tuple[int, int]] = []
     params: dict[str, Any] = {"CustomerName": "Page Turner", "Limit": 100, "ConsistentWith": token}
     while True:
-        response = await http.get("/queries/GetOrders", params=params, headers=tenant.headers)
+        response = await unlimited.get("/queries/GetOrders", params=params, headers=tenant.headers)
         assert response.status_code == 200, response.text
         assert len(response.content) <= MAX_PAGE_BYTES, len(response.content)
         body = response.json()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import AsyncIterator
@@ -108,3 +109,33 @@ async def test_a_noisy_account_gets_429s_while_a_quiet_one_is_served(
     assert stored == len(accepted)
     definitions = await limited.get("/customisations", headers=noisy.headers)
     assert definitions.status_code == 200 and definitions.json() == []
+
+
+async def test_a_big_body_costs_one_command_per_started_kib(
+    limited: httpx.AsyncClient, neighbours: tuple[Tenant, Tenant], pool: asyncpg.Pool[Any]
+) -> None:
+    """An order of about 3.5 KiB costs 4 commands: two fit the burst of 10, a third is refused
+    (saying how bodies count) and stores nothing, and a one-line order still fits."""
+    heavy, _ = neighbours
+    big = order("Big Spender")
+    big["OrderLines"] = [{"ProductCode": f"P-{n:03d}", "Quantity": 1, "UnitPrice": "1.00"} for n in range(70)]
+    size = len(json.dumps(big, separators=(",", ":")))
+    assert 3 * 1024 < size <= 4 * 1024, size
+    await asyncio.sleep(BURST / RATE - time.time() % (BURST / RATE))
+    started = time.monotonic()
+    statuses = []
+    for body in [big, {**big, "OrderId": str(uuid.uuid4())}, {**big, "OrderId": str(uuid.uuid4())}]:
+        sent = await limited.post(
+            "/commands/PlaceOrder",
+            content=json.dumps(body, separators=(",", ":")),
+            headers={**heavy.headers, "Content-Type": "application/json"},
+        )
+        statuses.append(sent.status_code)
+        last = sent
+    small = await limited.post("/commands/PlaceOrder", json=order("Small"), headers=heavy.headers)
+    assert time.monotonic() - started < BURST / RATE, "too slow for the test's window; nothing proven"
+    assert statuses == [200, 200, 429], statuses
+    assert "a body counts as one command per started 1,024 bytes" in assert_problem(last, 429)["detail"]
+    assert small.status_code == 200, small.text
+    stored = await pool.fetchval("SELECT count(*) FROM events WHERE account_id = $1", heavy.account_id)
+    assert stored == 3

@@ -19,7 +19,15 @@ from core.settings import Settings
 from erp.app import create_app
 from erp.bootstrap import Container
 from erp.devserver import free_port
-from tenancy.rate_limit import PACE_AHEAD, REDIS_TIMEOUT, AccountRateLimiter, CommandLimit, Paced, Refused
+from tenancy.rate_limit import (
+    COMMAND_BYTES,
+    PACE_AHEAD,
+    REDIS_TIMEOUT,
+    AccountRateLimiter,
+    CommandLimit,
+    Paced,
+    Refused,
+)
 
 REDIS_URL = Settings().redis_url
 LIMIT = CommandLimit(rate=5, burst=10)
@@ -105,6 +113,34 @@ async def test_an_account_at_its_limit_is_let_through_evenly_not_in_clumps(limit
     gaps = [b - a for a, b in itertools.pairwise(turns)]
     assert min(gaps) >= 1 / LIMIT.rate - 1e-6, gaps
     assert abs(len(turns) - 1 - LIMIT.rate * LIMIT.window) <= 1, turns
+
+
+def test_a_body_costs_one_command_per_started_kib_and_at_most_a_burst() -> None:
+    assert [LIMIT.cost(size) for size in (0, 1, COMMAND_BYTES)] == [1, 1, 1]
+    assert LIMIT.cost(COMMAND_BYTES + 1) == 2
+    assert LIMIT.cost(4 * COMMAND_BYTES) == 4
+    assert LIMIT.cost(2**30) == LIMIT.burst, "any body fits an empty window"
+
+
+async def test_a_big_command_takes_its_cost_from_the_burst_and_paces_by_it(limiters: Limiters) -> None:
+    """Costs of 4: two fit the burst of 10, a third does not, a command of 2 still does (its turn
+    now) and then nothing. Refused lately, the account is paced one turn per cost/rate seconds."""
+    limiter, account = limiters(), uuid.uuid4()
+    start = (time.time() // LIMIT.window + 1) * LIMIT.window
+    assert [limiter.hit(account, now=start, cost=4) for _ in range(2)] == [None, None]
+    assert isinstance(limiter.hit(account, now=start, cost=4), Refused)
+    assert limiter.hit(account, now=start, cost=2) == Paced(0.0)  # refused lately: paced from now on
+    assert isinstance(limiter.hit(account, now=start, cost=1), Refused)
+    later = start + 1.5 * LIMIT.window  # half the burst slid out; the account was refused lately
+    turns = []
+    now = later
+    while now < start + 2 * LIMIT.window:
+        verdict = limiter.hit(account, now=now, cost=4)
+        if isinstance(verdict, Paced):
+            turns.append(now + verdict.wait)
+        now += 0.01
+    gaps = [b - a for a, b in itertools.pairwise(turns)]
+    assert len(turns) >= 2 and min(gaps) >= 4 / LIMIT.rate - 1e-6, turns
 
 
 async def test_accounts_have_budgets_of_their_own(limiters: Limiters) -> None:

@@ -12,7 +12,7 @@ import statistics
 import time
 import uuid
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
@@ -25,6 +25,7 @@ from commands.store.event_store import CommandMetadata, PendingEvent, StreamWrit
 from commands.store.wakeup import ProjectorWakeup
 from core.settings import Settings
 from erp.bench.load import order_body, run_for
+from erp.bench.neighbour import Neighbour, Switch
 from erp.bench.report import Results, percentile
 from erp.bench.stack import Stack
 from erp.bootstrap import Container
@@ -273,34 +274,30 @@ async def noisy_neighbour(
     API with `connections` connections (its commands beyond its rate limit are answered 429). The
     quiet account sends `pace` commands a second, one at a time: well within its limit. Alone and
     flooded alternate (`alternate`) for `rounds` rounds of `samples` commands each."""
-    statuses: Counter[str] = Counter()
-    flooding = asyncio.Event()
-
-    async def flood() -> None:
-        while flooding.is_set():
-            async with session.post(
-                f"{base}/commands/PlaceOrder",
-                json=order_body(),
-                headers={"Authorization": f"Bearer {noisy[1]}"},
-            ) as response:
-                await response.read()
-                statuses[str(response.status)] += 1
-
     async with channels.start_subscription(channel_for(quiet[0])) as subscriber:
-        seen = await alternate(
-            rounds,
-            lambda: sample_latencies(session, base, subscriber, quiet, samples, 1 / pace),
-            [flood] * connections,
-            flooding,
-            statuses,
-        )
+        with Neighbour(flood, (base, noisy[1]), connections) as neighbour:
+            seen = await alternate(
+                rounds,
+                lambda: sample_latencies(session, base, subscriber, quiet, samples, 1 / pace),
+                neighbour,
+            )
     results.quiet_command_p99_ms = percentile(seen.calm[0], 0.99) * 1000
     results.quiet_notification_p99_ms = percentile(seen.calm[1], 0.99) * 1000
     results.flooded_command_p99_ms = percentile(seen.loud[0], 0.99) * 1000
     results.flooded_notification_p99_ms = percentile(seen.loud[1], 0.99) * 1000
     results.flood_accepted_per_s = seen.grew["200"] / seen.seconds
     results.flood_limited_per_s = seen.grew["429"] / seen.seconds
-    results.flood_other = sum(n for status, n in statuses.items() if status not in ("200", "429"))
+    results.flood_other = neighbour.counts()["other"]
+
+
+async def flood(session: aiohttp.ClientSession, switch: Switch, target: tuple[str, str], _: int) -> None:
+    """The noisy neighbour's connection: small PlaceOrders as fast as they are answered."""
+    base, key = target
+    while switch.on:
+        async with session.post(
+            f"{base}/commands/PlaceOrder", json=order_body(), headers={"Authorization": f"Bearer {key}"}
+        ) as response:
+            switch.count(response.status, len(await response.read()))
 
 
 Samples = tuple[list[float], list[float]]
@@ -320,32 +317,26 @@ class Alternated:
 
 
 async def alternate(
-    rounds: int,
-    sample: Callable[[], Awaitable[Samples]],
-    loads: Sequence[Callable[[], Coroutine[Any, Any, None]]],
-    on: asyncio.Event,
-    counters: Counter[str],
+    rounds: int, sample: Callable[[], Awaitable[Samples]], neighbour: Neighbour
 ) -> Alternated:
-    """`rounds` times: `sample` alone, then with each of `loads` running (as long as `on` is set)
-    for a second first (past its burst) and while `sample` runs again. Each figure is then taken
-    over all of its rounds: a p99 of a few hundred samples of a few milliseconds moves by a quarter
-    with one slow sample, and the machine's own drift over the line falls on both sides."""
+    """`rounds` times: `sample` alone, then with the neighbour's load on for a second first (past
+    its burst) and while `sample` runs again. Each figure is then taken over all of its rounds: a
+    p99 of a few hundred samples of a few milliseconds moves by a quarter with one slow sample, and
+    the machine's own drift over the line falls on both sides."""
     seen = Alternated()
     for _ in range(rounds):
         for kept, taken in zip(seen.calm, await sample(), strict=True):
             kept.extend(taken)
-        on.set()
-        running = [asyncio.create_task(load()) for load in loads]
+        neighbour.start()
         await asyncio.sleep(1.0)
-        before = counters.copy()
+        before = neighbour.counts()
         started = time.perf_counter()
         loud = await sample()
         seen.seconds += time.perf_counter() - started
-        seen.grew.update(counters - before)
+        seen.grew.update(neighbour.counts() - before)
         for kept, taken in zip(seen.loud, loud, strict=True):
             kept.extend(taken)
-        on.clear()
-        await asyncio.gather(*running)
+        await neighbour.stop()
     return seen
 
 
@@ -419,42 +410,21 @@ async def heavy_neighbour(
     `pace` commands a second, each followed by its read; alone and loaded alternate (`alternate`)
     for `rounds` rounds of `samples` each."""
     headers = {"Authorization": f"Bearer {heavy[1]}"}
-    counters: Counter[str] = Counter()
-    """Answers by status, and the bytes of pages read (`bytes`)."""
-    busy = asyncio.Event()
-
-    async def write() -> None:
-        while busy.is_set():
-            async with session.post(
-                f"{base}/commands/PlaceOrder", json=big_order_body(lines), headers=headers
-            ) as response:
-                await response.read()
-                counters[str(response.status)] += 1
-                if response.status == 429:
-                    await asyncio.sleep(float(response.headers["Retry-After"]))
-
-    async def read() -> None:
-        while busy.is_set():
-            params = {"CustomerName": HEAVY_CUSTOMER, "Limit": "1000"}
-            async with session.get(f"{base}/queries/GetOrders", params=params, headers=headers) as response:
-                counters["bytes"] += len(await response.read())
-                counters[str(response.status)] += 1
-                if response.status == 429:
-                    await asyncio.sleep(float(response.headers["Retry-After"]))
-
-    for _ in range(20):  # something heavy to read from the start
+    placed = 0
+    while placed < 20:  # something heavy to read from the start
         async with session.post(
             f"{base}/commands/PlaceOrder", json=big_order_body(lines), headers=headers
         ) as response:
-            if response.status != 200:
+            if response.status == 429:
+                await asyncio.sleep(float(response.headers["Retry-After"]))
+            elif response.status != 200:
                 raise RuntimeError(f"a big PlaceOrder answered {response.status}: {await response.text()}")
-    seen = await alternate(
-        rounds,
-        lambda: light_samples(session, base, light, samples, 1 / pace),
-        [write] * writers + [read] * readers,
-        busy,
-        counters,
-    )
+            else:
+                placed += 1
+    with Neighbour(heavy_load, (base, heavy[1], lines, writers), writers + readers) as neighbour:
+        seen = await alternate(
+            rounds, lambda: light_samples(session, base, light, samples, 1 / pace), neighbour
+        )
     results.light_command_p99_ms = percentile(seen.calm[0], 0.99) * 1000
     results.light_read_p99_ms = percentile(seen.calm[1], 0.99) * 1000
     results.heavy_command_p99_ms = percentile(seen.loud[0], 0.99) * 1000
@@ -462,3 +432,24 @@ async def heavy_neighbour(
     answers = {status: n for status, n in seen.grew.items() if status != "bytes"}
     results.heavy_answers_per_s = {status: n / seen.seconds for status, n in sorted(answers.items())}
     results.heavy_mb_read_per_s = seen.grew["bytes"] / seen.seconds / 2**20
+
+
+async def heavy_load(
+    session: aiohttp.ClientSession, switch: Switch, target: tuple[str, str, int, int], n: int
+) -> None:
+    """The heavy neighbour's connection n: the first `writers` send orders of `lines` lines, the
+    rest read its orders a whole page at a time; each waits as a 429 says."""
+    base, key, lines, writers = target
+    headers = {"Authorization": f"Bearer {key}"}
+    writing = n < writers
+    while switch.on:
+        if writing:
+            request = session.post(f"{base}/commands/PlaceOrder", json=big_order_body(lines), headers=headers)
+        else:
+            params = {"CustomerName": HEAVY_CUSTOMER, "Limit": "1000"}
+            request = session.get(f"{base}/queries/GetOrders", params=params, headers=headers)
+        async with request as response:
+            body = await response.read()
+            switch.count(response.status, 0 if writing else len(body))
+            if response.status == 429:
+                await asyncio.sleep(float(response.headers["Retry-After"]))

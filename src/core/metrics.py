@@ -28,6 +28,11 @@ EVENTS_PROJECTED = meter.create_counter("erp.events.projected", unit="{event}", 
 EVENTS_PARKED = meter.create_counter(
     "erp.events.parked", unit="{event}", description="Events a projection could not apply"
 )
+EVENTS_HELD = meter.create_counter(
+    "erp.events.held",
+    unit="{event}",
+    description="Events parked behind an earlier event of their stream that a projection could not apply",
+)
 PROJECTION_DELAY = meter.create_histogram(
     "erp.projection.delay", unit="s", description="From an event's commit to its read model's commit"
 )

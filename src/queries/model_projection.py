@@ -126,6 +126,7 @@ class ModelProjection:
     ) -> list[tuple[RecordedEvent, str]]:
         """Apply in order; runs of the same statement go to the server as one executemany."""
         unknown: list[tuple[RecordedEvent, str]] = []
+        """Events it cannot apply: unknown to the model, or with a payload the read model cannot hold."""
         run_sql: str | None = None
         run: list[tuple[Any, ...]] = []
         for event in events:
@@ -134,11 +135,20 @@ class ModelProjection:
                 unknown.append((event, f"the model declares no event {event.name} on {event.stream_type}"))
                 continue
             sql, arguments = statement
+            try:
+                row = arguments(event)
+            except (ValueError, TypeError, KeyError, ArithmeticError) as error:
+                # Its payload does not fit the read model (say money that is no amount): a poison
+                # event, as when the database refuses it.
+                unknown.append(
+                    (event, f"{event.name} does not fit the read model: {type(error).__name__}: {error}")
+                )
+                continue
             if sql != run_sql and run:
                 await connection.executemany(run_sql or "", run)
                 run = []
             run_sql = sql
-            run.append(arguments(event))
+            run.append(row)
         if run:
             await connection.executemany(run_sql or "", run)
         return unknown

@@ -34,14 +34,22 @@ from core.db import finish_before_cancelling
 from core.telemetry import traced
 from queries.notifications import Notifier, ProjectionAdvanced
 from queries.projection import Projection
+from queries.projector import parking
 from queries.projector.checkpoints import Checkpoints, Lag, Pair
+from queries.projector.parking import REFUSED_BY_READ_MODEL
 
 log = logging.getLogger(__name__)
 tracer = trace.get_tracer("erp.projector")
 
 
-REFUSED_BY_READ_MODEL = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
-"""What the database answers for an event its read model cannot hold: park it, do not retry it."""
+class RefusedInBatch(Exception):
+    """The projection refused an event of a batch applied whole (`Projection.apply` returned it):
+    later events of its stream in the batch may have been applied past it, so the batch is rolled
+    back and redone one by one."""
+
+
+REDO_ONE_BY_ONE = (*REFUSED_BY_READ_MODEL, RefusedInBatch)
+"""What rolls a batch back, to apply it again event by event, parking what is refused."""
 
 
 @dataclass
@@ -114,7 +122,7 @@ class Projector:
                 try:
                     async with connection.transaction():
                         advanced = await self.apply(connection, account_id, links, oldest, claim=claim)
-                except REFUSED_BY_READ_MODEL:
+                except REDO_ONE_BY_ONE:
                     # Rolled back: again, event by event, parking what the read model refuses.
                     links.clear()
                     oldest.clear()
@@ -175,6 +183,8 @@ class Projector:
         `links` receives the commands' traces, `oldest` the earliest commit time (for metrics).
         `one_by_one` applies each event in a savepoint of its own and parks those the read model
         refuses; otherwise the batch goes in whole (the common case, without the savepoints' cost).
+        Either way, events of a stream with parked events wait behind them, parked too
+        (`queries.projector.parking`).
         A rebuild (`live=False`) replays old events: their age is not a projection delay.
         """
         name = self.projection.name
@@ -204,10 +214,14 @@ class Projector:
                 "erp.accounts": len({e.account_id for e in events}),
             },
         ):
+            held = await parking.held_streams(connection, name, claimed)
             if one_by_one:
-                parked = await self._apply_one_by_one(connection, events)
+                parked = await self._apply_one_by_one(connection, events, held)
             else:
-                parked = await self.projection.apply(connection, events)
+                parked = [(e, _held_reason(e, f), f) for e in events if (f := _first(held, e)) is not None]
+                ready = [e for e in events if _first(held, e) is None] if parked else events
+                if await self.projection.apply(connection, ready):
+                    raise RefusedInBatch
             if parked:
                 await self._park(connection, parked)
         last: dict[tuple[UUID, str], int] = {}
@@ -224,52 +238,51 @@ class Projector:
         return [ProjectionAdvanced(name, a, t, p) for (a, t), p in last.items()]
 
     async def _apply_one_by_one(
-        self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent]
-    ) -> list[tuple[RecordedEvent, str]]:
-        """Apply each event in a savepoint; park the ones the database refuses.
+        self,
+        connection: asyncpg.Connection[Any],
+        events: Sequence[RecordedEvent],
+        held: dict[tuple[UUID, str], int],
+    ) -> list[parking.Parked]:
+        """Apply each event in a savepoint; park the ones the read model refuses, and the later
+        events of their streams behind them (`held` grows with each refusal).
 
         One event the read model cannot hold (a value out of range, say) must not stall the
-        projection for every account in its batch.
+        projection for every account in its batch, nor be passed by its own stream's next events.
         """
-        parked: list[tuple[RecordedEvent, str]] = []
+        parked: list[parking.Parked] = []
         for event in events:
+            first = _first(held, event)
+            if first is not None:
+                parked.append((event, _held_reason(event, first), first))
+                continue
             try:
                 async with connection.transaction():  # a savepoint
-                    parked.extend(await self.projection.apply(connection, [event]))
+                    refusals = await self.projection.apply(connection, [event])
             except REFUSED_BY_READ_MODEL as error:
-                parked.append((event, f"{type(error).__name__}: {error}"))
+                refusals = [(event, f"{type(error).__name__}: {error}")]
+            if refusals:
+                parked.append((event, refusals[0][1], None))
+                held[(event.account_id, event.stream_id)] = event.sequence_number
         return parked
 
-    async def _park(
-        self, connection: asyncpg.Connection[Any], parked: list[tuple[RecordedEvent, str]]
-    ) -> None:
-        """Set aside events the read model cannot apply, so the rest of the stream keeps flowing."""
-        metrics.EVENTS_PARKED.add(len(parked), {"projection": self.projection.name})
-        for event, reason in parked:
+    async def _park(self, connection: asyncpg.Connection[Any], parked: list[parking.Parked]) -> None:
+        """Set aside events the read model refused and those held behind them; the checkpoint moves
+        on, so the rest of the account and every other account keep flowing."""
+        labels = {"projection": self.projection.name}
+        refused = [(event, reason) for event, reason, behind in parked if behind is None]
+        metrics.EVENTS_PARKED.add(len(refused), labels)
+        metrics.EVENTS_HELD.add(len(parked) - len(refused), labels)
+        for event, reason in refused:
             log.error(
-                "parking %s #%d of account %s in %s: %s",
+                "parking %s #%d (%s) of account %s in %s, and its stream's later events behind it: %s",
                 event.stream_type,
                 event.sequence_number,
+                event.stream_id,
                 event.account_id,
                 self.projection.name,
                 reason,
             )
-        await connection.executemany(
-            "INSERT INTO parked_events (projection, account_id, stream_type, sequence_number, stream_id, "
-            "payload_item_name, reason) VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-            [
-                (
-                    self.projection.name,
-                    e.account_id,
-                    e.stream_type,
-                    e.sequence_number,
-                    e.stream_id,
-                    e.name,
-                    reason,
-                )
-                for e, reason in parked
-            ],
-        )
+        await parking.park(connection, self.projection.name, parked)
 
     async def catch_up(
         self,
@@ -313,6 +326,15 @@ class Projector:
         if not self._work:
             return 0
         return sum((await self.checkpoints.behind_among(self.pool, self._work)).values())
+
+
+def _first(held: dict[tuple[UUID, str], int], event: RecordedEvent) -> int | None:
+    """The refused event the event's stream waits behind, if any."""
+    return held.get((event.account_id, event.stream_id))
+
+
+def _held_reason(event: RecordedEvent, first: int) -> str:
+    return f"held behind #{first} of {event.stream_id}, which the read model refused"
 
 
 _TRACE_CONTEXT = TraceContextTextMapPropagator()

@@ -19,7 +19,8 @@ from opentelemetry import trace
 from core.db import finish_before_cancelling
 from core.telemetry import traced
 from queries.notifications import ProjectionAdvanced
-from queries.projector.batch import REFUSED_BY_READ_MODEL, Projector
+from queries.projector import parking
+from queries.projector.batch import REDO_ONE_BY_ONE, Projector
 
 tracer = trace.get_tracer("erp.projector")
 
@@ -51,6 +52,7 @@ async def rebuild_account(
         async with projector.pool.acquire() as connection, connection.transaction():
             await projector.checkpoints.restart(connection, account_id)
             await projector.projection.clear(connection, account_id)
+            await parking.forget(connection, projector.projection.name, account_id)  # parked afresh
             while advanced := await finish_before_cancelling(_replay(projector, connection, account_id)):
                 batches += 1
                 positions.update((a.stream_type, a) for a in advanced)
@@ -70,6 +72,6 @@ async def _replay(
     try:
         async with connection.transaction():
             return await projector.apply(connection, account_id, [], [], live=False)
-    except REFUSED_BY_READ_MODEL:
+    except REDO_ONE_BY_ONE:
         async with connection.transaction():
             return await projector.apply(connection, account_id, [], [], True, live=False)

@@ -91,7 +91,7 @@ class Container:
             invalidations=self.invalidations,
             stream_cache=StreamCache(settings.stream_cache_bytes),
         )
-        self.projections = ProjectionOperations(self.databases, self.catalog, self.temporal)
+        self.projections = ProjectionOperations(self.databases, self.catalog, self.temporal, self.store.feed)
         self.health = HealthChecks(self.databases, self.redis, self.temporal)
 
     @cached_property

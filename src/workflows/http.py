@@ -1,4 +1,6 @@
-"""Operator API for projections: GET /projections (status and lag), POST /projections/{Name}/rebuild.
+"""Operator API for projections: GET /projections (status and lag), POST /projections/{Name}/rebuild,
+GET /projections/parked (the events read models refused, and those held behind them), and POST
+/projections/{Name}/parked/retry and /skip (one stream's).
 
 The app guards these with the operator token.
 """
@@ -11,12 +13,17 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.params import FromPath, QueryParameter
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from core.bodies import decode
 from core.problems import problem, problem_responses
+from core.strict_body import StrictBody
+from queries.projector.parking import NothingParked
 from tenancy.catalog import UnknownAccount
 from workflows.operations import ProjectionOperations, UnknownProjection
+
+MAX_PARKED = 1000
+"""Parked events one answer lists at most."""
 
 
 class ProjectionView(msgspec.Struct, rename="pascal"):
@@ -27,6 +34,36 @@ class ProjectionView(msgspec.Struct, rename="pascal"):
     head: int
     position: int
     events_behind: int
+    parked: int
+    """Events the read model refused, waiting for an operator (GET /projections/parked)."""
+    held: int
+    """Later events of their streams, held back behind them."""
+
+
+class ParkedEventView(msgspec.Struct, rename="pascal", omit_defaults=True):
+    projection: str
+    account_id: UUID
+    stream_id: str
+    stream_type: str
+    sequence_number: int
+    event: str
+    reason: str
+    parked_at: str
+    held_behind: int | None = None
+    """The SequenceNumber of the refused event this one waits behind; absent: refused itself."""
+
+
+class ReleaseRequest(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"):
+    account_id: UUID
+    stream_id: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+
+
+class ReleasedView(msgspec.Struct, rename="pascal", omit_defaults=True):
+    applied: int
+    skipped: int
+    still_parked: int
+    reason: str | None = None
+    """Why the first event still parked was refused again."""
 
 
 class RebuildRequest(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"):
@@ -57,22 +94,96 @@ class ProjectionController(Controller):
         ] = None,
     ) -> list[ProjectionView]:
         """Each projection per tenant database: its head, position and lag, or one account's."""
-        account_id: UUID | None = None
-        if account is not None:
-            try:
-                account_id = UUID(account)
-            except ValueError:
-                raise problem(422, f"AccountId must be an account's id (a UUID), not {account!r}") from None
+        account_id = _account(account)
         try:
             found = await projections.status(account_id)
         except UnknownAccount as error:
             raise problem(404, str(error)) from None
         return [
             ProjectionView(
-                s.name, s.database, list(s.stream_types), s.pipeline, s.head, s.position, s.events_behind
+                s.name,
+                s.database,
+                list(s.stream_types),
+                s.pipeline,
+                s.head,
+                s.position,
+                s.events_behind,
+                s.parked,
+                s.held,
             )
             for s in found
         ]
+
+    @get(
+        "/parked",
+        summary="List parked events: those a read model refused, and those held behind them",
+        responses=problem_responses(401, 404, 422, 503),
+    )
+    async def parked(
+        self,
+        projections: NamedDependency[ProjectionOperations],
+        projection: Annotated[
+            str | None, QueryParameter(name="Projection", description="Only this projection's.")
+        ] = None,
+        account: Annotated[
+            str | None,
+            QueryParameter(name="AccountId", description="Only this account's.", format="uuid"),
+        ] = None,
+    ) -> list[ParkedEventView]:
+        """By projection, account and stream, in stream order; at most 1,000."""
+        account_id = _account(account)
+        try:
+            found = await projections.parked(projection, account_id, MAX_PARKED)
+        except (UnknownProjection, UnknownAccount) as error:
+            raise problem(404, str(error)) from None
+        return [
+            ParkedEventView(
+                p.projection,
+                p.account_id,
+                p.stream_id,
+                p.stream_type,
+                p.sequence_number,
+                p.event,
+                p.reason,
+                p.parked_at.isoformat(),
+                p.held_behind,
+            )
+            for p in found
+        ]
+
+    @post(
+        "/{name:str}/parked/retry",
+        status_code=200,
+        summary="Apply one stream's parked events again, in order",
+        responses=problem_responses(400, 401, 404, 422, 503),
+        dto=StrictBody[ReleaseRequest],
+        return_dto=None,
+    )
+    async def retry(
+        self,
+        name: FromPath[str],
+        data: JSONBody[ReleaseRequest],
+        projections: NamedDependency[ProjectionOperations],
+    ) -> ReleasedView:
+        """The refused event first, then those held behind it, up to the first still refused."""
+        return await _release(projections, name, data, skip=False)
+
+    @post(
+        "/{name:str}/parked/skip",
+        status_code=200,
+        summary="Skip one stream's refused event, and apply those held behind it",
+        responses=problem_responses(400, 401, 404, 422, 503),
+        dto=StrictBody[ReleaseRequest],
+        return_dto=None,
+    )
+    async def skip(
+        self,
+        name: FromPath[str],
+        data: JSONBody[ReleaseRequest],
+        projections: NamedDependency[ProjectionOperations],
+    ) -> ReleasedView:
+        """The read model never shows the refused event; the stream's held events are applied after it."""
+        return await _release(projections, name, data, skip=True)
 
     @post(
         "/{name:str}/rebuild",
@@ -99,3 +210,22 @@ class ProjectionController(Controller):
         except UnknownAccount as error:
             raise problem(404, str(error)) from None
         return RebuildStarted(handle.id)
+
+
+def _account(account: str | None) -> UUID | None:
+    if account is None:
+        return None
+    try:
+        return UUID(account)
+    except ValueError:
+        raise problem(422, f"AccountId must be an account's id (a UUID), not {account!r}") from None
+
+
+async def _release(
+    projections: ProjectionOperations, name: str, data: ReleaseRequest, *, skip: bool
+) -> ReleasedView:
+    try:
+        released = await projections.release(name, data.account_id, data.stream_id, skip=skip)
+    except (UnknownProjection, UnknownAccount, NothingParked) as error:
+        raise problem(404, str(error)) from None
+    return ReleasedView(released.applied, released.skipped, released.still_parked, released.reason)

@@ -1,4 +1,5 @@
-"""What operators do with projections: see each one's status and lag, and rebuild one as a workflow.
+"""What operators do with projections: see each one's status and lag, rebuild one as a workflow, and
+list, retry or skip the events a read model refused (`queries.projector.parking`).
 
 The API (`workflows.http`) and the CLI (`erp projections ...`) both go through here, so a
 projection's status is computed in one place.
@@ -11,9 +12,11 @@ from uuid import UUID
 
 from temporalio.client import Client, WorkflowHandle
 
+from commands.store.feed import EventFeed
 from core.temporal import TemporalGateway
 from queries.projection import Projection
-from queries.projector import Checkpoints, Lag
+from queries.projector import Checkpoints, Lag, parking
+from queries.projector.parking import ParkedEvent, Released
 from queries.registry import PROJECTIONS
 from tenancy.catalog import AccountCatalog
 from tenancy.routing import Databases
@@ -42,6 +45,10 @@ class ProjectionStatus:
     """The projector workflow's status in Temporal (Running, ...), or Unknown (why)."""
     head: int
     position: int
+    parked: int = 0
+    """Events the read model refused, waiting for an operator to retry or skip them."""
+    held: int = 0
+    """Later events of their streams, parked behind them."""
 
     @property
     def events_behind(self) -> int:
@@ -49,12 +56,16 @@ class ProjectionStatus:
 
 
 class ProjectionOperations:
-    """Status and rebuilds of every projection in every tenant database."""
+    """Status, rebuilds and parked events of every projection in every tenant database."""
 
-    def __init__(self, databases: Databases, catalog: AccountCatalog, temporal: TemporalGateway) -> None:
+    def __init__(
+        self, databases: Databases, catalog: AccountCatalog, temporal: TemporalGateway, feed: EventFeed
+    ) -> None:
         self._databases = databases
         self._catalog = catalog
         self._temporal = temporal
+        self._feed = feed
+        """How a retry reads the parked events back: upcast as the projectors read them."""
 
     @staticmethod
     def projection(name: str) -> Projection:
@@ -83,12 +94,44 @@ class ProjectionOperations:
                 lag = await self.lag(projection, database, account_id)
                 workflow_id = projector_workflow_id(self._temporal.deployment, name, database)
                 pipeline = await _pipeline(client, workflow_id)
+                refused, held = await parking.counts(self._databases.pool(database), name, account_id)
                 found.append(
                     ProjectionStatus(
-                        name, database, projection.stream_types, pipeline, lag.head, lag.position
+                        name,
+                        database,
+                        projection.stream_types,
+                        pipeline,
+                        lag.head,
+                        lag.position,
+                        refused,
+                        held,
                     )
                 )
         return found
+
+    async def parked(
+        self, name: str | None = None, account_id: UUID | None = None, limit: int = 1000
+    ) -> list[ParkedEvent]:
+        """Parked events, refused and held, of one projection or all, one account or all, by stream
+        and in stream order: at most `limit`."""
+        if name is not None:
+            self.projection(name)
+        found: list[ParkedEvent] = []
+        for database in await self.databases_of(account_id):
+            found += await parking.parked(
+                self._databases.pool(database), name, account_id, limit - len(found)
+            )
+            if len(found) >= limit:
+                break
+        return found
+
+    async def release(self, name: str, account_id: UUID, stream_id: str, *, skip: bool = False) -> Released:
+        """Retry one stream's parked events in `name` (`skip`: all but the refused one), in order;
+        `queries.projector.parking.NothingParked` if it has none."""
+        projection = self.projection(name)
+        [database] = await self.databases_of(account_id)
+        pool = self._databases.pool(database)
+        return await parking.release(pool, projection, self._feed, account_id, stream_id, skip=skip)
 
     async def lag(self, projection: Projection, database: str, account_id: UUID | None) -> Lag:
         """How far `projection` is in one database (for one account, or all)."""

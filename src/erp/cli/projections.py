@@ -1,4 +1,5 @@
-"""`erp projections ...`: each projection's status, and rebuilds with a progress bar.
+"""`erp projections ...`: each projection's status, rebuilds with a progress bar, and the events read
+models refused (`parked`, `retry`, `skip`).
 
 Both go through `workflows.operations.ProjectionOperations`, as the operator API does, so a
 projection's status is computed in one place.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import time
 from typing import TYPE_CHECKING, Annotated
+from uuid import UUID
 
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -41,7 +43,7 @@ def projections_status(
         for s in found:
             console.print(
                 f"{s.name:16} {s.database:10} head {s.head:>10}  position {s.position:>10}  "
-                f"behind {s.events_behind:>8}  pipeline {s.pipeline}",
+                f"behind {s.events_behind:>8}  parked {s.parked:>4} (+{s.held} held)  pipeline {s.pipeline}",
                 soft_wrap=True,
             )
 
@@ -103,3 +105,77 @@ async def _follow_rebuild(name: str, projections: ProjectionOperations, handle: 
         result = result_task.result()
         progress.update(task, total=result.events_applied, completed=result.events_applied)
     console.print(f"rebuilt {name}: {result.events_applied} events in {result.batches} batches")
+
+
+@app.command("parked")
+def projections_parked(
+    projection: Annotated[str | None, typer.Option("--projection", help="only this projection's")] = None,
+    account: Annotated[str | None, typer.Option("--account", help="only this AccountId")] = None,
+) -> None:
+    """The events read models refused, each with its reason, and the later events of their streams
+    held behind them (at most 1,000)."""
+    from tenancy.catalog import UnknownAccount
+    from workflows.operations import UnknownProjection
+
+    account_id = account_option(account)
+    settings = Settings()
+
+    async def main() -> None:
+        async with running(settings) as container:
+            try:
+                found = await container.projections.parked(projection, account_id)
+            except (UnknownProjection, UnknownAccount) as error:
+                raise typer.BadParameter(str(error)) from None
+        if not found:
+            console.print("nothing is parked")
+        for p in found:
+            what = p.reason if p.held_behind is None else f"held behind #{p.held_behind}"
+            console.print(
+                f"{p.projection:16} {p.account_id} {p.stream_id} #{p.sequence_number} {p.event}: {what}",
+                soft_wrap=True,
+                markup=False,
+            )
+
+    asyncio.run(main())
+
+
+@app.command("retry")
+def projections_retry(name: str, account: str, stream: str) -> None:
+    """Apply one stream's parked events again, in order, once the cause is fixed: the refused event
+    first, then those held behind it, up to the first the read model still refuses."""
+    _release(name, account, stream, skip=False)
+
+
+@app.command("skip")
+def projections_skip(name: str, account: str, stream: str) -> None:
+    """Skip one stream's refused event (its read model never shows it) and apply those held behind it."""
+    _release(name, account, stream, skip=True)
+
+
+def _release(name: str, account: str, stream: str, *, skip: bool) -> None:
+    from queries.projector.parking import NothingParked
+    from tenancy.catalog import UnknownAccount
+    from workflows.operations import UnknownProjection
+
+    try:
+        account_id = UUID(account)
+    except ValueError:
+        raise typer.BadParameter(f"ACCOUNT must be an AccountId (a UUID), got {account!r}") from None
+    settings = Settings()
+
+    async def main() -> None:
+        async with running(settings) as container:
+            try:
+                released = await container.projections.release(name, account_id, stream, skip=skip)
+            except (UnknownProjection, UnknownAccount, NothingParked) as error:
+                raise typer.BadParameter(str(error)) from None
+        console.print(
+            f"{stream}: {released.applied} applied, {released.skipped} skipped, "
+            f"{released.still_parked} still parked",
+            markup=False,
+        )
+        if released.reason is not None:
+            console.print(f"refused again: {released.reason}", markup=False)
+            raise typer.Exit(1)
+
+    asyncio.run(main())

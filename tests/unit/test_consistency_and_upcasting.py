@@ -33,10 +33,9 @@ def test_upcasters_chain_from_the_stored_version() -> None:
 
     upcasters.register("OrderPlaced", 1, v1_to_v2)
     upcasters.register("OrderPlaced", 2, v2_to_v3)
-    assert upcasters.upcast("OrderPlaced", 1, {"Total": "1"}) == (
-        "OrderPlaced",
-        {"Total": "1", "Currency": "EUR", "Channel": "web"},
-    )
-    assert upcasters.upcast("OrderPlaced", 3, {"Total": "1"}) == ("OrderPlaced", {"Total": "1"})
+    assert upcasters.upcast("OrderPlaced", 1, {"Total": "1"}) == [
+        ("OrderPlaced", {"Total": "1", "Currency": "EUR", "Channel": "web"})
+    ]
+    assert upcasters.upcast("OrderPlaced", 3, {"Total": "1"}) == [("OrderPlaced", {"Total": "1"})]
     with pytest.raises(ValueError, match="already registered"):
         upcasters.register("OrderPlaced", 1, v1_to_v2)

@@ -514,7 +514,7 @@ def test_upcasting_applies_every_step_from_the_stored_version_on_in_order(
 
     k = start - first
     name = names[k] if 0 <= k < len(names) else "Thing"
-    upcast_name, upcast_payload = upcasters.upcast(name, start, dict(payload))
+    [(upcast_name, upcast_payload)] = upcasters.upcast(name, start, dict(payload))
     expected = list(range(start, first + len(renames))) if 0 <= k < len(names) else []
     assert upcast_payload.pop("Applied", []) == expected
     assert upcast_payload == payload
@@ -528,4 +528,4 @@ def test_an_upcaster_is_registered_once_per_name_and_version(name: str, version:
     upcasters.register(name, version, lambda p: (name, p))
     with pytest.raises(ValueError, match="already registered"):
         upcasters.register(name, version, lambda p: (name, p))
-    assert upcasters.upcast(name, version + 1, {"A": 1}) == (name, {"A": 1})
+    assert upcasters.upcast(name, version + 1, {"A": 1}) == [(name, {"A": 1})]

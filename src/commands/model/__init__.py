@@ -2,12 +2,16 @@
 
 from commands.model.aggregate import Aggregate, ModelAggregate, StoredEvent, apply_change
 from commands.model.language import (
+    Added,
     Attr,
     Change,
     CommandDecl,
     Element,
     EventDecl,
     Kind,
+    Part,
+    Renamed,
+    Retired,
     Rule,
     RuleContext,
     Type,
@@ -29,6 +33,7 @@ from commands.model.wire import Command
 __all__ = [
     "MAX_MONEY",
     "MONEY_PATTERN",
+    "Added",
     "Aggregate",
     "Attr",
     "Change",
@@ -40,6 +45,9 @@ __all__ = [
     "Model",
     "ModelAggregate",
     "Money",
+    "Part",
+    "Renamed",
+    "Retired",
     "Rule",
     "RuleContext",
     "StoredEvent",

@@ -8,8 +8,8 @@ Hand-written code appears only as a command's `rule`, where a business rule need
 from __future__ import annotations
 
 import re
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 from uuid import UUID
@@ -127,10 +127,57 @@ class CommandDecl:
 
 
 @dataclass(frozen=True)
+class Renamed:
+    """A payload field renamed: events of the versions before call it `old`."""
+
+    old: str
+    new: str
+
+
+@dataclass(frozen=True)
+class Added:
+    """A payload field added: events of the versions before lack it and read `default`."""
+
+    name: str
+    default: Any
+
+
+VersionStep = tuple[Renamed | Added, ...]
+"""What changed from one version of an event to the next, applied in order."""
+
+
+@dataclass(frozen=True)
+class Part:
+    """One of the events a retired event is read as: `event` (an event of the same element), with
+    `fields` taken from the retired payload (today's name: the retired field's name), in the shape
+    of that event's `version` (later steps of its history then apply)."""
+
+    event: str
+    fields: Mapping[str, str] = field(default_factory=dict)
+    version: int = 1
+
+
+@dataclass(frozen=True)
+class Retired:
+    """An event no longer raised: `name` events stored at `version` are read as `parts`, in order."""
+
+    name: str
+    parts: tuple[Part, ...]
+    version: int = 1
+
+
+@dataclass(frozen=True)
 class EventDecl:
     name: str
     fields: tuple[Attr, ...]
     change: Change
+    history: tuple[VersionStep, ...] = ()
+    """One entry per earlier version of the event: what changed from it to the next one
+    (`commands.model.versions`). New events are stored at `version`."""
+
+    @property
+    def version(self) -> int:
+        return len(self.history) + 1
 
 
 @dataclass(frozen=True)
@@ -147,6 +194,8 @@ class Element:
     listed_by_status: bool = False
     """A list query pages through its elements of one status (e.g. open invoices), so its table
     gets an index on status in creation order."""
+    retired: tuple[Retired, ...] = ()
+    """Events no longer raised, and the events of today each is read as (`commands.model.versions`)."""
 
     @property
     def stream_type(self) -> str:

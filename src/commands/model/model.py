@@ -1,8 +1,9 @@
 """A model: a set of elements with everything the platform derives from them, built once.
 
 From the declarations (`commands.model.language`) it derives the wire types of commands and events
-(`commands.model.wire`: msgspec Structs, hence validation and OpenAPI) and an aggregate class per
-element whose state changes are the events' declared `Change`s (`commands.model.aggregate`). The
+(`commands.model.wire`: msgspec Structs, hence validation and OpenAPI), an aggregate class per
+element whose state changes are the events' declared `Change`s (`commands.model.aggregate`), and
+the upcasters that read older events' shapes as today's (`commands.model.versions`). The
 handlers (`commands.handlers`) and the read-model tables (`queries.model_tables`) come from it too.
 """
 
@@ -14,6 +15,7 @@ import msgspec
 
 from commands.model.aggregate import ModelAggregate, aggregate_class
 from commands.model.language import CommandDecl, Element, EventDecl
+from commands.model.versions import upcasters_of
 from commands.model.wire import Command, command_struct, event_struct
 
 
@@ -43,6 +45,26 @@ class Model:
                 self.command_decls[command.name] = (element, command)
                 self.command_types[command.name] = command_struct(command.name, command.fields)
             self.aggregates[element.name] = aggregate_class(element, self)
+            self._check_retired(element)
+        self.upcasters = upcasters_of(
+            [(d.name, d.history) for e in elements for d in e.all_events() if d.history],
+            [gone for e in elements for gone in e.retired],
+        )
+        """How every reader reads events stored in an older shape (the declared versions)."""
+
+    @staticmethod
+    def _check_retired(element: Element) -> None:
+        """A retired event's parts are events of its element, at versions they have had."""
+        events = {d.name: d for d in element.all_events()}
+        for gone in element.retired:
+            for part in gone.parts:
+                decl = events.get(part.event)
+                if decl is None:
+                    raise ValueError(
+                        f"{element.name}'s retired {gone.name} is read as {part.event}, not one of its events"
+                    )
+                if not 1 <= part.version <= decl.version:
+                    raise ValueError(f"{part.event} has no version {part.version} (it is at {decl.version})")
 
     @staticmethod
     def _element(elements: Sequence[Element], name: str) -> Element:

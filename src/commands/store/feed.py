@@ -76,7 +76,7 @@ class EventFeed:
     ) -> list[RecordedEvent]:
         """One stream's events after `after_revision`, oldest first (scoped to the account by RLS)."""
         rows = await executor.fetch(_STREAM, account_id, stream_id, after_revision)
-        return [self.decode(row) for row in rows]
+        return self.decode_all(rows)
 
     async def after(
         self, executor: Executor, positions: Sequence[Position], limit: int
@@ -89,20 +89,30 @@ class EventFeed:
             [p.position for p in positions],
             limit,
         )
-        return [self.decode(row) for row in rows]
+        return self.decode_all(rows)
 
-    def decode(self, row: asyncpg.Record) -> RecordedEvent:
-        """A stored row as an event of today's schema."""
-        name, payload = self.upcasters.upcast(row["payload_item_name"], row["schema_version"], row["payload"])
-        return RecordedEvent(
-            account_id=row["account_id"],
-            stream_id=row["stream_id"],
-            stream_type=row["stream_type"],
-            stream_revision=row["stream_revision"],
-            sequence_number=row["sequence_number"],
-            name=name,
-            payload=payload,
-            commit_time=row["commit_time"],
-            command_id=row["command_id"],
-            trace_context=row["trace_context"],
-        )
+    def decode_all(self, rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
+        """Stored rows as events of today's schema, in order."""
+        return [event for row in rows for event in self.decode(row)]
+
+    def decode(self, row: asyncpg.Record) -> list[RecordedEvent]:
+        """A stored row as events of today's schema: one, or several when an upcaster split it (they
+        share its revision and SequenceNumber, so readers take them as one: applied together,
+        counted once)."""
+        return [
+            RecordedEvent(
+                account_id=row["account_id"],
+                stream_id=row["stream_id"],
+                stream_type=row["stream_type"],
+                stream_revision=row["stream_revision"],
+                sequence_number=row["sequence_number"],
+                name=name,
+                payload=payload,
+                commit_time=row["commit_time"],
+                command_id=row["command_id"],
+                trace_context=row["trace_context"],
+            )
+            for name, payload in self.upcasters.upcast(
+                row["payload_item_name"], row["schema_version"], row["payload"]
+            )
+        ]

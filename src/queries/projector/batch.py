@@ -250,14 +250,17 @@ class Projector:
         projection for every account in its batch, nor be passed by its own stream's next events.
         """
         parked: list[parking.Parked] = []
-        for event in events:
+        for _, same_row in itertools.groupby(events, key=_stored_as):
+            # The events an upcaster split one stored event into go in together, or not at all.
+            together = list(same_row)
+            event = together[0]
             first = _first(held, event)
             if first is not None:
                 parked.append((event, _held_reason(event, first), first))
                 continue
             try:
                 async with connection.transaction():  # a savepoint
-                    refusals = await self.projection.apply(connection, [event])
+                    refusals = await self.projection.apply(connection, together)
             except REFUSED_BY_READ_MODEL as error:
                 refusals = [(event, f"{type(error).__name__}: {error}")]
             if refusals:
@@ -269,6 +272,9 @@ class Projector:
         """Set aside events the read model refused and those held behind them; the checkpoint moves
         on, so the rest of the account and every other account keep flowing."""
         labels = {"projection": self.projection.name}
+        parked = list(
+            {_stored_as(event): (event, reason, behind) for event, reason, behind in parked}.values()
+        )
         refused = [(event, reason) for event, reason, behind in parked if behind is None]
         metrics.EVENTS_PARKED.add(len(refused), labels)
         metrics.EVENTS_HELD.add(len(parked) - len(refused), labels)
@@ -326,6 +332,11 @@ class Projector:
         if not self._work:
             return 0
         return sum((await self.checkpoints.behind_among(self.pool, self._work)).values())
+
+
+def _stored_as(event: RecordedEvent) -> tuple[UUID, str, int]:
+    """The stored event an event was read from (an upcaster may split one into several)."""
+    return event.account_id, event.stream_type, event.sequence_number
 
 
 def _first(held: dict[tuple[UUID, str], int], event: RecordedEvent) -> int | None:

@@ -199,22 +199,21 @@ async def release(
         rows = await connection.fetch(_OF_STREAM, projection.name, account_id, stream_id)
         numbers = [r["sequence_number"] for r in rows]
         stored = await connection.fetch(_EVENTS, account_id, stream_type, numbers)
-        events = [feed.decode(row) for row in stored]
-        skipped = events[:1] if skip else []
-        done = [e.sequence_number for e in skipped]
+        parts = [feed.decode(row) for row in stored]  # a stored event split by an upcaster: one unit
+        done = [p[0].sequence_number for p in parts[:1]] if skip else []
         reason: str | None = None
-        for event in events[len(skipped) :]:
+        for events in parts[len(done) :]:
             try:
                 async with connection.transaction():  # a savepoint
-                    refusals = await projection.apply(connection, [event])
+                    refusals = await projection.apply(connection, events)
             except REFUSED_BY_READ_MODEL as error:
-                refusals = [(event, f"{type(error).__name__}: {error}")]
+                refusals = [(events[0], f"{type(error).__name__}: {error}")]
             if refusals:
                 reason = refusals[0][1]
-                await connection.execute(
-                    _REPARK, projection.name, account_id, stream_type, event.sequence_number, reason
-                )
+                number = events[0].sequence_number
+                await connection.execute(_REPARK, projection.name, account_id, stream_type, number, reason)
                 break
-            done.append(event.sequence_number)
+            done.append(events[0].sequence_number)
         await connection.execute(_UNPARK, projection.name, account_id, stream_type, done)
-    return Released(len(done) - len(skipped), len(skipped), len(events) - len(done), reason)
+    skipped = int(skip)
+    return Released(len(done) - skipped, skipped, len(parts) - len(done), reason)

@@ -14,6 +14,8 @@ from typing import Any, TypeVar
 
 import msgspec
 
+MAX_BODY = 1024 * 1024
+"""Bytes a request body may have (the app's limit; an import's has its own): more is 413."""
 MAX_JSON_DEPTH = 32
 """The deepest nesting of arrays and objects a JSON body may have. The model's own bodies nest about
 5 deep (a command, its lines or addresses, `Custom`); a deeper body is refused with 400."""

@@ -19,6 +19,7 @@ from commands.http import CommandController, CustomisationController
 from commands.model import Model
 from commands.openapi import DocumentWithCommands
 from commands.registry import COMMANDS
+from core.bodies import MAX_BODY
 from core.heap import freeze_startup
 from core.problems import problem_details_plugin
 from core.settings import Settings
@@ -30,8 +31,6 @@ from queries.sse import NotificationController
 from tenancy.auth import operator_guard, tenant_guard
 from tenancy.http import AccountController
 from workflows.http import ProjectionController
-
-MAX_BODY = 1024 * 1024
 
 
 class AfterChannels(InitPluginProtocol):

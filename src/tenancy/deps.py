@@ -12,6 +12,8 @@ from typing import Any
 from litestar import Request
 from litestar.di import NamedDependency, Provide
 
+from core.bodies import MAX_BODY
+from core.problems import problem
 from tenancy.auth import authenticate, bearer_token
 from tenancy.auth_failures import AuthFailures
 from tenancy.bulkhead import HEAVY_BODY, AccountBulkhead
@@ -25,7 +27,7 @@ from tenancy.onboarding import Onboarding
 from tenancy.rate_limit import REPEAT_PAUSE, AccountRateLimiter, Refused
 from tenancy.routing import Route
 
-CHUNKED = 1024 * 1024
+CHUNKED = MAX_BODY
 """Bytes a body sent without Content-Length (chunked) is charged: the most a body may be (the
 app's limit), since its size is known only once it is read."""
 
@@ -62,6 +64,8 @@ def tenancy_dependencies(
         in this process (its one slot for heavy requests too, for a body of HEAVY_BODY or more)."""
         length = request.headers.get("content-length", "")
         size = int(length) if length.isdigit() else CHUNKED
+        if size > MAX_BODY:  # refused before it costs the account anything, as it will be unread
+            raise problem(413, f"the body has {size:,} bytes; a command's may have {MAX_BODY:,} at most")
         if limiter is not None:
             verdict = limiter.hit(tenant.account_id, cost=limiter.limit.cost(size))
             if isinstance(verdict, Refused):

@@ -74,6 +74,7 @@ async def own_api(
         "ERP_LOG_LEVEL": "WARNING",
         "ERP_STREAM_CACHE_BYTES": str(STREAM_CACHE),
         "ERP_AUTH_FAILURES": "0",  # the token attack must reach the token's handling, not a 429
+        "ERP_COMMAND_RATE": "0",  # 360 orders of 1,000 lines at once: the cache's bound, not the limit's
     }
     log: Path = tmp_path_factory.mktemp("memory-api") / "api.log"
     process = start(env, log)

@@ -16,10 +16,12 @@ With `--scale-to N` it then onboards accounts up to N in one more import and mea
 phases with the load spread over all N, in the same run, and prints the ratios (the seed's 10,000
 accounts against 100). Last, the neighbours: a quiet account's command and notification p99
 alone and while another account floods the API with 64 connections; and a light account's command
-and ConsistentWith read p99 alone and while another sends and reads the biggest orders it may.
+and ConsistentWith read p99 alone and while another sends and reads the biggest orders it may. A
+neighbour's load is sent from a process of its own (`neighbour`), as another client's would be.
 
-The pieces: `stack` (the processes), `load` (what is sent), `phases` (what is measured), `report`
-(the figures and their table), `soak` (`--soak`) and `model_scale` (`--model-scale`).
+The pieces: `stack` (the processes), `load` (what is sent), `phases` (what is measured),
+`neighbour` (a load in a child process), `report` (the figures and their table), `soak` (`--soak`)
+and `model_scale` (`--model-scale`).
 """
 
 from __future__ import annotations

@@ -17,8 +17,9 @@ from typing import Any
 
 import aiohttp
 
-COUNTED = ("200", "429", "other", "bytes")
-"""What a load counts: answers by status (`other`: neither 200 nor 429), and the bytes it read."""
+COUNTED = ("200", "429", "other", "failed", "bytes")
+"""What a load counts: answers by status (`other`: neither 200 nor 429), requests that got no
+answer (`failed`: the connection closed or refused), and the bytes it read."""
 
 Load = Callable[[aiohttp.ClientSession, "Switch", Any, int], Awaitable[None]]
 """Connection n's loop (`load(session, switch, argument, n)`): sends requests while `switch.on`,
@@ -40,6 +41,11 @@ class Switch:
         key = str(status) if str(status) in COUNTED else "other"
         self._counts[COUNTED.index(key)].value += 1
         self._counts[COUNTED.index("bytes")].value += read
+
+    async def failed(self) -> None:
+        """Count a request that got no answer, and pause a moment before the next."""
+        self._counts[COUNTED.index("failed")].value += 1
+        await asyncio.sleep(0.01)
 
 
 def _child(
@@ -95,7 +101,11 @@ class Neighbour:
         self._on.set()
 
     async def stop(self) -> None:
-        """Switch the load off, and wait until its last requests are answered."""
+        """Switch the load off, and wait until its last requests are answered (RuntimeError if the
+        child process died: a bench must not wait for it forever)."""
         self._on.clear()
         await asyncio.sleep(0.05)  # the child sees `on` cleared before it is asked whether it is idle
-        await asyncio.to_thread(self._idle.wait)
+        while not self._idle.is_set():
+            if not self._process.is_alive():
+                raise RuntimeError(f"the neighbour's load process died (exit code {self._process.exitcode})")
+            await asyncio.sleep(0.05)

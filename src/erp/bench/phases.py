@@ -288,16 +288,20 @@ async def noisy_neighbour(
     results.flood_accepted_per_s = seen.grew["200"] / seen.seconds
     results.flood_limited_per_s = seen.grew["429"] / seen.seconds
     results.flood_other = neighbour.counts()["other"]
+    results.flood_failed = neighbour.counts()["failed"]
 
 
 async def flood(session: aiohttp.ClientSession, switch: Switch, target: tuple[str, str], _: int) -> None:
     """The noisy neighbour's connection: small PlaceOrders as fast as they are answered."""
     base, key = target
     while switch.on:
-        async with session.post(
-            f"{base}/commands/PlaceOrder", json=order_body(), headers={"Authorization": f"Bearer {key}"}
-        ) as response:
-            switch.count(response.status, len(await response.read()))
+        try:
+            async with session.post(
+                f"{base}/commands/PlaceOrder", json=order_body(), headers={"Authorization": f"Bearer {key}"}
+            ) as response:
+                switch.count(response.status, len(await response.read()))
+        except aiohttp.ClientError:  # a kept-alive connection the server closed meanwhile
+            await switch.failed()
 
 
 Samples = tuple[list[float], list[float]]
@@ -429,7 +433,7 @@ async def heavy_neighbour(
     results.light_read_p99_ms = percentile(seen.calm[1], 0.99) * 1000
     results.heavy_command_p99_ms = percentile(seen.loud[0], 0.99) * 1000
     results.heavy_read_p99_ms = percentile(seen.loud[1], 0.99) * 1000
-    answers = {status: n for status, n in seen.grew.items() if status != "bytes"}
+    answers = {status: n for status, n in seen.grew.items() if status != "bytes" and n}
     results.heavy_answers_per_s = {status: n / seen.seconds for status, n in sorted(answers.items())}
     results.heavy_mb_read_per_s = seen.grew["bytes"] / seen.seconds / 2**20
 
@@ -448,8 +452,11 @@ async def heavy_load(
         else:
             params = {"CustomerName": HEAVY_CUSTOMER, "Limit": "1000"}
             request = session.get(f"{base}/queries/GetOrders", params=params, headers=headers)
-        async with request as response:
-            body = await response.read()
-            switch.count(response.status, 0 if writing else len(body))
-            if response.status == 429:
-                await asyncio.sleep(float(response.headers["Retry-After"]))
+        try:
+            async with request as response:
+                body = await response.read()
+                switch.count(response.status, 0 if writing else len(body))
+                if response.status == 429:
+                    await asyncio.sleep(float(response.headers["Retry-After"]))
+        except aiohttp.ClientError:  # a kept-alive connection the server closed meanwhile
+            await switch.failed()

@@ -47,6 +47,8 @@ class Results:
     flood_limited_per_s: float = 0.0
     """The flooding account's commands answered 429 per second (over its rate limit)."""
     flood_other: int = 0
+    flood_failed: int = 0
+    """The flooding account's requests that got no answer (a kept-alive connection closed)."""
     """The flooding account's answers that were neither 200 nor 429."""
     light_command_p99_ms: float = 0.0
     light_read_p99_ms: float = 0.0
@@ -153,6 +155,11 @@ def report_noisy_neighbour(results: Results) -> None:
         f"the flooding account: {results.flood_accepted_per_s:,.0f} commands/s accepted, "
         f"{results.flood_limited_per_s:,.0f}/s answered 429 (over its rate limit), "
         f"{results.flood_other} other answers"
+        + (
+            f", {results.flood_failed} requests with no answer (connection closed)"
+            if results.flood_failed
+            else ""
+        )
     )
 
 

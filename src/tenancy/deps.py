@@ -6,6 +6,7 @@ account's few slots in this process), and for operators `onboarding`, `catalog`,
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -63,11 +64,13 @@ def tenancy_dependencies(
         the account's rate limit (a big body costs as several commands), then one of its few slots
         in this process (its one slot for heavy requests too, for a body of HEAVY_BODY or more)."""
         length = request.headers.get("content-length", "")
-        size = int(length) if length.isdigit() else CHUNKED
+        chunked = not length.isdigit()
+        size = CHUNKED if chunked else int(length)
         if size > MAX_BODY:  # refused before it costs the account anything, as it will be unread
             raise problem(413, f"the body has {size:,} bytes; a command's may have {MAX_BODY:,} at most")
         if limiter is not None:
-            verdict = limiter.hit(tenant.account_id, cost=limiter.limit.cost(size))
+            # A chunked body's size is known once it is read: one command now, the rest after.
+            verdict = limiter.hit(tenant.account_id, cost=1 if chunked else limiter.limit.cost(size))
             if isinstance(verdict, Refused):
                 if verdict.repeated:  # it keeps sending over its limit: it waits for its answer
                     await asyncio.sleep(min(REPEAT_PAUSE, verdict.retry_after))
@@ -77,8 +80,15 @@ def tenancy_dependencies(
         if budget is not None:
             await over_budget(budget, tenant.account_id)
             budget.charge(tenant.account_id, size)
-        async with bulkhead.slot(tenant.account_id, heavy=size >= HEAVY_BODY):
-            yield tenant
+        try:
+            async with bulkhead.slot(tenant.account_id, heavy=size >= HEAVY_BODY):
+                yield tenant
+        finally:
+            if chunked and limiter is not None:
+                # The handler read the body (Litestar keeps it); one it could not read costs no more.
+                with contextlib.suppress(Exception):
+                    read = len(await request.body())
+                    limiter.charge(tenant.account_id, limiter.limit.cost(read) - 1)
 
     return {
         "tenant": Provide(tenant),

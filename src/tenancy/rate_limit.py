@@ -224,6 +224,17 @@ class AccountRateLimiter:
         state.refused_in = window
         return Refused(retry_after, repeated)
 
+    def charge(self, account_id: UUID, cost: int, now: float | None = None) -> None:
+        """Count `cost` more against the account after the fact (a chunked body's size is known only
+        once it is read): never refused, but the account's next commands wait for it."""
+        if cost <= 0:
+            return
+        now = time.time() if now is None else now
+        state = self._accounts.get(account_id)
+        if state is None:
+            state = self._accounts[account_id] = _Account()
+        self._admit(account_id, state, int(now // self.limit.window), cost)
+
     def _admit(self, account_id: UUID, state: _Account, window: int, cost: int) -> None:
         state.pending[window] = state.pending.get(window, 0) + cost
         self._touched.add(account_id)

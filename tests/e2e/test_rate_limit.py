@@ -139,3 +139,29 @@ async def test_a_big_body_costs_one_command_per_started_kib(
     assert small.status_code == 200, small.text
     stored = await pool.fetchval("SELECT count(*) FROM events WHERE account_id = $1", heavy.account_id)
     assert stored == 3
+
+
+async def test_a_chunked_body_costs_one_command_and_the_rest_once_read(
+    limited: httpx.AsyncClient, neighbours: tuple[Tenant, Tenant]
+) -> None:
+    """Sent without Content-Length, a body's size is unknown until it is read: it costs one command
+    up front and the rest after. A chunked one-line order costs one; a chunked order of about
+    3.5 KiB costs four, so six one-line orders fit the burst of 10 after it, and a seventh does not."""
+    chunked, _ = neighbours
+
+    async def send_chunked(body: dict[str, Any]) -> httpx.Response:
+        async def chunks() -> Any:
+            yield json.dumps(body, separators=(",", ":")).encode()
+
+        headers = {**chunked.headers, "Content-Type": "application/json"}
+        return await limited.post("/commands/PlaceOrder", content=chunks(), headers=headers)
+
+    big = order("Chunked")
+    big["OrderLines"] = [{"ProductCode": f"P-{n:03d}", "Quantity": 1, "UnitPrice": "1.00"} for n in range(70)]
+    await asyncio.sleep(BURST / RATE - time.time() % (BURST / RATE))
+    started = time.monotonic()
+    first = await send_chunked(big)
+    assert first.status_code == 200, first.text
+    statuses = [(await send_chunked(order("Chunked"))).status_code for _ in range(7)]
+    assert time.monotonic() - started < BURST / RATE, "too slow for the test's window; nothing proven"
+    assert statuses == [200] * 6 + [429], statuses

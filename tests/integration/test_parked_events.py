@@ -223,3 +223,20 @@ async def test_a_retry_racing_the_projector_and_a_writer_keeps_the_streams_order
     assert await parked_rows(pool, account_id) == []
     final = await row(pool, account_id, order)
     assert final is not None and final["cancel_reason"] == f"reason {last}"
+
+
+async def test_two_releases_of_one_stream_at_once_release_it_once(
+    pool: asyncpg.Pool[Any], poison: Poison
+) -> None:
+    """The second waits for the first's lock, then finds nothing left to release."""
+    order, orders, _, _ = await poisoned_order(pool, poison)
+    await poison.cure()
+    stream = f"Order-{order}"
+    answers = await asyncio.gather(
+        release(pool, ORDERS, EventFeed(), orders.account_id, stream, skip=True),
+        release(pool, ORDERS, EventFeed(), orders.account_id, stream, skip=True),
+        return_exceptions=True,
+    )
+    assert sorted(type(a).__name__ for a in answers) == ["NothingParked", "Released"], answers
+    [released] = [a for a in answers if not isinstance(a, BaseException)]
+    assert (released.applied, released.skipped) == (1, 1)

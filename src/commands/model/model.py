@@ -57,6 +57,8 @@ class Model:
         """A retired event's parts are events of its element, at versions they have had."""
         events = {d.name: d for d in element.all_events()}
         for gone in element.retired:
+            if not gone.parts:
+                raise ValueError(f"{element.name}'s retired {gone.name} is read as no event at all")
             for part in gone.parts:
                 decl = events.get(part.event)
                 if decl is None:

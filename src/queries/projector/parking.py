@@ -188,15 +188,19 @@ async def release(
     """Retry one stream's parked events in order (`skip`: all but the refused one), in one
     transaction; NothingParked if it has none."""
     async with pool.acquire() as connection, connection.transaction():
+        nothing = NothingParked(
+            f"{stream_id} of account {account_id} has no events parked in {projection.name}"
+        )
         rows = await connection.fetch(_OF_STREAM, projection.name, account_id, stream_id)
         if not rows:
-            raise NothingParked(
-                f"{stream_id} of account {account_id} has no events parked in {projection.name}"
-            )
+            raise nothing
         stream_type = rows[0]["stream_type"]
         await connection.fetchval(_LOCK_CHECKPOINT, projection.name, account_id, stream_type)
-        # Read again under the lock: a batch that held it may have parked more behind.
+        # Read again under the lock: a batch that held it may have parked more behind, and a
+        # release of the same stream that held it may have released them all.
         rows = await connection.fetch(_OF_STREAM, projection.name, account_id, stream_id)
+        if not rows:
+            raise nothing
         numbers = [r["sequence_number"] for r in rows]
         stored = await connection.fetch(_EVENTS, account_id, stream_type, numbers)
         parts = [feed.decode(row) for row in stored]  # a stored event split by an upcaster: one unit

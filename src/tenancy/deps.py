@@ -6,7 +6,6 @@ account's few slots in this process), and for operators `onboarding`, `catalog`,
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -80,15 +79,12 @@ def tenancy_dependencies(
         if budget is not None:
             await over_budget(budget, tenant.account_id)
             budget.charge(tenant.account_id, size)
-        try:
-            async with bulkhead.slot(tenant.account_id, heavy=size >= HEAVY_BODY):
-                yield tenant
-        finally:
-            if chunked and limiter is not None:
-                # The handler read the body (Litestar keeps it); one it could not read costs no more.
-                with contextlib.suppress(Exception):
-                    read = len(await request.body())
-                    limiter.charge(tenant.account_id, limiter.limit.cost(read) - 1)
+        async with bulkhead.slot(tenant.account_id, heavy=size >= HEAVY_BODY):
+            yield tenant
+        if chunked and limiter is not None:
+            # Reached when the handler returned, so it read the body (Litestar keeps it: no I/O
+            # here). A refused one (413, 422) costs its one: the byte budget charged it 1 MiB.
+            limiter.charge(tenant.account_id, limiter.limit.cost(len(await request.body())) - 1)
 
     return {
         "tenant": Provide(tenant),

@@ -22,6 +22,7 @@ import pytest
 
 from commands.store.event_store import CommandMetadata, EventStore, PendingEvent, StreamWrite
 from commands.store.feed import EventFeed
+from commands.store.upcasting import Upcasters
 from queries.projector import Projector, rebuild_account
 from queries.projector.parking import NothingParked, release
 from queries.registry import PROJECTIONS
@@ -240,3 +241,58 @@ async def test_two_releases_of_one_stream_at_once_release_it_once(
     assert sorted(type(a).__name__ for a in answers) == ["NothingParked", "Released"], answers
     [released] = [a for a in answers if not isinstance(a, BaseException)]
     assert (released.applied, released.skipped) == (1, 1)
+
+
+async def test_an_event_the_upcasters_fail_on_is_parked_and_a_fixed_upcaster_releases_it(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """OrderPlaced v1 named its customer `Customer`; an upcaster that insists on it fails on one
+    stored without it. The projector parks that event (its stream's next held behind it) rather
+    than stopping; loading the aggregate still fails loudly; with the upcaster fixed, a retry
+    applies both in order."""
+    account_id = await make_account(pool)
+    good, bad = uuid.uuid4(), uuid.uuid4()
+    for order_id, customer_field in ((bad, "Name"), (good, "Customer")):
+        payload = {"OrderId": str(order_id), customer_field: "Up", "OrderLines": [], "Total": "1.00"}
+        command = uuid.uuid4()
+        await EventStore().append(  # stored at v1, as older code stored it
+            pool,
+            account_id,
+            [StreamWrite(f"Order-{order_id}", "Order", 0, [PendingEvent("OrderPlaced", payload)])],
+            CommandMetadata(command, command, command),
+        )
+    orders = Orders(pool, account_id)
+    orders.revisions[bad] = 1
+    await orders.cancel(bad, "held")
+
+    def strict(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        rest = {k: v for k, v in payload.items() if k != "Customer"}
+        return "OrderPlaced", {**rest, "CustomerName": payload["Customer"]}
+
+    def fixed(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        rest = {k: v for k, v in payload.items() if k not in ("Customer", "Name")}
+        return "OrderPlaced", {**rest, "CustomerName": payload.get("Customer", payload.get("Name"))}
+
+    broken, mended = Upcasters(), Upcasters()
+    broken.register("OrderPlaced", 1, strict)
+    mended.register("OrderPlaced", 1, fixed)
+    projector = Projector(pool, ORDERS, EventFeed(broken))
+    await projector.catch_up(account_id)
+    assert await row(pool, account_id, good) is not None and await row(pool, account_id, bad) is None
+    parked = await parked_rows(pool, account_id)
+    assert [(stream, behind is None) for stream, _, _, behind in parked] == [
+        (f"Order-{bad}", True),
+        (f"Order-{bad}", False),
+    ]
+    assert "in today's shape failed: KeyError" in parked[0][2]
+    with pytest.raises(KeyError):
+        await EventStore(broken).load(pool, account_id, f"Order-{bad}")
+
+    still = await release(pool, ORDERS, EventFeed(broken), account_id, f"Order-{bad}")
+    assert still.still_parked == 2 and still.reason and "KeyError" in still.reason
+    released = await release(pool, ORDERS, EventFeed(mended), account_id, f"Order-{bad}")
+    assert (released.applied, released.still_parked) == (2, 0)
+    mended_row = await pool.fetchrow(
+        "SELECT customer_name, status FROM rm_order WHERE account_id = $1 AND id = $2", account_id, bad
+    )
+    assert mended_row is not None and tuple(mended_row) == ("Up", "Cancelled")

@@ -38,6 +38,8 @@ class RecordedEvent:
     commit_time: datetime
     command_id: UUID
     trace_context: dict[str, str]
+    undecodable: str | None = None
+    """Why the upcasters could not read it (only from a `lenient` read): it is then as stored."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,9 +81,11 @@ class EventFeed:
         return self.decode_all(rows)
 
     async def after(
-        self, executor: Executor, positions: Sequence[Position], limit: int
+        self, executor: Executor, positions: Sequence[Position], limit: int, *, lenient: bool = False
     ) -> list[RecordedEvent]:
-        """Up to `limit` events after each position, in SequenceNumber order per (account, stream type)."""
+        """Up to `limit` events after each position, in SequenceNumber order per (account, stream
+        type). `lenient`: an event the upcasters fail on comes as stored, marked `undecodable` (the
+        projector parks it), rather than raising."""
         rows = await executor.fetch(
             _AFTER,
             [p.account_id for p in positions],
@@ -89,30 +93,41 @@ class EventFeed:
             [p.position for p in positions],
             limit,
         )
-        return self.decode_all(rows)
+        return self.decode_all(rows, lenient=lenient)
 
-    def decode_all(self, rows: Sequence[asyncpg.Record]) -> list[RecordedEvent]:
+    def decode_all(self, rows: Sequence[asyncpg.Record], *, lenient: bool = False) -> list[RecordedEvent]:
         """Stored rows as events of today's schema, in order."""
-        return [event for row in rows for event in self.decode(row)]
+        return [event for row in rows for event in self.decode(row, lenient=lenient)]
 
-    def decode(self, row: asyncpg.Record) -> list[RecordedEvent]:
+    def decode(self, row: asyncpg.Record, *, lenient: bool = False) -> list[RecordedEvent]:
         """A stored row as events of today's schema: one, or several when an upcaster split it (they
         share its revision and SequenceNumber, so readers take them as one: applied together,
-        counted once)."""
-        return [
-            RecordedEvent(
-                account_id=row["account_id"],
-                stream_id=row["stream_id"],
-                stream_type=row["stream_type"],
-                stream_revision=row["stream_revision"],
-                sequence_number=row["sequence_number"],
-                name=name,
-                payload=payload,
-                commit_time=row["commit_time"],
-                command_id=row["command_id"],
-                trace_context=row["trace_context"],
-            )
-            for name, payload in self.upcasters.upcast(
-                row["payload_item_name"], row["schema_version"], row["payload"]
-            )
-        ]
+        counted once). An upcaster that fails raises, unless `lenient`: the row then comes as
+        stored, marked `undecodable` with why."""
+        name, version = row["payload_item_name"], row["schema_version"]
+        try:
+            shapes = self.upcasters.upcast(name, version, row["payload"])
+        except Exception as error:
+            if not lenient:
+                raise
+            why = f"reading {name} v{version} in today's shape failed: {type(error).__name__}: {error}"
+            return [self._event(row, name, row["payload"], why)]
+        return [self._event(row, name, payload) for name, payload in shapes]
+
+    @staticmethod
+    def _event(
+        row: asyncpg.Record, name: str, payload: dict[str, Any], undecodable: str | None = None
+    ) -> RecordedEvent:
+        return RecordedEvent(
+            account_id=row["account_id"],
+            stream_id=row["stream_id"],
+            stream_type=row["stream_type"],
+            stream_revision=row["stream_revision"],
+            sequence_number=row["sequence_number"],
+            name=name,
+            payload=payload,
+            commit_time=row["commit_time"],
+            command_id=row["command_id"],
+            trace_context=row["trace_context"],
+            undecodable=undecodable,
+        )

@@ -199,7 +199,7 @@ class Projector:
         if not claimed:
             return []
         share = -(-self.batch_size // len(claimed))  # each claimed pair's share, rounded up
-        events = await self.feed.after(connection, claimed, share)
+        events = await self.feed.after(connection, claimed, share, lenient=True)
         if not events:
             return []
         links.extend(_links(events))
@@ -220,7 +220,7 @@ class Projector:
             else:
                 parked = [(e, _held_reason(e, f), f) for e in events if (f := _first(held, e)) is not None]
                 ready = [e for e in events if _first(held, e) is None] if parked else events
-                if await self.projection.apply(connection, ready):
+                if any(e.undecodable for e in ready) or await self.projection.apply(connection, ready):
                     raise RefusedInBatch
             if parked:
                 await self._park(connection, parked)
@@ -258,11 +258,7 @@ class Projector:
             if first is not None:
                 parked.append((event, _held_reason(event, first), first))
                 continue
-            try:
-                async with connection.transaction():  # a savepoint
-                    refusals = await self.projection.apply(connection, together)
-            except REFUSED_BY_READ_MODEL as error:
-                refusals = [(event, f"{type(error).__name__}: {error}")]
+            refusals = await parking.apply_or_refusals(connection, self.projection, together)
             if refusals:
                 parked.append((event, refusals[0][1], None))
                 held[(event.account_id, event.stream_id)] = event.sequence_number

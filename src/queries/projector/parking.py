@@ -120,6 +120,21 @@ class NothingParked(LookupError):
     """The stream has no parked events in that projection."""
 
 
+async def apply_or_refusals(
+    connection: asyncpg.Connection[Any], projection: Projection, events: Sequence[RecordedEvent]
+) -> list[tuple[RecordedEvent, str]]:
+    """Apply the events of one stored event in a savepoint, or nothing of them: what refused them
+    (the upcasters, the projection, the database), empty if they were applied."""
+    undecodable = [(e, e.undecodable) for e in events if e.undecodable is not None]
+    if undecodable:
+        return undecodable
+    try:
+        async with connection.transaction():  # a savepoint
+            return await projection.apply(connection, events)
+    except REFUSED_BY_READ_MODEL as error:
+        return [(events[0], f"{type(error).__name__}: {error}")]
+
+
 async def held_streams(
     connection: asyncpg.Connection[Any], projection: str, pairs: Sequence[Position]
 ) -> dict[tuple[UUID, str], int]:
@@ -203,15 +218,12 @@ async def release(
             raise nothing
         numbers = [r["sequence_number"] for r in rows]
         stored = await connection.fetch(_EVENTS, account_id, stream_type, numbers)
-        parts = [feed.decode(row) for row in stored]  # a stored event split by an upcaster: one unit
+        # A stored event an upcaster split is one unit; one the upcasters still fail on is refused.
+        parts = [feed.decode(row, lenient=True) for row in stored]
         done = [p[0].sequence_number for p in parts[:1]] if skip else []
         reason: str | None = None
         for events in parts[len(done) :]:
-            try:
-                async with connection.transaction():  # a savepoint
-                    refusals = await projection.apply(connection, events)
-            except REFUSED_BY_READ_MODEL as error:
-                refusals = [(events[0], f"{type(error).__name__}: {error}")]
+            refusals = await apply_or_refusals(connection, projection, events)
             if refusals:
                 reason = refusals[0][1]
                 number = events[0].sequence_number

@@ -18,6 +18,7 @@ from litestar.params import FromPath, JSONBody, QueryParameter
 from core.bodies import decode
 from core.problems import problem, problem_responses
 from core.strict_body import StrictBody
+from core.text import NO_NUL
 from queries.projector.parking import NothingParked
 from tenancy.catalog import UnknownAccount
 from workflows.operations import ProjectionOperations, UnknownProjection
@@ -55,7 +56,7 @@ class ParkedEventView(msgspec.Struct, rename="pascal", omit_defaults=True):
 
 class ReleaseRequest(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"):
     account_id: UUID
-    stream_id: Annotated[str, msgspec.Meta(min_length=1, max_length=300)]
+    stream_id: Annotated[str, msgspec.Meta(min_length=1, max_length=300, pattern=NO_NUL)]
 
 
 class ReleasedView(msgspec.Struct, rename="pascal", omit_defaults=True):

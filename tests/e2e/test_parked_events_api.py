@@ -121,6 +121,10 @@ async def test_bad_requests_for_parked_events_get_their_problem(
         "/projections/orders/parked/retry", json={"AccountId": "x", "StreamId": "y"}, headers=operator
     )
     assert_problem(bad, 422)
+    nul = await http.post(
+        "/projections/orders/parked/skip", json={**release, "StreamId": "Order-\u0000"}, headers=operator
+    )
+    assert_problem(nul, 422)
     extra = await http.post(
         "/projections/orders/parked/retry", json={**release, "Extra": 1}, headers=operator
     )

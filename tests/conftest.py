@@ -12,7 +12,7 @@ import contextlib
 import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from typing import Any
 from uuid import UUID
 
@@ -273,3 +273,60 @@ async def own_api(settings: Settings, **changes: Any) -> AsyncIterator[httpx.Asy
     finally:
         server.should_exit = True
         await task
+
+
+@dataclass
+class TwoDatabases:
+    """A stack of its own with two tenant databases (`big` dedicated: new accounts never go there),
+    a worker, and two APIs on it that differ only in how long they cache keys and routes."""
+
+    settings: Settings
+    http: httpx.AsyncClient
+    """The API of `settings`."""
+    other: httpx.AsyncClient
+    """The API whose `cache_ttl` is `other_cache_ttl`."""
+    main: asyncpg.Pool[Any]
+    big: asyncpg.Pool[Any]
+
+
+@contextlib.asynccontextmanager
+async def two_databases(
+    temporal_address: str, name: str, other_cache_ttl: float, **changes: Any
+) -> AsyncIterator[TwoDatabases]:
+    """Fresh `main` and `big` databases, a worker on task queue `erp-<name>-...` and two APIs
+    (`changes` to the first's settings; the other's cache for `other_cache_ttl` s); all stopped
+    and dropped afterwards."""
+    main_url, big_url = await fresh_database(), await fresh_database()
+    settings = Settings(
+        database_url=main_url,
+        extra_databases=f"big={big_url}",
+        dedicated_databases="big",
+        temporal_address=temporal_address,
+        task_queue=f"erp-{name}-{uuid.uuid4().hex[:8]}",
+        operator_token=OPERATOR_TOKEN,
+        http_port=free_port(),
+    )
+    settings = replace(settings, **changes)
+    stop = asyncio.Event()
+    worker = asyncio.create_task(run_worker(settings, stop))
+    server, server_task = await serve(create_app(settings), settings.http_port)
+    other_settings = replace(settings, http_port=free_port(), cache_ttl=other_cache_ttl)
+    other_server, other_task = await serve(create_app(other_settings), other_settings.http_port)
+    main = await create_pool(settings, min_size=1, max_size=4)
+    big = await create_pool(settings.for_database("big"), min_size=1, max_size=4)
+    try:
+        async with (
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=60) as http,
+            httpx.AsyncClient(base_url=f"http://127.0.0.1:{other_settings.http_port}", timeout=60) as other,
+        ):
+            yield TwoDatabases(settings, http, other, main, big)
+    finally:
+        await main.close()
+        await big.close()
+        for running, task in ((server, server_task), (other_server, other_task)):
+            running.should_exit = True
+            await task
+        stop.set()
+        await asyncio.wait_for(worker, 30)
+        await drop_database(main_url)
+        await drop_database(big_url)

@@ -12,7 +12,7 @@ import sys
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 from uuid import UUID
 
@@ -22,13 +22,9 @@ import pytest
 from temporalio.client import Client, WorkflowFailureError
 
 from commands.service import command_id_for
-from core.db import create_pool
 from core.settings import Settings
-from erp.app import create_app
-from erp.devserver import drop_database, free_port
-from erp.worker import run_worker
 from tenancy.copying import account_tables
-from tests.conftest import OPERATOR_TOKEN, Tenant, fresh_database, onboard, serve
+from tests.conftest import OPERATOR_TOKEN, Tenant, onboard, two_databases
 
 OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 
@@ -50,40 +46,9 @@ class Moving:
 @pytest.fixture(scope="module")
 async def moving(temporal_address: str) -> AsyncIterator[Moving]:
     """An API and a worker with two tenant databases; `big` is dedicated (new accounts never go there)."""
-    main_url, big_url = await fresh_database(), await fresh_database()
-    settings = Settings(
-        database_url=main_url,
-        extra_databases=f"big={big_url}",
-        dedicated_databases="big",
-        temporal_address=temporal_address,
-        task_queue=f"erp-moves-{uuid.uuid4().hex[:8]}",
-        operator_token=OPERATOR_TOKEN,
-        http_port=free_port(),
-        cache_ttl=30.0,  # an old route outlives a move unless the API is told to forget it
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(settings, stop))
-    server, server_task = await serve(create_app(settings), settings.http_port)
-    quick_settings = replace(settings, http_port=free_port(), cache_ttl=1.0)
-    quick_server, quick_task = await serve(create_app(quick_settings), quick_settings.http_port)
-    main = await create_pool(settings, min_size=1, max_size=4)
-    big = await create_pool(settings.for_database("big"), min_size=1, max_size=4)
-    try:
-        async with (
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=60) as http,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{quick_settings.http_port}", timeout=60) as quick,
-        ):
-            yield Moving(settings, http, quick, main, big)
-    finally:
-        await main.close()
-        await big.close()
-        for running, task in ((server, server_task), (quick_server, quick_task)):
-            running.should_exit = True
-            await task
-        stop.set()
-        await asyncio.wait_for(worker, 30)
-        await drop_database(main_url)
-        await drop_database(big_url)
+    # The first API's old route outlives a move unless it is told to forget it.
+    async with two_databases(temporal_address, "moves", 1.0, cache_ttl=30.0) as stack:
+        yield Moving(stack.settings, stack.http, stack.other, stack.main, stack.big)
 
 
 async def rows_of(pool: asyncpg.Pool[Any], account_id: UUID) -> dict[str, int]:

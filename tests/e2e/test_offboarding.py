@@ -11,7 +11,7 @@ import stat
 import time
 import uuid
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -21,14 +21,10 @@ import httpx
 import pytest
 from temporalio.testing import ActivityEnvironment
 
-from core.db import create_pool
 from core.settings import Settings
-from erp.app import create_app
 from erp.bootstrap import Container
-from erp.devserver import drop_database, free_port
-from erp.worker import run_worker
 from tenancy.offboarding import AccountOffboarder, OffboardStep
-from tests.conftest import OPERATOR_TOKEN, Tenant, fresh_database, onboard, serve
+from tests.conftest import OPERATOR_TOKEN, Tenant, onboard, two_databases
 from tests.e2e.test_moves import run_cli
 from workflows.messages import OffboardInput
 
@@ -58,44 +54,17 @@ class Stack:
 async def stack(temporal_address: str, tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Stack]:
     """An API and a worker with two tenant databases (`big` dedicated, for moves), exporting to a
     directory of the module's own, with no command rate limit (every command must be answered 200)."""
-    main_url, big_url = await fresh_database(), await fresh_database()
     exports = tmp_path_factory.mktemp("exports") / "offboarded"
-    settings = Settings(
-        database_url=main_url,
-        extra_databases=f"big={big_url}",
-        dedicated_databases="big",
-        temporal_address=temporal_address,
-        task_queue=f"erp-offboard-{uuid.uuid4().hex[:8]}",
-        operator_token=OPERATOR_TOKEN,
-        http_port=free_port(),
+    async with two_databases(
+        temporal_address,
+        "offboard",
+        30.0,  # the other API must be told to forget keys
         cache_ttl=1.0,
         command_rate=0,
         auth_failures=0,  # the refused keys below all come from 127.0.0.1
         export_dir=str(exports),
-    )
-    stop = asyncio.Event()
-    worker = asyncio.create_task(run_worker(settings, stop))
-    server, server_task = await serve(create_app(settings), settings.http_port)
-    slow_settings = replace(settings, http_port=free_port(), cache_ttl=30.0)
-    slow_server, slow_task = await serve(create_app(slow_settings), slow_settings.http_port)
-    main = await create_pool(settings, min_size=1, max_size=4)
-    big = await create_pool(settings.for_database("big"), min_size=1, max_size=4)
-    try:
-        async with (
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=60) as http,
-            httpx.AsyncClient(base_url=f"http://127.0.0.1:{slow_settings.http_port}", timeout=60) as slow,
-        ):
-            yield Stack(settings, http, slow, main, big, exports)
-    finally:
-        await main.close()
-        await big.close()
-        for running, task in ((server, server_task), (slow_server, slow_task)):
-            running.should_exit = True
-            await task
-        stop.set()
-        await asyncio.wait_for(worker, 30)
-        await drop_database(main_url)
-        await drop_database(big_url)
+    ) as two:
+        yield Stack(two.settings, two.http, two.other, two.main, two.big, exports)
 
 
 async def every_row_of(pool: asyncpg.Pool[Any], account_id: UUID) -> dict[str, int]:

@@ -21,12 +21,24 @@ _encode = msgspec.json.Encoder().encode
 _decode = msgspec.json.Decoder().decode
 
 
-def _jsonb_text(value: Any) -> str:
-    return _encode(value).decode()
+_JSONB_VERSION = b"\x01"
+"""jsonb's binary format: a version byte, then the JSON text."""
+
+
+def _jsonb_binary(value: Any) -> bytes:
+    return _JSONB_VERSION + _encode(value)
+
+
+def _from_jsonb_binary(data: bytes) -> Any:
+    return _decode(memoryview(data)[1:])
 
 
 async def _init_connection(connection: asyncpg.Connection[Any]) -> None:
-    await connection.set_type_codec("jsonb", encoder=_jsonb_text, decoder=_decode, schema="pg_catalog")
+    # Binary, so that COPY can write jsonb too (`queries.row_folds`): asyncpg's binary COPY has no
+    # text codecs.
+    await connection.set_type_codec(
+        "jsonb", encoder=_jsonb_binary, decoder=_from_jsonb_binary, schema="pg_catalog", format="binary"
+    )
 
 
 async def _keep_session(connection: asyncpg.Connection[Any]) -> None:

@@ -20,7 +20,7 @@ order row into an ordinary (logged) table with a primary key.
 
 COPY runs as the pool's user, not as `erp_tenant`: Postgres refuses COPY FROM into a table under
 row-level security, so that user must bypass it (as the mover's COPY does). asyncpg's COPY is
-binary, and has no text codecs, so the connection speaks jsonb in binary meanwhile (`_binary_jsonb`).
+binary: the pool's connections speak jsonb in binary (`core.db`), a `msgspec.Raw` going in as it is.
 """
 
 from __future__ import annotations
@@ -28,8 +28,7 @@ from __future__ import annotations
 import os
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -41,7 +40,6 @@ import msgspec
 
 from commands.erp_model import ERP, UPCASTERS
 from commands.store.wakeup import EVENTS_CHANNEL
-from core.db import _init_connection as restore_pool_codecs
 from tenancy.fences import write_unfenced
 
 ORDER = ERP.elements["Order"]
@@ -122,33 +120,6 @@ def random_ids(count: int) -> list[str]:
     ]
 
 
-def _jsonb_binary(value: Any) -> bytes:
-    """jsonb's binary form: version 1, then the JSON (a `msgspec.Raw` goes in as it is)."""
-    return b"\x01" + msgspec.json.encode(value)
-
-
-def _jsonb_from_binary(data: bytes) -> Any:
-    return msgspec.json.decode(data[1:])
-
-
-@asynccontextmanager
-async def _binary_jsonb(pool: asyncpg.Pool[Any]) -> AsyncIterator[asyncpg.Connection[Any]]:
-    """A connection of the pool that speaks jsonb in binary, COPY's only format, until it goes
-    back with the pool's own codecs."""
-    async with pool.acquire() as connection:
-        await connection.set_type_codec(
-            "jsonb", encoder=_jsonb_binary, decoder=_jsonb_from_binary, schema="pg_catalog", format="binary"
-        )
-        try:
-            yield connection
-        finally:
-            try:
-                await restore_pool_codecs(connection)
-            except BaseException:
-                connection.terminate()  # the pool replaces it rather than lend it out half set
-                raise
-
-
 async def seed_orders(
     pool: asyncpg.Pool[Any],
     account_id: UUID,
@@ -164,7 +135,7 @@ async def seed_orders(
     if events < 0 or chunk < 1:
         raise ValueError(f"events must be >= 0 and chunk >= 1, got {events} and {chunk}")
     written = 0
-    async with _binary_jsonb(pool) as connection:
+    async with pool.acquire() as connection:
         while written < events:
             count = min(chunk, events - written)
             orders = sorted(random_ids(count))  # numbered in id order: index inserts in key order
@@ -237,7 +208,7 @@ async def bulk_insert_rate(pool: asyncpg.Pool[Any], rows: int = 200_000) -> floa
         (account_id, UUID(order_id), "Placed", {}, now, now, Decimal(lines.total), msgspec.Raw(lines.json))
         for order_id, lines in zip(random_ids(rows), _cycle(VARIANTS, rows), strict=True)
     ]
-    async with _binary_jsonb(pool) as connection:
+    async with pool.acquire() as connection:
         await connection.execute(_BASELINE_TABLE.format(table=table))
         try:
             started = time.perf_counter()

@@ -32,8 +32,10 @@ COLUMN_TYPES = {
 RESERVED = frozenset({"account_id", "id", "status", "custom", "created_at", "updated_at"})
 
 
-def table_name(element: Element) -> str:
-    return f"rm_{snake(element.name)}"
+def table_name(element: Element, suffix: str = "") -> str:
+    """The element's read-model table; a `suffix` (`__v4`) names a version built beside the live one
+    (`queries.projector.versions`)."""
+    return f"rm_{snake(element.name)}{suffix}"
 
 
 def column_name(attr: Attr) -> str:
@@ -41,9 +43,10 @@ def column_name(attr: Attr) -> str:
     return f"attr_{name}" if name in RESERVED else name
 
 
-def element_ddl(element: Element) -> str:
-    """Idempotent DDL for one element's table, its indexes and its tenant policy."""
-    table = table_name(element)
+def element_ddl(element: Element, suffix: str = "") -> str:
+    """Idempotent DDL for one element's table, its indexes and its tenant policy (every name the
+    table's own, prefixed: a version's objects are renamed with its table)."""
+    table = table_name(element, suffix)
     statements = [
         f"CREATE TABLE IF NOT EXISTS {table} ("
         "account_id uuid NOT NULL, id uuid NOT NULL, status text, "

@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 from commands.erp_model import ERP
+from queries import customer_names
 from queries.model_projection import ModelProjection
-from queries.projection import Projection
 
-PROJECTIONS: dict[str, Projection] = {
+PROJECTIONS: dict[str, ModelProjection] = {
     p.name: p
     for p in (
         ModelProjection("orders", ERP, ["Order"]),
         ModelProjection(
-            "customers", ERP, ["Customer", "Person", "Organisation", "OwnOrganisation", "Workarea"]
+            "customers",
+            ERP,
+            ["Customer", "Person", "Organisation", "OwnOrganisation", "Workarea"],
+            extra_ddl=customer_names.ddl,
         ),
         ModelProjection("activities", ERP, ["Delivery", "Invoice"]),
     )

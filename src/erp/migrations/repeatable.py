@@ -10,6 +10,7 @@ whole, on every upgrade, in this order:
 2. The ERP model's read-model tables (`ensure_model_tables`): 50 elements per transaction, since
    one transaction for thousands of tables would overflow Postgres's lock table.
 3. The customer-name triggers (`queries/customer_names.sql`), which need those tables.
+4. Version 1 of each projection, live, where none is recorded (`queries.versions`).
 
 `CREATE OR REPLACE` cannot change a function's argument list (a new list makes an overload) nor
 its result type: such a change needs a versioned migration that drops the old signature first
@@ -30,6 +31,8 @@ from core.sql import sql_beside
 from queries.customer_names import ensure_customer_names
 from queries.model_tables import ensure_model_tables
 from queries.projector import checkpoints
+from queries.registry import PROJECTIONS
+from queries.versions import ensure_live
 from tenancy import fences
 
 STORE_FUNCTIONS: tuple[tuple[ModuleType, str], ...] = (
@@ -54,6 +57,8 @@ async def apply_store_functions(connection: asyncpg.Connection[Any]) -> None:
 
 
 async def apply_read_models(connection: asyncpg.Connection[Any]) -> None:
-    """Create or extend the ERP model's read-model tables, then the customer-name triggers."""
+    """Create or extend the ERP model's read-model tables, then the customer-name triggers; record
+    version 1 of each projection if none is."""
     await ensure_model_tables(connection, ERP)
     await ensure_customer_names(connection)
+    await ensure_live(connection, PROJECTIONS.values())

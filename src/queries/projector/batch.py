@@ -28,7 +28,7 @@ import asyncpg
 from opentelemetry import trace
 from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 
-from commands.store.feed import EventFeed, RecordedEvent
+from commands.store.feed import EventFeed, Position, RecordedEvent
 from core import metrics
 from core.db import finish_before_cancelling
 from core.telemetry import traced
@@ -187,7 +187,6 @@ class Projector:
         (`queries.projector.parking`).
         A rebuild (`live=False`) replays old events: their age is not a projection delay.
         """
-        name = self.projection.name
         if account_id is None:
             claim = claim or Claim()
             claim.candidates = list(itertools.islice(self._work, self.pairs_per_batch))
@@ -200,8 +199,23 @@ class Projector:
             return []
         share = -(-self.batch_size // len(claimed))  # each claimed pair's share, rounded up
         events = await self.feed.after(connection, claimed, share, lenient=True)
+        return await self.apply_read(connection, claimed, events, links, oldest, one_by_one, live=live)
+
+    async def apply_read(
+        self,
+        connection: asyncpg.Connection[Any],
+        claimed: Sequence[Position],
+        events: Sequence[RecordedEvent],
+        links: list[trace.Link],
+        oldest: list[float],
+        one_by_one: bool = False,
+        *,
+        live: bool = True,
+    ) -> list[ProjectionAdvanced]:
+        """Apply, park and checkpoint `events`, read after the `claimed` checkpoints (locked)."""
         if not events:
             return []
+        name = self.projection.name
         links.extend(_links(events))
         oldest.append(min(e.commit_time for e in events).timestamp())
         with traced(

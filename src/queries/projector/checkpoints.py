@@ -37,6 +37,10 @@ LIMIT $4
 FOR UPDATE OF c SKIP LOCKED
 """
 _SAVE = "SELECT erp_save_checkpoints($1, $2, $3, $4)"
+# Every writer of a projection's read model holds its writer lock, shared, until it commits (the
+# live projector's claim takes it in erp_claim_checkpoints); a version switching in holds it alone.
+_HOLD = "SELECT pg_advisory_xact_lock_shared(hashtext('erp.projection:' || $1))"
+_HOLD_ALONE = "SELECT pg_advisory_xact_lock(hashtext('erp.projection:' || $1))"
 # Locks the account's checkpoints (waiting out a live batch that holds them) and starts them over;
 # the live projector claims with SKIP LOCKED and never waits for them, so no deadlock.
 _RESTART = """
@@ -103,10 +107,17 @@ class Checkpoints:
         status = await connection.execute(_ADD_MISSING, self.projection, self.stream_types, account_id)
         return not status.endswith(" 0")
 
+    async def hold_writers(self, connection: asyncpg.Connection[Any], *, alone: bool = False) -> None:
+        """Take the projection's writer lock until the transaction ends: shared, as every writer of its
+        read model does; `alone`, to stop them all (a switch of versions)."""
+        await connection.execute(_HOLD_ALONE if alone else _HOLD, self.projection)
+
     async def claim_lagging(
         self, connection: asyncpg.Connection[Any], account_id: UUID | None, limit: int
     ) -> list[Position]:
-        """Lock up to `limit` of the most lagging checkpoints no one else holds (in a transaction)."""
+        """Lock up to `limit` of the most lagging checkpoints no one else holds (in a transaction),
+        holding the writer lock first."""
+        await self.hold_writers(connection)
         rows = await connection.fetch(_CLAIM_LAGGING, self.projection, self.stream_types, account_id, limit)
         return [Position(r["account_id"], r["stream_type"], r["position"]) for r in rows]
 
@@ -118,6 +129,7 @@ class Checkpoints:
 
     async def restart(self, connection: asyncpg.Connection[Any], account_id: UUID) -> None:
         """Lock one account's checkpoints and set them back to 0 (a rebuild, in its transaction)."""
+        await self.hold_writers(connection)
         await connection.execute(_RESTART, self.projection, account_id)
 
     async def changed_since(

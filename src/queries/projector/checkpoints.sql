@@ -37,7 +37,7 @@ BEGIN
     RETURN NEXT;
 END $$;
 
--- Claiming and saving a batch's checkpoints, each an index lookup per pair. As prepared statements
+-- Claiming and saving a batch's checkpoints (a claim first holds the projection's writer lock, shared), each an index lookup per pair. As prepared statements
 -- their generic plans guessed 100 pairs and hashed the whole checkpoint table (3 ms a batch at
 -- 10,000 accounts, 0.3 ms at 100); planned per call, with the arrays at hand, they stay lookups.
 CREATE OR REPLACE FUNCTION erp_claim_checkpoints(p_projection text, p_accounts uuid[], p_types text[],
@@ -45,6 +45,9 @@ CREATE OR REPLACE FUNCTION erp_claim_checkpoints(p_projection text, p_accounts u
 RETURNS TABLE (account_id uuid, stream_type text, "position" bigint, last_sequence bigint)
 LANGUAGE plpgsql AS $$
 BEGIN
+    -- Writers of the projection's read model hold this, shared, until they commit; a version
+    -- switching in (queries/blue_green.py) takes it alone, so no batch writes while it does.
+    PERFORM pg_advisory_xact_lock_shared(hashtext('erp.projection:' || p_projection));
     RETURN QUERY EXECUTE
         'SELECT c.account_id, c.stream_type, c.position, s.last_sequence
          FROM unnest($2, $3) AS w(account_id, stream_type)

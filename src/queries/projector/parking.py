@@ -28,6 +28,7 @@ import asyncpg
 
 from commands.store.feed import EventFeed, Position, RecordedEvent
 from queries.projection import Projection
+from queries.projector.checkpoints import Checkpoints
 
 REFUSED_BY_READ_MODEL = (asyncpg.DataError, asyncpg.IntegrityConstraintViolationError)
 """What the database answers for an event its read model cannot hold: park it, do not retry it."""
@@ -210,6 +211,8 @@ async def release(
         if not rows:
             raise nothing
         stream_type = rows[0]["stream_type"]
+        # As a batch does: no version switches in meanwhile.
+        await Checkpoints(projection.name, projection.stream_types).hold_writers(connection)
         await connection.fetchval(_LOCK_CHECKPOINT, projection.name, account_id, stream_type)
         # Read again under the lock: a batch that held it may have parked more behind, and a
         # release of the same stream that held it may have released them all.

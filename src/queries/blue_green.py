@@ -1,0 +1,394 @@
+"""Building a new version of a read model beside the live one, and switching queries to it.
+
+The steps, each one of the build workflow's activities (`workflows.workflows.BuildProjectionWorkflow`):
+
+1. `prepare`: record the version (`queries.versions`), create its tables (`rm_<element>__v<N>`)
+   and a checkpoint at 0 for every (account, stream type) with events (`<name>@v<N>`).
+2. `bulk_pass`: replay every account's events into them in chunks, in account order. Each chunk is
+   one short transaction: it locks its pairs' checkpoints, reads their next events, folds them into
+   rows (`ModelProjection.apply_bulk`: each row read once and written once, with COPY), and moves the
+   checkpoints. Its size adapts so that it commits in about half a second. A retried attempt goes
+   on from the cursor of its last heartbeat; the checkpoints say where each pair is.
+3. `catch_up`: the projector's batches (`Projector`) take the version to the store's head.
+4. `switch`: alone holding the projection's writer lock (the live projector's batches wait), the
+   version catches up with the live checkpoints, then, in the same transaction, takes the live
+   tables' names, their checkpoints and parked events; the live version is retired under
+   `rm_<element>__v<old>`. Queries see the old tables until that commit and the new ones after it,
+   for every account at once, and never a version behind what a client was told.
+5. `drop` (after a grace period) and `abort` (the new version's tables dropped; nothing else changes).
+
+Meanwhile the live version keeps serving queries and projecting.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, replace
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from commands.store.feed import EventFeed, Position, RecordedEvent
+from queries import versions
+from queries.model_projection import ModelProjection
+from queries.projector.batch import REDO_ONE_BY_ONE, Projector
+from queries.projector.checkpoints import Checkpoints, Pair
+from queries.projector.parking import held_streams
+from queries.row_folds import CannotFold
+
+FIRST_CHUNK = 5_000
+"""Events of the first chunk; later ones grow or shrink towards CHUNK_SECONDS."""
+MAX_CHUNK = 100_000
+CHUNK_SECONDS = 0.5
+PAIRS_PER_LOOK = 1_000
+DECODE_SLICE = 2_000
+"""Rows decoded between two turns of the event loop (the worker's live projectors share it)."""
+
+_NEXT_PAIRS = """
+SELECT s.account_id, s.stream_type, s.last_sequence, c.position
+FROM stream_sequences s
+JOIN projection_checkpoints c
+  ON c.projection = $1 AND c.account_id = s.account_id AND c.stream_type = s.stream_type
+WHERE s.stream_type = ANY($2::text[]) AND (s.account_id, s.stream_type) > ($3::uuid, $4::text)
+ORDER BY s.account_id, s.stream_type
+LIMIT $5
+"""
+_LOCK_PAIRS = """
+SELECT c.account_id, c.stream_type, c.position
+FROM unnest($2::uuid[], $3::text[]) AS w(account_id, stream_type)
+JOIN projection_checkpoints c
+  ON c.projection = $1 AND c.account_id = w.account_id AND c.stream_type = w.stream_type
+FOR UPDATE OF c
+"""
+_READ = """
+SELECT e.account_id, e.stream_id, e.stream_type, e.stream_revision, e.sequence_number,
+       e.payload_item_name, e.payload, e.schema_version, e.commit_time, e.command_id, e.trace_context
+FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::integer[]) AS c(account_id, stream_type, position, n)
+CROSS JOIN LATERAL (
+    SELECT * FROM events e
+    WHERE e.account_id = c.account_id AND e.stream_type = c.stream_type
+      AND e.sequence_number > c.position
+    ORDER BY e.sequence_number
+    LIMIT c.n
+) e
+"""
+_START_CHECKPOINTS = """
+INSERT INTO projection_checkpoints (projection, account_id, stream_type, position)
+SELECT $1, s.account_id, s.stream_type, 0 FROM stream_sequences s WHERE s.stream_type = ANY($2::text[])
+ON CONFLICT DO NOTHING
+"""
+_BEHIND_LIVE = """
+SELECT count(*) FROM projection_checkpoints l
+LEFT JOIN projection_checkpoints s
+  ON s.projection = $2 AND s.account_id = l.account_id AND s.stream_type = l.stream_type
+WHERE l.projection = $1 AND l.position > coalesce(s.position, 0)
+"""
+_FORGET_CHECKPOINTS = "DELETE FROM projection_checkpoints WHERE projection = $1"
+_FORGET_PARKED = "DELETE FROM parked_events WHERE projection = $1"
+_RENAME_CHECKPOINTS = "UPDATE projection_checkpoints SET projection = $2 WHERE projection = $1"
+_RENAME_PARKED = "UPDATE parked_events SET projection = $2 WHERE projection = $1"
+# The functions of a version's triggers (named with its suffix: the live version's are not).
+_FUNCTIONS = """
+SELECT DISTINCT p.oid::regprocedure::text AS name
+FROM pg_trigger t JOIN pg_proc p ON p.oid = t.tgfoid
+WHERE t.tgrelid IN (SELECT to_regclass(n) FROM unnest($1::text[]) AS n) AND NOT t.tgisinternal
+  AND right(p.proname, length($2)) = $2
+"""
+_INDEXES = "SELECT indexrelid::regclass::text AS name FROM pg_index WHERE indrelid = $1::regclass"
+_POLICIES = "SELECT polname AS name FROM pg_policy WHERE polrelid = $1::regclass"
+_TRIGGERS = "SELECT tgname AS name FROM pg_trigger WHERE tgrelid = $1::regclass AND NOT tgisinternal"
+
+
+class SwitchTimedOut(RuntimeError):
+    """The new version did not catch up with the live one within the time the live projector may be
+    held; the switch changed nothing (its activity is retried)."""
+
+
+class NotBuilt(RuntimeError):
+    """The version is not being built (switched in already, or aborted)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """Where the bulk pass is: every (account, stream type) up to this one is replayed."""
+
+    account_id: UUID
+    stream_type: str
+
+
+START = Cursor(UUID(int=0), "")
+
+
+@dataclass(frozen=True, slots=True)
+class Chunk:
+    """What one chunk of the bulk pass did, and where the pass goes on."""
+
+    events: int
+    rows: int
+    seconds: float
+    cursor: Cursor
+    bulk: bool
+    """Folded; False when it went event by event (an event refused, or held behind one)."""
+
+
+class Build:
+    """One version of one projection in one tenant database, and the steps that build it."""
+
+    def __init__(self, pool: asyncpg.Pool[Any], live: ModelProjection, feed: EventFeed, version: int) -> None:
+        self.pool = pool
+        self.live = live
+        self.version = version
+        self.shadow = live.versioned(version)
+        self.feed = feed
+        self.projector = Projector(pool, self.shadow, feed, None)
+        """Its batches (no notifications: no one reads this version until it is switched in)."""
+        self.chunk = FIRST_CHUNK
+        """Events the next chunk reads at most: it adapts towards CHUNK_SECONDS, up to `max_chunk`."""
+        self.max_chunk = MAX_CHUNK
+
+    @classmethod
+    async def prepare(cls, pool: asyncpg.Pool[Any], live: ModelProjection, feed: EventFeed) -> Build:
+        """A new version, being built, with its tables and its checkpoints at 0. The version being
+        built already goes on, if it has today's shape; one of another shape is aborted first."""
+        async with pool.acquire() as connection:
+            running = await versions.building(connection, live.name)
+            if running is not None and running.shape != live.shape:
+                await cls(pool, live, feed, running.version).abort()
+                running = None
+            version = running.version if running else await versions.begin(connection, live.name, live.shape)
+            build = cls(pool, live, feed, version)
+            async with connection.transaction():
+                await connection.execute(build.shadow.ddl())
+            await connection.execute(_START_CHECKPOINTS, build.shadow.name, list(live.stream_types))
+        return build
+
+    async def events(self) -> int:
+        """Events it replays (its head) and has replayed, over every account."""
+        lag = await self.projector.lag()
+        return lag.head
+
+    async def bulk_pass(self, cursor: Cursor = START, done: Callable[[Chunk], None] | None = None) -> Cursor:
+        """Replay every account from `cursor` on, a chunk at a time, each in its own transaction;
+        `done` hears each chunk. Returns the cursor past the last account."""
+        while True:
+            async with self.pool.acquire() as connection:
+                pairs = await connection.fetch(
+                    _NEXT_PAIRS,
+                    self.shadow.name,
+                    list(self.live.stream_types),
+                    cursor.account_id,
+                    cursor.stream_type,
+                    PAIRS_PER_LOOK,
+                )
+            if not pairs:
+                return cursor
+            lagging, skip_to = _plan(pairs, self.chunk)
+            if not lagging:
+                cursor = skip_to or cursor
+                continue
+            chunk, reached = await self._chunk(lagging)
+            # The pass goes on after the pairs this chunk finished, up to the first it did not.
+            for pair in pairs:
+                key = (pair["account_id"], pair["stream_type"])
+                if not reached.get(key, pair["last_sequence"] <= pair["position"]):
+                    break
+                cursor = Cursor(*key)
+            self._adapt(chunk.events, chunk.seconds)
+            if done is not None:
+                done(replace(chunk, cursor=cursor))
+            await asyncio.sleep(0)
+
+    def _adapt(self, events: int, seconds: float) -> None:
+        if events >= self.chunk // 2 and seconds < CHUNK_SECONDS / 2:
+            self.chunk = min(self.max_chunk, self.chunk * 2)
+        elif seconds > CHUNK_SECONDS * 2:
+            self.chunk = max(min(FIRST_CHUNK // 5, self.max_chunk), self.chunk // 2)
+
+    async def _chunk(self, lagging: dict[Pair, int]) -> tuple[Chunk, dict[Pair, bool]]:
+        """One chunk, in one transaction: lock the pairs' checkpoints, read up to each pair's share
+        of events after them, apply them folded (or one by one, parking what is refused), and move
+        the checkpoints. Returns what it did and, per pair, whether it read all it lagged."""
+        started = time.monotonic()
+        keys = list(lagging)
+        async with self.pool.acquire() as connection, connection.transaction():
+            locked = await connection.fetch(
+                _LOCK_PAIRS, self.shadow.name, [a for a, _ in keys], [t for _, t in keys]
+            )
+            positions = [Position(r["account_id"], r["stream_type"], r["position"]) for r in locked]
+            shares = [lagging[(p.account_id, p.stream_type)] for p in positions]
+            rows = await connection.fetch(
+                _READ,
+                [p.account_id for p in positions],
+                [p.stream_type for p in positions],
+                [p.position for p in positions],
+                shares,
+            )
+            events: list[RecordedEvent] = []
+            for first in range(0, len(rows), DECODE_SLICE):
+                events += self.feed.decode_all(rows[first : first + DECODE_SLICE], lenient=True)
+                await asyncio.sleep(0)
+            read: dict[Pair, int] = {}
+            for row in rows:
+                key = (row["account_id"], row["stream_type"])
+                read[key] = read.get(key, 0) + 1
+            reached = {
+                (p.account_id, p.stream_type): read.get((p.account_id, p.stream_type), 0) < share
+                for p, share in zip(positions, shares, strict=True)
+            }
+            written, bulk = await self._apply(connection, positions, events)
+        return Chunk(len(rows), written, time.monotonic() - started, START, bulk), reached
+
+    async def _apply(
+        self, connection: asyncpg.Connection[Any], positions: list[Position], events: list[RecordedEvent]
+    ) -> tuple[int, bool]:
+        """Folded if it can be (in a savepoint), else event by event as the projector does."""
+        if not events:
+            return 0, True
+        if not await held_streams(connection, self.shadow.name, positions):
+            try:
+                async with connection.transaction():
+                    written = await self.shadow.apply_bulk(connection, events)
+                    last: dict[Pair, int] = {}
+                    for e in events:
+                        last[(e.account_id, e.stream_type)] = e.sequence_number
+                    await self.projector.checkpoints.save(connection, last)
+                return written, True
+            except (CannotFold, *REDO_ONE_BY_ONE):
+                pass
+        await self.projector.apply_read(connection, positions, events, [], [], True, live=False)
+        return len(events), False
+
+    async def catch_up(self, beat: Callable[[], None] = lambda: None) -> int:
+        """The projector's batches until the version is at the head it finds; how many events."""
+        applied = 0
+        while advanced := await self.projector.run_batch():
+            applied += len(advanced)
+            beat()
+        return applied
+
+    async def switch(self, *, within: float = 30.0, beat: Callable[[], None] = lambda: None) -> int:
+        """Switch queries to this version, for every account at once; returns the version retired.
+
+        Alone holding the projection's writer lock (live batches wait for it), the version catches
+        up with every live checkpoint, then takes the live tables' names, checkpoints and parked
+        events, in the same transaction. SwitchTimedOut, changing nothing, if it is still behind
+        after `within` seconds.
+        """
+        live, shadow = self.live, self.shadow
+        async with self.pool.acquire() as connection, connection.transaction():
+            state = await connection.fetchval(
+                "SELECT state FROM projection_versions WHERE projection = $1 AND version = $2 FOR UPDATE",
+                live.name,
+                self.version,
+            )
+            if state != versions.State.BUILDING:
+                raise NotBuilt(f"version {self.version} of {live.name} is not being built ({state})")
+            await connection.execute("SET LOCAL lock_timeout = '10s'")
+            await Checkpoints(live.name, live.stream_types).hold_writers(connection, alone=True)
+            deadline = time.monotonic() + within
+            while await connection.fetchval(_BEHIND_LIVE, live.name, shadow.name):
+                if time.monotonic() > deadline:
+                    raise SwitchTimedOut(f"version {self.version} of {live.name} is still behind the live")
+                if not await self.projector.run_batch():
+                    await asyncio.sleep(0.01)
+                beat()
+            current = await versions.live(connection, live.name)
+            old = current.version if current else self.version - 1
+            retired = live.versioned(old)
+            for table, was in zip(live.tables, retired.tables, strict=True):
+                await _rename(connection, table, was)
+                for trigger in await connection.fetch(_TRIGGERS, was):
+                    await connection.execute(f'DROP TRIGGER "{trigger["name"]}" ON {was}')
+            functions = await connection.fetch(_FUNCTIONS, shadow.tables, shadow.suffix)
+            for table, becomes in zip(shadow.tables, live.tables, strict=True):
+                await _rename(connection, table, becomes)
+            for function in functions:  # and their triggers: the live ones replace them
+                await connection.execute(f"DROP FUNCTION {function['name']} CASCADE")
+            if live.extra_ddl is not None:
+                await connection.execute(live.extra_ddl(""))
+            for forget, rename in (
+                (_FORGET_CHECKPOINTS, _RENAME_CHECKPOINTS),
+                (_FORGET_PARKED, _RENAME_PARKED),
+            ):
+                await connection.execute(forget, live.name)
+                await connection.execute(rename, shadow.name, live.name)
+            await versions.promote(connection, live.name, self.version)
+        return old
+
+    async def abort(self) -> None:
+        """Drop this version (being built) and everything of it: nothing else changes. NotBuilt if it
+        was switched in."""
+        async with self.pool.acquire() as connection, connection.transaction():
+            state = await connection.fetchval(
+                "SELECT state FROM projection_versions WHERE projection = $1 AND version = $2 FOR UPDATE",
+                self.live.name,
+                self.version,
+            )
+            if state == versions.State.LIVE:
+                raise NotBuilt(f"version {self.version} of {self.live.name} is live: it cannot be aborted")
+            await drop_tables(connection, self.shadow)
+            await versions.forget(connection, self.live.name, self.version)
+
+
+async def drop_tables(connection: asyncpg.Connection[Any], version: ModelProjection) -> None:
+    """Drop a version's tables, the functions of its triggers, its checkpoints and parked events."""
+    functions = await connection.fetch(_FUNCTIONS, version.tables, version.suffix)
+    for table in version.tables:
+        await connection.execute(f"DROP TABLE IF EXISTS {table} CASCADE")
+    for function in functions:
+        await connection.execute(f"DROP FUNCTION IF EXISTS {function['name']} CASCADE")
+    await connection.execute(_FORGET_CHECKPOINTS, version.name)
+    await connection.execute(_FORGET_PARKED, version.name)
+
+
+async def drop_retired(pool: asyncpg.Pool[Any], live: ModelProjection, version: int) -> None:
+    """Drop a retired version (after its grace period)."""
+    retired = live.versioned(version)
+    async with pool.acquire() as connection, connection.transaction():
+        state = await connection.fetchval(
+            "SELECT state FROM projection_versions WHERE projection = $1 AND version = $2 FOR UPDATE",
+            live.name,
+            version,
+        )
+        if state == versions.State.LIVE:
+            raise NotBuilt(f"version {version} of {live.name} is live: it is not dropped")
+        await drop_tables(connection, retired)
+        await versions.forget(connection, live.name, version)
+
+
+def _plan(pairs: list[asyncpg.Record], budget: int) -> tuple[dict[Pair, int], Cursor | None]:
+    """The lagging pairs a chunk takes, in order, each with its share of `budget` (its lag, while the
+    budget lasts); and the last pair looked at if none lags."""
+    lagging: dict[Pair, int] = {}
+    left = budget
+    for pair in pairs:
+        behind = pair["last_sequence"] - pair["position"]
+        if behind <= 0:
+            continue
+        share = min(behind, left)
+        lagging[(pair["account_id"], pair["stream_type"])] = share
+        left -= share
+        if left <= 0:
+            break
+    last = pairs[-1]
+    return lagging, None if lagging else Cursor(last["account_id"], last["stream_type"])
+
+
+async def _rename(connection: asyncpg.Connection[Any], table: str, to: str) -> None:
+    """Rename a table and, with it, its indexes, policies and triggers named after it."""
+    await connection.execute(f"ALTER TABLE {table} RENAME TO {to}")
+    for index in await connection.fetch(_INDEXES, to):
+        name = index["name"]
+        if name.startswith(table):
+            await connection.execute(f"ALTER INDEX {name} RENAME TO {to}{name[len(table) :]}")
+    for policy in await connection.fetch(_POLICIES, to):
+        name = policy["name"]
+        if name.startswith(table):
+            await connection.execute(f'ALTER POLICY "{name}" ON {to} RENAME TO "{to}{name[len(table) :]}"')
+    for trigger in await connection.fetch(_TRIGGERS, to):
+        name = trigger["name"]
+        if name.startswith(table):
+            await connection.execute(f'ALTER TRIGGER "{name}" ON {to} RENAME TO "{to}{name[len(table) :]}"')

@@ -84,6 +84,9 @@ class Settings:
     export_dir: str = field(default_factory=lambda: _env("ERP_EXPORT_DIR", ".erp/exports"))
     """Where the worker writes an offboarded account's events (`<AccountId>.jsonl`, mode 0600)."""
 
+    retired_grace: float = field(default_factory=lambda: float(_env("ERP_RETIRED_GRACE", "3600")))
+    """Seconds a read model's retired version is kept after a new one is switched in, then dropped."""
+
     def check_exposure(self) -> None:
         """Raises ValueError when the API would listen beyond loopback (ERP_HTTP_HOST) with the
         development operator token, or one short enough to guess: anyone who can reach the port

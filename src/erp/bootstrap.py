@@ -91,7 +91,9 @@ class Container:
             invalidations=self.invalidations,
             stream_cache=StreamCache(settings.stream_cache_bytes),
         )
-        self.projections = ProjectionOperations(self.databases, self.catalog, self.temporal, self.store.feed)
+        self.projections = ProjectionOperations(
+            self.databases, self.catalog, self.temporal, self.store.feed, retired_grace=settings.retired_grace
+        )
         self.health = HealthChecks(self.databases, self.redis, self.temporal)
 
     @cached_property

@@ -20,6 +20,8 @@ from commands.store.export import export_events, export_line, plan_export
 from commands.store.feed import EventFeed
 from core import metrics
 from core.deployment import Deployment
+from queries.blue_green import START, Build, Chunk, Cursor, drop_retired
+from queries.model_projection import ModelProjection
 from queries.notifications import Notifier
 from queries.projector import Projector, follow, rebuild_account
 from queries.registry import PROJECTIONS
@@ -31,6 +33,8 @@ from tenancy.onboarding import Onboarding
 from tenancy.routing import Databases
 from workflows.messages import (
     AccountInput,
+    BuildProgress,
+    BuildStep,
     CopyProgress,
     ExportProgress,
     ExportResult,
@@ -45,6 +49,13 @@ from workflows.messages import (
 )
 
 T = TypeVar("T")
+
+
+def _projection(name: str) -> ModelProjection:
+    projection = PROJECTIONS.get(name)
+    if projection is None:
+        raise ValueError(f"unknown projection {name!r}")
+    return projection
 
 
 class ErpActivities:
@@ -99,11 +110,8 @@ class ErpActivities:
         )
 
     def _projector(self, name: str, database: str) -> Projector:
-        projection = PROJECTIONS.get(name)
-        if projection is None:
-            raise ValueError(f"unknown projection {name!r}")
         pool = self._databases.pool(database)
-        return Projector(pool, projection, self._feed, self._notifier, database=database)
+        return Projector(pool, _projection(name), self._feed, self._notifier, database=database)
 
     @activity.defn
     async def run_projector(self, data: ProjectorInput) -> None:
@@ -157,6 +165,79 @@ class ErpActivities:
             beat(done)
         metrics.REBUILDS.pop(scope, None)
         return RebuildResult(data.projection, data.account_id, done.batches, done.events)
+
+    def _build(self, data: BuildStep) -> Build:
+        pool = self._databases.pool(data.database)
+        return Build(pool, _projection(data.projection), self._feed, data.version)
+
+    @activity.defn
+    async def prepare_build(self, data: BuildStep) -> int:
+        """A new version of the projection, being built, in one database (or the one being built
+        already, if it has today's shape); its number."""
+        self._ours(data.deployment)
+        pool = self._databases.pool(data.database)
+        build = await Build.prepare(pool, _projection(data.projection), self._feed)
+        return build.version
+
+    @activity.defn
+    async def build_version(self, data: BuildStep) -> int:
+        """Replay every account into the version (the bulk pass), then catch it up with the store;
+        how many events. Heartbeats carry a BuildProgress; a retried attempt goes on from its cursor."""
+        self._ours(data.deployment)
+        build = self._build(data)
+        details = activity.info().heartbeat_details
+        if details:
+            progress = BuildProgress(**details[0])
+        else:
+            progress = BuildProgress(data.database, data.version, 0, await build.events())
+        cursor = START
+        if progress.cursor_account is not None:
+            cursor = Cursor(UUID(progress.cursor_account), progress.cursor_stream_type)
+        scope = (data.projection, f"{data.database}/v{data.version}")
+
+        def beat(update: BuildProgress) -> None:
+            nonlocal progress
+            progress = update
+            activity.heartbeat(asdict(update))
+            metrics.REBUILDS[scope] = min(1.0, update.events / update.total) if update.total else 1.0
+
+        def chunk_done(chunk: Chunk) -> None:
+            beat(
+                replace(
+                    progress,
+                    events=progress.events + chunk.events,
+                    chunks=progress.chunks + 1,
+                    cursor_account=str(chunk.cursor.account_id),
+                    cursor_stream_type=chunk.cursor.stream_type,
+                )
+            )
+
+        beat(progress)
+        await build.bulk_pass(cursor, chunk_done)
+        beat(replace(progress, phase="catching up"))
+        caught_up = await build.catch_up(lambda: activity.heartbeat(asdict(progress)))
+        beat(replace(progress, events=progress.events + caught_up, phase="caught up"))
+        metrics.REBUILDS.pop(scope, None)
+        return progress.events
+
+    @activity.defn
+    async def switch_version(self, data: BuildStep) -> int:
+        """Switch queries to the version built, in one database; the version it retired."""
+        self._ours(data.deployment)
+        return await self._build(data).switch()
+
+    @activity.defn
+    async def abort_build(self, data: BuildStep) -> None:
+        """Drop the version being built and everything of it (nothing if it was never recorded)."""
+        self._ours(data.deployment)
+        if data.version:
+            await self._build(data).abort()
+
+    @activity.defn
+    async def drop_retired(self, data: BuildStep) -> None:
+        """Drop a retired version of the projection, after its grace period."""
+        self._ours(data.deployment)
+        await drop_retired(self._databases.pool(data.database), _projection(data.projection), data.version)
 
     @activity.defn
     async def create_account_partition(self, data: AccountInput) -> str:
@@ -275,6 +356,11 @@ class ErpActivities:
         return [
             self.run_projector,
             self.rebuild_projection,
+            self.prepare_build,
+            self.build_version,
+            self.switch_version,
+            self.abort_build,
+            self.drop_retired,
             self.create_account_partition,
             self.activate_account,
             self.activate_imported,

@@ -1,4 +1,5 @@
-"""Operator API for projections: GET /projections (status and lag), POST /projections/{Name}/rebuild,
+"""Operator API for projections: GET /projections (status, lag, versions and builds), POST
+/projections/{Name}/rebuild (a new version built blue/green, or one account's in place) and /abort,
 GET /projections/parked (the events read models refused, and those held behind them), and POST
 /projections/{Name}/parked/retry and /skip (one stream's).
 
@@ -21,13 +22,35 @@ from core.strict_body import StrictBody
 from core.text import NO_NUL
 from queries.projector.parking import NothingParked
 from tenancy.catalog import UnknownAccount
-from workflows.operations import ProjectionOperations, UnknownProjection
+from workflows.operations import Building, ProjectionOperations, UnknownProjection
+from workflows.starters import BuildRefused, BuildSeen
 
 MAX_PARKED = 1000
 """Parked events one answer lists at most."""
 
 
-class ProjectionView(msgspec.Struct, rename="pascal"):
+class BuildingView(msgspec.Struct, rename="pascal"):
+    """A version being built beside the live one: how far it is."""
+
+    version: int
+    head: int
+    position: int
+    events_behind: int
+
+
+class BuildView(msgspec.Struct, rename="pascal", omit_defaults=True):
+    """The projection's latest build workflow."""
+
+    workflow_id: str
+    status: str
+    phase: str
+    events: int | None = None
+    """Events replayed into the new version so far (from the running step's heartbeat)."""
+    total: int | None = None
+    error: str | None = None
+
+
+class ProjectionView(msgspec.Struct, rename="pascal", omit_defaults=True):
     name: str
     database: str
     stream_types: list[str]
@@ -39,6 +62,14 @@ class ProjectionView(msgspec.Struct, rename="pascal"):
     """Events the read model refused, waiting for an operator (GET /projections/parked)."""
     held: int
     """Later events of their streams, held back behind them."""
+    version: int
+    """The live version, which queries read."""
+    shape_changed: bool
+    """The deployed model gives the read model another shape: build a new version (POST .../rebuild)."""
+    retired: list[int]
+    """Versions switched out, kept until their grace period ends."""
+    building: BuildingView | None = None
+    build: BuildView | None = None
 
 
 class ParkedEventView(msgspec.Struct, rename="pascal", omit_defaults=True):
@@ -73,6 +104,26 @@ class RebuildRequest(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"
 
 class RebuildStarted(msgspec.Struct, rename="pascal"):
     workflow_id: str
+
+
+def _building(building: Building | None) -> BuildingView | None:
+    if building is None:
+        return None
+    return BuildingView(building.version, building.head, building.position, building.head - building.position)
+
+
+def _build(build: BuildSeen | None) -> BuildView | None:
+    if build is None:
+        return None
+    progress = build.progress
+    return BuildView(
+        build.workflow_id,
+        build.status,
+        build.phase,
+        progress.events if progress else None,
+        progress.total if progress else None,
+        build.error,
+    )
 
 
 class ProjectionController(Controller):
@@ -111,6 +162,11 @@ class ProjectionController(Controller):
                 s.events_behind,
                 s.parked,
                 s.held,
+                s.version,
+                s.shape_changed,
+                list(s.retired),
+                _building(s.building),
+                _build(s.build),
             )
             for s in found
         ]
@@ -189,8 +245,8 @@ class ProjectionController(Controller):
     @post(
         "/{name:str}/rebuild",
         status_code=202,
-        summary="Rebuild a projection (a workflow)",
-        responses=problem_responses(400, 401, 404, 422, 503),
+        summary="Rebuild a projection: a new version beside the live one, or one account's in place",
+        responses=problem_responses(400, 401, 404, 409, 422, 503),
     )
     async def rebuild(
         self,
@@ -198,6 +254,10 @@ class ProjectionController(Controller):
         projections: NamedDependency[ProjectionOperations],
         request: Request[Any, Any, Any],
     ) -> RebuildStarted:
+        """Without a body (or without AccountId): a workflow builds a new version of the read model
+        beside the live one, for every account, and switches queries to it once it has caught up;
+        the live version serves and projects meanwhile (409 if a build of it runs). With AccountId:
+        that account's read model is replayed in place, in one transaction."""
         try:
             projections.projection(name)
         except UnknownProjection as error:
@@ -206,11 +266,34 @@ class ProjectionController(Controller):
         # by the same strict decoder: MalformedBody is a 400, InvalidBody a 422 (core.problems).
         body = await request.body()
         data = decode(body, RebuildRequest) if body.strip() else RebuildRequest()
+        if data.account_id is None:
+            try:
+                return RebuildStarted(await projections.build(name))
+            except BuildRefused as error:
+                raise problem(409, str(error)) from None
         try:
             handle = await projections.rebuild(name, data.account_id)
         except UnknownAccount as error:
             raise problem(404, str(error)) from None
         return RebuildStarted(handle.id)
+
+    @post(
+        "/{name:str}/abort",
+        status_code=202,
+        summary="Abort the build of a projection's new version",
+        responses=problem_responses(401, 404, 409, 503),
+    )
+    async def abort(
+        self, name: FromPath[str], projections: NamedDependency[ProjectionOperations]
+    ) -> RebuildStarted:
+        """The new version is dropped; the live one, which served and projected throughout, stays.
+        409 if no build is running that can be aborted (none ran, it ended, or it switched already)."""
+        try:
+            return RebuildStarted(await projections.abort(name))
+        except UnknownProjection as error:
+            raise problem(404, str(error)) from None
+        except BuildRefused as error:
+            raise problem(409, str(error)) from None
 
 
 def _account(account: str | None) -> UUID | None:

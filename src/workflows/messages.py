@@ -68,6 +68,63 @@ class RebuildResult:
 
 
 @dataclass(frozen=True)
+class BuildInput:
+    """Build a new version of a projection beside the live one, in each database, and switch to it."""
+
+    projection: str
+    databases: list[str]
+    grace_seconds: float = 3600.0
+    """How long the retired version's tables are kept after the switch, then dropped."""
+    deployment: str = ""
+
+
+@dataclass(frozen=True)
+class BuildStep:
+    projection: str
+    database: str
+    version: int = 0
+    """The version built (0 until `prepare_build` answers it)."""
+    deployment: str = ""
+
+
+@dataclass(frozen=True)
+class BuildProgress:
+    """A build activity's heartbeat: how far it is, and where a retried attempt goes on."""
+
+    database: str
+    version: int
+    events: int
+    """Events replayed into the version so far (by this attempt and those before it)."""
+    total: int
+    """Events the version had to replay when the build started in this database."""
+    chunks: int = 0
+    cursor_account: str | None = None
+    """The bulk pass has replayed every account up to this one (None: none yet)."""
+    cursor_stream_type: str = ""
+    phase: str = "replaying"
+
+
+@dataclass(frozen=True)
+class BuildState:
+    """What a build workflow says of itself (its `state` query)."""
+
+    phase: str
+    """preparing, building, switching, live (retired kept until dropped), done, aborting, aborted."""
+    versions: dict[str, int]
+    """The version built, per database."""
+    retired: dict[str, int]
+    """The version it replaced, per database, once switched."""
+
+
+@dataclass(frozen=True)
+class BuildResult:
+    projection: str
+    versions: dict[str, int]
+    retired: dict[str, int]
+    events: int
+
+
+@dataclass(frozen=True)
 class AccountInput:
     account_id: str
     database: str = "main"

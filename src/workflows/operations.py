@@ -14,14 +14,21 @@ from temporalio.client import Client, WorkflowHandle
 
 from commands.store.feed import EventFeed
 from core.temporal import TemporalGateway
-from queries.projection import Projection
+from queries import versions
+from queries.model_projection import ModelProjection
 from queries.projector import Checkpoints, Lag, parking
 from queries.projector.parking import ParkedEvent, Released
 from queries.registry import PROJECTIONS
 from tenancy.catalog import AccountCatalog
 from tenancy.routing import Databases
 from workflows.messages import RebuildProgress, RebuildResult
-from workflows.starters import projector_workflow_id, rebuild_progress, start_rebuild
+from workflows.starters import (
+    BuildSeen,
+    TemporalBuilds,
+    projector_workflow_id,
+    rebuild_progress,
+    start_rebuild,
+)
 from workflows.workflows import RebuildProjectionWorkflow
 
 Rebuild = WorkflowHandle[RebuildProjectionWorkflow, RebuildResult]
@@ -49,26 +56,51 @@ class ProjectionStatus:
     """Events the read model refused, waiting for an operator to retry or skip them."""
     held: int = 0
     """Later events of their streams, parked behind them."""
+    version: int = 1
+    """The live version: the one queries read."""
+    shape_changed: bool = False
+    """The model gives this read model another shape than the live version's: build a new one."""
+    building: Building | None = None
+    retired: tuple[int, ...] = ()
+    """Versions switched out, kept until their grace period ends."""
+    build: BuildSeen | None = None
+    """The projection's latest build workflow (None: none ran, or Temporal did not answer)."""
 
     @property
     def events_behind(self) -> int:
         return self.head - self.position
 
 
+@dataclass(frozen=True, slots=True)
+class Building:
+    """A version being built beside the live one, in one database, and how far it is."""
+
+    version: int
+    head: int
+    position: int
+
+
 class ProjectionOperations:
     """Status, rebuilds and parked events of every projection in every tenant database."""
 
     def __init__(
-        self, databases: Databases, catalog: AccountCatalog, temporal: TemporalGateway, feed: EventFeed
+        self,
+        databases: Databases,
+        catalog: AccountCatalog,
+        temporal: TemporalGateway,
+        feed: EventFeed,
+        *,
+        retired_grace: float = 3600.0,
     ) -> None:
         self._databases = databases
         self._catalog = catalog
         self._temporal = temporal
         self._feed = feed
         """How a retry reads the parked events back: upcast as the projectors read them."""
+        self.builds = TemporalBuilds(temporal, retired_grace)
 
     @staticmethod
-    def projection(name: str) -> Projection:
+    def projection(name: str) -> ModelProjection:
         """The projection of that name; UnknownProjection if there is none."""
         try:
             return PROJECTIONS[name]
@@ -90,11 +122,21 @@ class ProjectionOperations:
             client = error
         found = []
         for name, projection in PROJECTIONS.items():
+            build = await self._build_seen(client, name)
             for database in databases:
+                pool = self._databases.pool(database)
                 lag = await self.lag(projection, database, account_id)
                 workflow_id = projector_workflow_id(self._temporal.deployment, name, database)
                 pipeline = await _pipeline(client, workflow_id)
-                refused, held = await parking.counts(self._databases.pool(database), name, account_id)
+                refused, held = await parking.counts(pool, name, account_id)
+                known = await versions.versions(pool, name)
+                live = next((v for v in known if v.state is versions.State.LIVE), None)
+                building = None
+                for v in known:
+                    if v.state is versions.State.BUILDING:
+                        shadow = projection.versioned(v.version)
+                        shadow_lag = await self.lag(shadow, database, account_id)
+                        building = Building(v.version, shadow_lag.head, shadow_lag.position)
                 found.append(
                     ProjectionStatus(
                         name,
@@ -105,9 +147,34 @@ class ProjectionOperations:
                         lag.position,
                         refused,
                         held,
+                        version=live.version if live else 1,
+                        shape_changed=live is not None and live.shape != projection.shape,
+                        building=building,
+                        retired=tuple(v.version for v in known if v.state is versions.State.RETIRED),
+                        build=build,
                     )
                 )
         return found
+
+    async def _build_seen(self, client: Client | Exception, name: str) -> BuildSeen | None:
+        if isinstance(client, Exception):
+            return None
+        try:
+            return await self.builds.seen(name)
+        except Exception:  # Temporal gone meanwhile: the build is unknown, the read models are not
+            return None
+
+    async def build(self, name: str) -> str:
+        """Start building a new version of `name` beside the live one, in every tenant database, as
+        a workflow; its id. BuildRefused if one is running."""
+        self.projection(name)
+        return await self.builds.start(name, self._databases.names())
+
+    async def abort(self, name: str) -> str:
+        """Abort the running build of `name` (its new version is dropped); the workflow's id.
+        BuildRefused if none is being built."""
+        self.projection(name)
+        return await self.builds.abort(name)
 
     async def parked(
         self, name: str | None = None, account_id: UUID | None = None, limit: int = 1000
@@ -133,7 +200,7 @@ class ProjectionOperations:
         pool = self._databases.pool(database)
         return await parking.release(pool, projection, self._feed, account_id, stream_id, skip=skip)
 
-    async def lag(self, projection: Projection, database: str, account_id: UUID | None) -> Lag:
+    async def lag(self, projection: ModelProjection, database: str, account_id: UUID | None) -> Lag:
         """How far `projection` is in one database (for one account, or all)."""
         checkpoints = Checkpoints(projection.name, projection.stream_types)
         return await checkpoints.lag(self._databases.pool(database), account_id)

@@ -31,6 +31,9 @@ from tenancy.moves import MoveProgress, MoveRefused
 from tenancy.offboards import OffboardProgress, OffboardRefused
 from workflows.messages import (
     AccountInput,
+    BuildInput,
+    BuildProgress,
+    BuildState,
     CopyProgress,
     ExportProgress,
     ImportInput,
@@ -46,6 +49,7 @@ from workflows.messages import (
     RebuildResult,
 )
 from workflows.workflows import (
+    BuildProjectionWorkflow,
     ImportAccountsWorkflow,
     MoveAccountWorkflow,
     OffboardAccountWorkflow,
@@ -249,6 +253,75 @@ class TemporalOffboarding:
             removed,
             seen.error,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class BuildSeen:
+    """A blue/green build of one projection, as its workflow tells it."""
+
+    workflow_id: str
+    status: str
+    """The workflow's: Running, Completed, Cancelled, Failed, ..."""
+    phase: str
+    versions: dict[str, int]
+    retired: dict[str, int]
+    progress: BuildProgress | None
+    """The running build step's last heartbeat."""
+    error: str | None
+
+
+class BuildRefused(Exception):
+    """A build cannot start, or cannot be aborted, now (409)."""
+
+
+ABORTABLE = ("starting", "preparing", "building")
+
+
+class TemporalBuilds:
+    """Blue/green builds of read models, one `BuildProjectionWorkflow` per projection at a time."""
+
+    def __init__(self, temporal: TemporalGateway, grace_seconds: float) -> None:
+        self._temporal = temporal
+        self._grace = grace_seconds
+
+    def workflow_id(self, projection: str) -> str:
+        return self._temporal.deployment.workflow_id("build", projection)
+
+    async def start(self, projection: str, databases: list[str]) -> str:
+        data = BuildInput(projection, databases, self._grace, self._temporal.deployment.name)
+        workflow_id = self.workflow_id(projection)
+        started = await _start_once(self._temporal, BuildProjectionWorkflow.run, data, workflow_id)
+        if started is None:
+            raise BuildRefused(
+                f"a build of {projection} is running (or waiting to drop the version it retired): "
+                "see GET /projections"
+            )
+        return started
+
+    async def seen(self, projection: str) -> BuildSeen | None:
+        """The projection's latest build, or None if it never had one."""
+        handle = (await self._temporal.client()).get_workflow_handle_for(
+            BuildProjectionWorkflow.run, self.workflow_id(projection)
+        )
+        seen = await _described(self._temporal, handle, BuildProjectionWorkflow.state, "chunks")
+        if seen is None:
+            return None
+        state = seen.state if seen.state is not None else BuildState(seen.unknown, {}, {})
+        progress = BuildProgress(**seen.heartbeat) if seen.heartbeat is not None else None
+        return BuildSeen(
+            handle.id, seen.status, state.phase, state.versions, state.retired, progress, seen.error
+        )
+
+    async def abort(self, projection: str) -> str:
+        """Cancel the running build: its new version is dropped, nothing else changes. BuildRefused
+        if none is being built (none ran, it ended, or it switched already)."""
+        seen = await self.seen(projection)
+        if seen is None or seen.status != "Running" or seen.phase not in ABORTABLE:
+            phase = "none ran" if seen is None else f"the last is {seen.status.lower()}, {seen.phase}"
+            raise BuildRefused(f"no build of {projection} is running that can be aborted ({phase})")
+        handle = (await self._temporal.client()).get_workflow_handle(seen.workflow_id)
+        await handle.cancel()
+        return seen.workflow_id
 
 
 async def start_rebuild(

@@ -18,6 +18,10 @@ with workflow.unsafe.imports_passed_through():
     from workflows.activities import ErpActivities
     from workflows.messages import (
         AccountInput,
+        BuildInput,
+        BuildResult,
+        BuildState,
+        BuildStep,
         ImportInput,
         ImportResult,
         ImportStep,
@@ -79,6 +83,70 @@ class RebuildProjectionWorkflow:
             batches += result.batches
             events += result.events_applied
         return RebuildResult(data.projection, data.account_id, batches, events)
+
+
+async def _build_step(
+    activity: Callable[[ErpActivities, BuildStep], Awaitable[T]], step: BuildStep, *, long: bool = False
+) -> T:
+    """One step of a build, retried until it succeeds; the long one heartbeats, and a retry goes on
+    from its last heartbeat."""
+    return await workflow.execute_activity_method(
+        activity,
+        step,
+        start_to_close_timeout=timedelta(hours=12) if long else timedelta(minutes=10),
+        heartbeat_timeout=timedelta(seconds=30) if long else None,
+        retry_policy=RETRY,
+    )
+
+
+@workflow.defn
+class BuildProjectionWorkflow:
+    """Builds a new version of a read model beside the live one, switches queries to it, and drops
+    the version it replaced after a grace period (`queries.blue_green`'s steps, database by database).
+
+    The live version serves queries and keeps projecting throughout. Cancelled (an operator's abort)
+    or failed before the switch, the new version is dropped and nothing else changes.
+    """
+
+    def __init__(self) -> None:
+        self._state = BuildState("starting", {}, {})
+
+    @workflow.query
+    def state(self) -> BuildState:
+        return self._state
+
+    @workflow.run
+    async def run(self, data: BuildInput) -> BuildResult:
+        built: dict[str, int] = {}
+        retired: dict[str, int] = {}
+        events = 0
+
+        def step(database: str) -> BuildStep:
+            return BuildStep(data.projection, database, built.get(database, 0), data.deployment)
+
+        try:
+            self._state = BuildState("preparing", built, retired)
+            for database in data.databases:
+                built[database] = await _build_step(ErpActivities.prepare_build, step(database))
+            self._state = BuildState("building", built, retired)
+            for database in data.databases:
+                events += await _build_step(ErpActivities.build_version, step(database), long=True)
+            self._state = BuildState("switching", built, retired)
+        except (ActivityError, asyncio.CancelledError):
+            self._state = BuildState("aborting", built, retired)
+            for database in built:
+                await _build_step(ErpActivities.abort_build, step(database))
+            self._state = BuildState("aborted", built, retired)
+            raise
+        for database in data.databases:
+            retired[database] = await _build_step(ErpActivities.switch_version, step(database))
+        self._state = BuildState("live; the retired version is kept for the grace period", built, retired)
+        await workflow.sleep(timedelta(seconds=data.grace_seconds))
+        for database, version in retired.items():
+            retired_step = BuildStep(data.projection, database, version, data.deployment)
+            await _build_step(ErpActivities.drop_retired, retired_step)
+        self._state = BuildState("done", built, retired)
+        return BuildResult(data.projection, built, retired, events)
 
 
 ONE_LOCAL_STEP = "onboard-in-one-local-activity"
@@ -267,6 +335,7 @@ class OffboardAccountWorkflow:
 WORKFLOWS = [
     ProjectorWorkflow,
     RebuildProjectionWorkflow,
+    BuildProjectionWorkflow,
     OnboardAccountWorkflow,
     ImportAccountsWorkflow,
     MoveAccountWorkflow,

@@ -41,10 +41,28 @@ def projections_status(
             except UnknownAccount as error:
                 raise typer.BadParameter(str(error)) from None
         for s in found:
+            changed = " (model changed: rebuild)" if s.shape_changed else ""
             console.print(
-                f"{s.name:16} {s.database:10} head {s.head:>10}  position {s.position:>10}  "
-                f"behind {s.events_behind:>8}  parked {s.parked:>4} (+{s.held} held)  pipeline {s.pipeline}",
+                f"{s.name:16} {s.database:10} v{s.version}{changed}"
+                f"  head {s.head:>10}  position {s.position:>10}  behind {s.events_behind:>8}  "
+                f"parked {s.parked:>4} (+{s.held} held)  pipeline {s.pipeline}",
                 soft_wrap=True,
+            )
+            if s.building is not None:
+                b = s.building
+                console.print(
+                    f"{'':16} {'':10} building v{b.version}: position {b.position:>10} of {b.head:>10}",
+                    soft_wrap=True,
+                )
+            if s.retired:
+                console.print(f"{'':16} {'':10} retired {', '.join(f'v{v}' for v in s.retired)}")
+        builds = {s.name: s.build for s in found if s.build is not None}
+        for name, build in builds.items():
+            console.print(
+                f"{name:16} last build {build.workflow_id}: {build.status}, {build.phase}"
+                + (f" ({build.error})" if build.error else ""),
+                soft_wrap=True,
+                markup=False,
             )
 
     asyncio.run(main())
@@ -53,12 +71,16 @@ def projections_status(
 @app.command("rebuild")
 def projections_rebuild(
     name: str,
-    account: Annotated[str | None, typer.Option("--account", help="only this AccountId")] = None,
+    account: Annotated[
+        str | None, typer.Option("--account", help="only this AccountId, replayed in place")
+    ] = None,
 ) -> None:
-    """Rebuild a projection as a workflow, showing its progress."""
+    """Build a new version of a projection beside the live one, and switch queries to it once it has
+    caught up, showing its progress (--account: replay one account's read model in place)."""
     from queries.registry import PROJECTIONS
     from tenancy.catalog import UnknownAccount
     from workflows.operations import ProjectionOperations, UnknownProjection
+    from workflows.starters import BuildRefused
 
     try:
         ProjectionOperations.projection(name)
@@ -69,6 +91,14 @@ def projections_rebuild(
 
     async def main() -> None:
         async with running(settings) as container:
+            if account_id is None:
+                try:
+                    workflow_id = await container.projections.build(name)
+                except BuildRefused as error:
+                    console.print(str(error), markup=False)
+                    raise typer.Exit(1) from None
+                await _follow_build(name, container.projections, workflow_id)
+                return
             try:
                 handle = await container.projections.rebuild(name, account_id)
             except UnknownAccount as error:
@@ -79,6 +109,55 @@ def projections_rebuild(
     started = time.monotonic()
     asyncio.run(main())
     console.print(f"took {time.monotonic() - started:.1f} s")
+
+
+@app.command("abort")
+def projections_abort(name: str) -> None:
+    """Abort the running build of a projection's new version: it is dropped, nothing else changes."""
+    from workflows.operations import UnknownProjection
+    from workflows.starters import BuildRefused
+
+    settings = Settings()
+
+    async def main() -> None:
+        async with running(settings) as container:
+            try:
+                workflow_id = await container.projections.abort(name)
+            except (UnknownProjection, BuildRefused) as error:
+                console.print(str(error), markup=False)
+                raise typer.Exit(1) from None
+        console.print(f"aborting {workflow_id}: its new version is dropped")
+
+    asyncio.run(main())
+
+
+async def _follow_build(name: str, projections: ProjectionOperations, workflow_id: str) -> None:
+    """A progress bar over the events replayed into the new version (from the build's heartbeats),
+    until it is switched in, or the build ends otherwise."""
+    console.print(f"workflow {workflow_id}")
+    with Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} events"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as progress:
+        task = progress.add_task(f"building {name}", total=None)
+        while True:
+            seen = await projections.builds.seen(name)
+            if seen is not None and seen.progress is not None:
+                beat = seen.progress
+                progress.update(task, total=max(beat.total, beat.events), completed=beat.events)
+            if seen is not None:
+                progress.update(task, description=f"{name}: {seen.phase}")
+                if seen.status != "Running" or seen.phase.startswith(("live", "done")):
+                    break
+            await asyncio.sleep(0.5)
+    if seen.status != "Running" and not seen.phase.startswith("done"):
+        console.print(f"build {seen.status.lower()}: {seen.phase} {seen.error or ''}", markup=False)
+        raise typer.Exit(1)
+    switched = ", ".join(f"{d} v{v}" for d, v in seen.versions.items())
+    console.print(f"switched {name} to {switched}; the retired version is dropped after the grace period")
 
 
 async def _follow_rebuild(name: str, projections: ProjectionOperations, handle: Rebuild, total: int) -> None:

@@ -11,6 +11,8 @@ on the same line).
 from __future__ import annotations
 
 import gc
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 
 def freeze_startup() -> None:
@@ -18,3 +20,34 @@ def freeze_startup() -> None:
     sight (`gc.freeze`). Call once, when the process is ready to serve."""
     gc.collect()
     gc.freeze()
+
+
+_paused = 0
+"""How many blocks pause the collector now (they may overlap, in different tasks)."""
+_was_enabled = True
+
+
+@contextmanager
+def collections_paused() -> Iterator[None]:
+    """No collection while the block runs (a bulk step that allocates a few objects per row for
+    tens of thousands of rows, and frees them all at its end): reference counting frees them, and
+    collections meanwhile would only walk them again and again (a rebuild's chunk spent more time
+    in the collector than in its own work). Blocks may overlap; once the last ends, the collector
+    is on again, if it was before the first."""
+    global _paused, _was_enabled
+    if _paused == 0:
+        _was_enabled = gc.isenabled()
+        gc.disable()
+    _paused += 1
+    try:
+        yield
+    finally:
+        _paused -= 1
+        if _paused == 0 and _was_enabled:
+            gc.enable()
+
+
+def collect_young() -> None:
+    """One collection of the two young generations: what a paused stretch of bulk work left in
+    cycles, found at the cost of what is young and still alive."""
+    gc.collect(1)

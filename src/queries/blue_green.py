@@ -25,27 +25,26 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
 
 import asyncpg
 
-from commands.store.feed import EventFeed, Position, RecordedEvent
+from commands.store.feed import EventFeed, Position
+from core.heap import collect_young, collections_paused
 from queries import versions
 from queries.model_projection import ModelProjection
 from queries.projector.batch import REDO_ONE_BY_ONE, Projector
 from queries.projector.checkpoints import Checkpoints, Pair
 from queries.projector.parking import held_streams
-from queries.row_folds import CannotFold
+from queries.row_folds import CannotFold, Stored
 
 FIRST_CHUNK = 5_000
 """Events of the first chunk; later ones grow or shrink towards CHUNK_SECONDS."""
 MAX_CHUNK = 100_000
 CHUNK_SECONDS = 0.5
 PAIRS_PER_LOOK = 1_000
-DECODE_SLICE = 2_000
-"""Rows decoded between two turns of the event loop (the worker's live projectors share it)."""
 
 _NEXT_PAIRS = """
 SELECT s.account_id, s.stream_type, s.last_sequence, c.position
@@ -63,9 +62,11 @@ JOIN projection_checkpoints c
   ON c.projection = $1 AND c.account_id = w.account_id AND c.stream_type = w.stream_type
 FOR UPDATE OF c
 """
+# A replay is not part of the commands' traces: their trace contexts are not read.
 _READ = """
 SELECT e.account_id, e.stream_id, e.stream_type, e.stream_revision, e.sequence_number,
-       e.payload_item_name, e.payload, e.schema_version, e.commit_time, e.command_id, e.trace_context
+       e.payload_item_name, e.payload, e.schema_version, e.commit_time, e.command_id,
+       '{}'::jsonb AS trace_context
 FROM unnest($1::uuid[], $2::text[], $3::bigint[], $4::integer[]) AS c(account_id, stream_type, position, n)
 CROSS JOIN LATERAL (
     SELECT * FROM events e
@@ -107,6 +108,11 @@ class SwitchTimedOut(RuntimeError):
     held; the switch changed nothing (its activity is retried)."""
 
 
+class BuildRaced(RuntimeError):
+    """A chunk's checkpoints moved between its read and its write: another attempt of the build runs
+    (its activity is retried, and goes on from where they are)."""
+
+
 class NotBuilt(RuntimeError):
     """The version is not being built (switched in already, or aborted)."""
 
@@ -120,6 +126,21 @@ class Cursor:
 
 
 START = Cursor(UUID(int=0), "")
+
+
+@dataclass(frozen=True, slots=True)
+class _Planned:
+    """A chunk read ahead: its pairs' positions, their next events, where the pass goes on after it,
+    and the positions it leaves its pairs at."""
+
+    positions: list[Position]
+    rows: list[asyncpg.Record]
+    folded: list[Stored] | None
+    """Its events as the fold takes them (None: an upcaster failed on one; the chunk goes event
+    by event)."""
+    cursor: Cursor
+    ahead: dict[Pair, int]
+    read_seconds: float
 
 
 @dataclass(frozen=True, slots=True)
@@ -172,9 +193,42 @@ class Build:
 
     async def bulk_pass(self, cursor: Cursor = START, done: Callable[[Chunk], None] | None = None) -> Cursor:
         """Replay every account from `cursor` on, a chunk at a time, each in its own transaction;
-        `done` hears each chunk. Returns the cursor past the last account."""
-        while True:
-            async with self.pool.acquire() as connection:
+        `done` hears each chunk. Returns the cursor past the last account.
+
+        The next chunk's events are read (and upcast) while this one is folded and written: the
+        database reads while Python folds. Its transaction then checks that its checkpoints are
+        where the read began (a stray attempt of the same build would have moved them)."""
+        # Each chunk makes a few objects per event and frees them at its end: automatic collections
+        # would walk them again and again (they took more time than the chunks' own work). One
+        # collection of the young generations after each chunk finds what cycles were made.
+        with collections_paused():
+            reading = asyncio.ensure_future(self._read_ahead(cursor, {}))
+            try:
+                while (planned := await reading) is not None:
+                    reading = asyncio.ensure_future(self._read_ahead(planned.cursor, planned.ahead))
+                    chunk = await self._write(planned)
+                    cursor = planned.cursor
+                    del planned
+                    collect_young()
+                    self._adapt(chunk.events, chunk.seconds)
+                    if done is not None:
+                        done(chunk)
+                return cursor
+            finally:
+                reading.cancel()
+
+    def _adapt(self, events: int, seconds: float) -> None:
+        if events >= self.chunk // 2 and seconds < CHUNK_SECONDS / 2:
+            self.chunk = min(self.max_chunk, self.chunk * 2)
+        elif seconds > CHUNK_SECONDS * 2:
+            self.chunk = max(min(FIRST_CHUNK // 5, self.max_chunk), self.chunk // 2)
+
+    async def _read_ahead(self, cursor: Cursor, ahead: dict[Pair, int]) -> _Planned | None:
+        """The next chunk after `cursor`, read: its pairs (positions as the chunk before leaves them,
+        `ahead`), their events, and where the pass goes on after it. None when no pair lags."""
+        started = time.monotonic()
+        async with self.pool.acquire() as connection:
+            while True:
                 pairs = await connection.fetch(
                     _NEXT_PAIRS,
                     self.shadow.name,
@@ -183,81 +237,102 @@ class Build:
                     cursor.stream_type,
                     PAIRS_PER_LOOK,
                 )
-            if not pairs:
-                return cursor
-            lagging, skip_to = _plan(pairs, self.chunk)
-            if not lagging:
-                cursor = skip_to or cursor
-                continue
-            chunk, reached = await self._chunk(lagging)
-            # The pass goes on after the pairs this chunk finished, up to the first it did not.
-            for pair in pairs:
-                key = (pair["account_id"], pair["stream_type"])
-                if not reached.get(key, pair["last_sequence"] <= pair["position"]):
+                if not pairs:
+                    return None
+                heads = {(p["account_id"], p["stream_type"]): p["last_sequence"] for p in pairs}
+                at = {
+                    key: max(p["position"], ahead.get(key, 0))
+                    for p in pairs
+                    for key in [(p["account_id"], p["stream_type"])]
+                }
+                lagging = _plan(heads, at, self.chunk)
+                if lagging:
                     break
-                cursor = Cursor(*key)
-            self._adapt(chunk.events, chunk.seconds)
-            if done is not None:
-                done(replace(chunk, cursor=cursor))
-            await asyncio.sleep(0)
-
-    def _adapt(self, events: int, seconds: float) -> None:
-        if events >= self.chunk // 2 and seconds < CHUNK_SECONDS / 2:
-            self.chunk = min(self.max_chunk, self.chunk * 2)
-        elif seconds > CHUNK_SECONDS * 2:
-            self.chunk = max(min(FIRST_CHUNK // 5, self.max_chunk), self.chunk // 2)
-
-    async def _chunk(self, lagging: dict[Pair, int]) -> tuple[Chunk, dict[Pair, bool]]:
-        """One chunk, in one transaction: lock the pairs' checkpoints, read up to each pair's share
-        of events after them, apply them folded (or one by one, parking what is refused), and move
-        the checkpoints. Returns what it did and, per pair, whether it read all it lagged."""
-        started = time.monotonic()
-        keys = list(lagging)
-        async with self.pool.acquire() as connection, connection.transaction():
-            locked = await connection.fetch(
-                _LOCK_PAIRS, self.shadow.name, [a for a, _ in keys], [t for _, t in keys]
-            )
-            positions = [Position(r["account_id"], r["stream_type"], r["position"]) for r in locked]
-            shares = [lagging[(p.account_id, p.stream_type)] for p in positions]
+                cursor = Cursor(*list(heads)[-1])
+            keys = list(lagging)
             rows = await connection.fetch(
                 _READ,
+                [a for a, _ in keys],
+                [t for _, t in keys],
+                [at[k] for k in keys],
+                [lagging[k] for k in keys],
+            )
+        folded = self._upcast(rows)
+        read: dict[Pair, int] = {}
+        last: dict[Pair, int] = {}
+        for row in rows:
+            key = (row["account_id"], row["stream_type"])
+            read[key] = read.get(key, 0) + 1
+            last[key] = row["sequence_number"]
+        # The pass goes on after the pairs this chunk finishes, up to the first it does not.
+        after = cursor
+        for key, head in heads.items():
+            finished = read.get(key, 0) < lagging[key] if key in lagging else head <= at[key]
+            if not finished:
+                break
+            after = Cursor(*key)
+        return _Planned(
+            [Position(a, t, at[(a, t)]) for a, t in keys],
+            rows,
+            folded,
+            after,
+            {k: last.get(k, at[k]) for k in keys},
+            time.monotonic() - started,
+        )
+
+    async def _write(self, planned: _Planned) -> Chunk:
+        """One chunk, in one transaction: lock its pairs' checkpoints (still where its read began),
+        apply its events folded (or one by one, parking what is refused), and move the checkpoints."""
+        started = time.monotonic()
+        positions = planned.positions
+        async with self.pool.acquire() as connection, connection.transaction():
+            locked = await connection.fetch(
+                _LOCK_PAIRS,
+                self.shadow.name,
                 [p.account_id for p in positions],
                 [p.stream_type for p in positions],
-                [p.position for p in positions],
-                shares,
             )
-            events: list[RecordedEvent] = []
-            for first in range(0, len(rows), DECODE_SLICE):
-                events += self.feed.decode_all(rows[first : first + DECODE_SLICE], lenient=True)
-                await asyncio.sleep(0)
-            read: dict[Pair, int] = {}
-            for row in rows:
-                key = (row["account_id"], row["stream_type"])
-                read[key] = read.get(key, 0) + 1
-            reached = {
-                (p.account_id, p.stream_type): read.get((p.account_id, p.stream_type), 0) < share
-                for p, share in zip(positions, shares, strict=True)
-            }
-            written, bulk = await self._apply(connection, positions, events)
-        return Chunk(len(rows), written, time.monotonic() - started, START, bulk), reached
+            if {(r["account_id"], r["stream_type"], r["position"]) for r in locked} != {
+                (p.account_id, p.stream_type, p.position) for p in positions
+            }:
+                raise BuildRaced(f"another attempt is building version {self.version} of {self.live.name}")
+            written, bulk = await self._apply(connection, planned)
+        seconds = planned.read_seconds + time.monotonic() - started
+        return Chunk(len(planned.rows), written, seconds, planned.cursor, bulk)
 
-    async def _apply(
-        self, connection: asyncpg.Connection[Any], positions: list[Position], events: list[RecordedEvent]
-    ) -> tuple[int, bool]:
-        """Folded if it can be (in a savepoint), else event by event as the projector does."""
-        if not events:
+    def _upcast(self, rows: list[asyncpg.Record]) -> list[Stored] | None:
+        """The stored rows as the fold takes them, in today's shapes (None if an upcaster fails)."""
+        upcast = self.feed.upcasters.upcast
+        folded: list[Stored] = []
+        for row in rows:
+            try:
+                shapes = upcast(row["payload_item_name"], row["schema_version"], row["payload"])
+            except Exception:  # the chunk goes event by event, where the projector parks it
+                return None
+            account_id, stream_id = row["account_id"], row["stream_id"]
+            stream_type, commit_time = row["stream_type"], row["commit_time"]
+            for name, payload in shapes:
+                folded.append((account_id, stream_id, stream_type, name, payload, commit_time))
+        return folded
+
+    async def _apply(self, connection: asyncpg.Connection[Any], planned: _Planned) -> tuple[int, bool]:
+        """Folded if it can be (in a savepoint), else decoded and applied event by event as the
+        projector does, parking what is refused. (rows written or events applied, folded)"""
+        if not planned.rows:
             return 0, True
-        if not await held_streams(connection, self.shadow.name, positions):
+        positions = planned.positions
+        if planned.folded is not None and not await held_streams(connection, self.shadow.name, positions):
             try:
                 async with connection.transaction():
-                    written = await self.shadow.apply_bulk(connection, events)
+                    written = await self.shadow.apply_bulk(connection, planned.folded)
                     last: dict[Pair, int] = {}
-                    for e in events:
-                        last[(e.account_id, e.stream_type)] = e.sequence_number
+                    for row in planned.rows:
+                        last[(row["account_id"], row["stream_type"])] = row["sequence_number"]
                     await self.projector.checkpoints.save(connection, last)
                 return written, True
             except (CannotFold, *REDO_ONE_BY_ONE):
                 pass
+        events = self.feed.decode_all(planned.rows, lenient=True)
         await self.projector.apply_read(connection, positions, events, [], [], True, live=False)
         return len(events), False
 
@@ -359,22 +434,21 @@ async def drop_retired(pool: asyncpg.Pool[Any], live: ModelProjection, version: 
         await versions.forget(connection, live.name, version)
 
 
-def _plan(pairs: list[asyncpg.Record], budget: int) -> tuple[dict[Pair, int], Cursor | None]:
+def _plan(heads: dict[Pair, int], at: dict[Pair, int], budget: int) -> dict[Pair, int]:
     """The lagging pairs a chunk takes, in order, each with its share of `budget` (its lag, while the
-    budget lasts); and the last pair looked at if none lags."""
+    budget lasts)."""
     lagging: dict[Pair, int] = {}
     left = budget
-    for pair in pairs:
-        behind = pair["last_sequence"] - pair["position"]
+    for key, head in heads.items():
+        behind = head - at[key]
         if behind <= 0:
             continue
         share = min(behind, left)
-        lagging[(pair["account_id"], pair["stream_type"])] = share
+        lagging[key] = share
         left -= share
         if left <= 0:
             break
-    last = pairs[-1]
-    return lagging, None if lagging else Cursor(last["account_id"], last["stream_type"])
+    return lagging
 
 
 async def _rename(connection: asyncpg.Connection[Any], table: str, to: str) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Callable, Sequence
-from datetime import date
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 from uuid import UUID
@@ -15,7 +15,7 @@ import asyncpg
 from commands.model import Attr, Element, EventDecl, Model, Type, money_text
 from commands.store.feed import RecordedEvent
 from queries.model_tables import column_name, element_ddl, table_name
-from queries.row_folds import CannotFold, Fold, Key, Row, TableFold, compile_fold
+from queries.row_folds import CannotFold, Fold, Key, Row, Stored, TableFold, compile_fold
 
 Statement = tuple[str, Callable[[RecordedEvent], tuple[Any, ...]]]
 
@@ -41,7 +41,11 @@ def _records(attr: Attr) -> Callable[[Any], Any]:
         return lambda v: v
 
     def record(value: dict[str, Any]) -> dict[str, Any]:
-        return value | {name: money_text(value[name]) for name in money if value.get(name) is not None}
+        for name in money:
+            amount = value.get(name)
+            if amount is not None and money_text(amount) is not amount:  # not in its wire form
+                return value | {n: money_text(value[n]) for n in money if value.get(n) is not None}
+        return value  # the common case: as it is, not copied
 
     if attr.type is Type.RECORD:
         return lambda v: None if v is None else record(v)
@@ -148,7 +152,7 @@ class ModelProjection:
             for decl in element.all_events():
                 key = (element.stream_type, decl.name)
                 self._statements[key] = compile_statement(element, decl, table)
-                self._folds[key] = compile_fold(element, decl, converter)
+                self._folds[key] = compile_fold(element, decl, _records)
 
     def versioned(self, version: int) -> ModelProjection:
         """The same read model, as version `version` built beside the live one."""
@@ -206,41 +210,45 @@ class ModelProjection:
         return unknown
 
     async def apply_bulk(
-        self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent], *, slice_size: int = 2000
+        self, connection: asyncpg.Connection[Any], events: Sequence[Stored], *, slice_size: int = 2000
     ) -> int:
         """Apply in order, folded (`queries.row_folds`): each row the events touch is read once and
-        written once. Raises CannotFold, having written nothing, if an event needs `apply` (one the
-        model does not know, one unreadable, a payload that does not fit, a row created twice); the
-        database may still refuse a row (`REFUSED_BY_READ_MODEL`). Gives the event loop a turn every
-        `slice_size` events. Returns the rows written."""
+        written once. Raises CannotFold if an event needs `apply` (one the model does not know, a
+        payload that does not fit, a row created twice), and the database may refuse a row
+        (`REFUSED_BY_READ_MODEL`): run it in a savepoint, which undoes what it wrote then. Gives
+        the event loop a turn every `slice_size` events. Returns the rows written."""
         tables: dict[str, TableFold] = {}
-        plan: list[tuple[dict[Key, Row | None], Key, Fold, RecordedEvent]] = []
+        plan: list[tuple[dict[Key, Row | None], Key, Fold, dict[str, Any], datetime]] = []
         seen: dict[str, dict[Key, bool]] = {}
         """Per table, each row the events touch, and whether its first event here creates it."""
-        for event in events:
-            fold = self._folds.get((event.stream_type, event.name))
-            if fold is None or event.undecodable:
-                raise CannotFold(f"{event.name} on {event.stream_type} cannot be folded")
-            table, element = self._element_of[event.stream_type]
+        folds = self._folds
+        for account_id, stream_id, stream_type, name, payload, commit_time in events:
+            fold = folds.get((stream_type, name))
+            if fold is None:
+                raise CannotFold(f"the model declares no event {name} on {stream_type}")
+            table, element = self._element_of[stream_type]
             rows = tables.get(table)
             if rows is None:
                 rows = tables[table] = TableFold(table, element)
                 seen[table] = {}
-            key = (event.account_id, element_id(event))
+            key = (account_id, stream_id.split("-", 1)[1].lower())  # as str(UUID) spells it
             creates, apply = fold
             seen[table].setdefault(key, creates)
-            plan.append((rows.rows, key, apply, event))
+            plan.append((rows.rows, key, apply, payload, commit_time))
         for table, rows in tables.items():
             # A row first updated here is in the table already, or nowhere.
             await rows.load(connection, [key for key, creates in seen[table].items() if not creates])
         try:
-            for done, (rows_of, key, apply, event) in enumerate(plan, 1):
-                rows_of[key] = apply(rows_of.get(key), event)
+            for done, (rows_of, key, apply, payload, commit_time) in enumerate(plan, 1):
+                rows_of[key] = apply(rows_of.get(key), payload, commit_time, key)
                 if done % slice_size == 0:
                     await asyncio.sleep(0)
         except (ValueError, TypeError, KeyError, ArithmeticError, AttributeError) as error:
             raise CannotFold(f"{type(error).__name__}: {error}") from error
-        return sum([await rows.write(connection) for rows in tables.values()])
+        try:
+            return sum([await rows.write(connection) for rows in tables.values()])
+        except (ValueError, TypeError, ArithmeticError) as error:  # a value COPY cannot encode
+            raise CannotFold(f"{type(error).__name__}: {error}") from error
 
     async def clear(self, connection: asyncpg.Connection[Any], account_id: UUID | None) -> None:
         for table in self.tables:

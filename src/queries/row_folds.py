@@ -6,11 +6,16 @@ row touched: the rows a chunk of events touches are read once (`SELECT ... = ANY
 declared Change is applied to its row here, exactly as its SQL would apply it, and the rows go back
 with one DELETE and one COPY per table. `ModelProjection.apply_bulk` uses it; a test holds it to
 the statements' answers, row for row.
+
+A row is a list in the table's column order, so that it goes to COPY as it is. Values go in as
+the database takes them: an id or an amount as the payload's text, which COPY's encoders read (and
+refuse, as the statement would, if it is none); an amount is read only to add to it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from datetime import date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 from uuid import UUID
@@ -18,16 +23,19 @@ from uuid import UUID
 import asyncpg
 
 from commands.model import Attr, Element, EventDecl, Type
-from commands.store.feed import RecordedEvent
 from queries.model_tables import column_name
 
-Row = dict[str, Any]
-Key = tuple[UUID, UUID]
-"""(AccountId, element id): one row."""
-Fold = Callable[[Row | None, RecordedEvent], Row | None]
+Row = list[Any]
+Key = tuple[UUID, str]
+"""(AccountId, element id as its stream's id spells it): one row."""
+Stored = tuple[UUID, str, str, str, dict[str, Any], datetime]
+"""An event as the fold takes it: AccountId, StreamId, StreamType, name, payload (in today's
+shape), commit time. (Not a `RecordedEvent`: a replay folds millions, and needs no more.)"""
+Fold = Callable[[Row | None, dict[str, Any], datetime, Key], Row | None]
 """What one event makes of its row (None: there is none); raises CannotFold when its statement
 would fail or its payload does not fit."""
 BASE_COLUMNS = ("account_id", "id", "status", "custom", "created_at", "updated_at")
+ACCOUNT, ID, STATUS, CUSTOM, CREATED, UPDATED = range(len(BASE_COLUMNS))
 CENT = Decimal("0.01")
 
 
@@ -41,82 +49,88 @@ def columns(element: Element) -> list[str]:
     return [*BASE_COLUMNS, *(column_name(a) for a in element.attributes)]
 
 
-def _stored(attr: Attr, convert: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    """A payload value as its column holds it: money rounded to the cent, as numeric(18, 2) does."""
-    if attr.type is not Type.MONEY:
-        return convert
+def stored(attr: Attr, records: Callable[[Attr], Callable[[Any], Any]]) -> Callable[[Any], Any]:
+    """A payload value as COPY takes it for the attribute's column: ids and amounts as they are
+    (their encoders read text), dates read, records with their money in the wire's form."""
+    if attr.type is Type.DATE:
+        return lambda v: None if v is None else date.fromisoformat(v)
+    if attr.type in (Type.RECORD, Type.RECORDS):
+        return records(attr)
+    return lambda v: v
 
-    def money(value: Any) -> Any:
-        amount = convert(value)
-        return None if amount is None else amount.quantize(CENT, ROUND_HALF_UP)
 
-    return money
+def _amount(value: Any) -> Any:
+    """A stored amount to add to, as numeric(18, 2) holds it (rounded half away from zero)."""
+    if value is None or type(value) is int:
+        return value or 0
+    return Decimal(value).quantize(CENT, ROUND_HALF_UP)
 
 
 def compile_fold(
-    element: Element, decl: EventDecl, converter: Callable[[Attr], Callable[[Any], Any]]
+    element: Element, decl: EventDecl, records: Callable[[Attr], Callable[[Any], Any]]
 ) -> tuple[bool, Fold]:
-    """Whether the event creates its row, and its fold: the same Change as `compile_statement`'s SQL."""
+    """Whether the event creates its row, and its fold: the same Change as `compile_statement`'s SQL
+    (`records`: how a record attribute's value is converted there)."""
     change = decl.change
+    all_columns = columns(element)
+    index = {c: i for i, c in enumerate(all_columns)}
     names = {a.name for a in element.attributes}
+
+    def at(attr: Attr) -> int:
+        return index[column_name(attr)]
+
     copied = [(element.attribute(name), name) for name in change.set if name in names]
     copied += [(element.attribute(attr), source) for attr, source in change.copy]
-    fields = [(column_name(a), source, _stored(a, converter(a))) for a, source in copied]
+    fields = [(at(a), source, stored(a, records)) for a, source in copied]
     deltas = [
-        (column_name(attr), source, _stored(attr, converter(attr)), sign)
+        (at(attr), source, sign, attr.type is Type.MONEY)
         for pairs, sign in ((change.add, 1), (change.subtract, -1))
         for name, source in pairs
         for attr in [element.attribute(name)]
     ]
     appended = [
-        (column_name(element.attribute(name)), source, converter(element.attribute(name)))
+        (at(element.attribute(name)), source, records(element.attribute(name)))
         for name, source in change.append
     ]
-    all_columns = columns(element)
     status = change.status
+    blank: Row = [None] * len(all_columns)
 
-    def create(row: Row | None, event: RecordedEvent) -> Row | None:
+    def create(row: Row | None, payload: dict[str, Any], commit_time: datetime, key: Key) -> Row | None:
         if row is not None:
-            raise CannotFold(f"{event.name} creates a row that exists")  # the INSERT would fail
-        created: Row = dict.fromkeys(all_columns)
-        created.update(
-            account_id=event.account_id,
-            id=UUID(event.stream_id.split("-", 1)[1]),
-            status=status,
-            custom=event.payload.get("Custom") or {},
-            created_at=event.commit_time,
-            updated_at=event.commit_time,
-        )
-        payload = event.payload
-        for column, source, convert in fields:
-            created[column] = convert(payload.get(source))
+            raise CannotFold(f"{decl.name} creates a row that exists")  # the INSERT would fail
+        created = blank.copy()
+        created[ACCOUNT], created[ID] = key
+        created[STATUS] = status
+        created[CUSTOM] = payload.get("Custom") or {}
+        created[CREATED] = created[UPDATED] = commit_time
+        for i, source, convert in fields:
+            created[i] = convert(payload.get(source))
         return created
 
-    def update(row: Row | None, event: RecordedEvent) -> Row | None:
+    def update(row: Row | None, payload: dict[str, Any], commit_time: datetime, key: Key) -> Row | None:
         if row is None:
             return None  # the UPDATE finds no row, and changes nothing
-        payload = event.payload
-        row["updated_at"] = event.commit_time
-        custom = payload.get("Custom") or {}
+        row[UPDATED] = commit_time
+        custom = payload.get("Custom")
         if custom:
-            row["custom"] = {**row["custom"], **custom}
+            row[CUSTOM] = {**row[CUSTOM], **custom}
         if status is not None:
-            row["status"] = status
-        for column, source, convert in fields:
-            row[column] = convert(payload.get(source))
-        for column, source, convert, sign in deltas:
-            amount = convert(payload.get(source))
-            now = row[column] or 0
-            row[column] = None if amount is None else _round(now + sign * amount)
-        for column, source, convert in appended:
-            row[column] = [*(row[column] or []), convert(payload.get(source))]
+            row[STATUS] = status
+        for i, source, convert in fields:
+            row[i] = convert(payload.get(source))
+        for i, source, sign, money in deltas:
+            value = payload.get(source)
+            if value is None:
+                row[i] = None  # coalesce(column, 0) + NULL
+            elif money:
+                row[i] = (_amount(row[i]) + sign * Decimal(value)).quantize(CENT, ROUND_HALF_UP)
+            else:
+                row[i] = (row[i] or 0) + sign * value
+        for i, source, convert in appended:
+            row[i] = [*(row[i] or []), convert(payload.get(source))]
         return row
 
     return change.creates, create if change.creates else update
-
-
-def _round(value: Any) -> Any:
-    return value.quantize(CENT, ROUND_HALF_UP) if isinstance(value, Decimal) else value
 
 
 class TableFold:
@@ -126,7 +140,7 @@ class TableFold:
         self.table = table
         self.columns = columns(element)
         self.rows: dict[Key, Row | None] = {}
-        self.existing: set[Key] = set()
+        self.existing: list[Key] = []
         """Rows read from the table: deleted before the folded ones are copied in."""
 
     async def load(self, connection: asyncpg.Connection[Any], keys: Sequence[Key]) -> None:
@@ -141,21 +155,20 @@ class TableFold:
         )
         self.rows.update(dict.fromkeys(keys))
         for record in rows:
-            key = (record["account_id"], record["id"])
-            self.rows[key] = dict(record)
-            self.existing.add(key)
+            key = (record[ACCOUNT], str(record[ID]))
+            self.rows[key] = list(record)
+            self.existing.append(key)
 
     async def write(self, connection: asyncpg.Connection[Any]) -> int:
         """The folded rows in place of the ones read: one DELETE and one COPY; how many rows."""
         if self.existing:
-            gone = list(self.existing)
             await connection.execute(
                 f"DELETE FROM {self.table} "
                 "WHERE (account_id, id) IN (SELECT * FROM unnest($1::uuid[], $2::uuid[]))",
-                [a for a, _ in gone],
-                [i for _, i in gone],
+                [a for a, _ in self.existing],
+                [i for _, i in self.existing],
             )
-        records = [tuple(row[c] for c in self.columns) for row in self.rows.values() if row is not None]
+        records = [row for row in self.rows.values() if row is not None]
         if records:
             await connection.copy_records_to_table(self.table, records=records, columns=self.columns)
         return len(records)

@@ -1,10 +1,10 @@
-"""`core.heap.freeze_startup`: what is alive when a process is ready leaves the collector's sight."""
+"""`core.heap`: what is alive once a process is ready leaves the collector's sight; bulk work pauses it."""
 
 from __future__ import annotations
 
 import gc
 
-from core.heap import freeze_startup
+from core.heap import collections_paused, freeze_startup
 
 
 def test_freezing_takes_the_objects_alive_out_of_the_collectors_generations() -> None:
@@ -17,3 +17,25 @@ def test_freezing_takes_the_objects_alive_out_of_the_collectors_generations() ->
     finally:
         gc.unfreeze()
     assert gc.get_freeze_count() == 0
+
+
+def test_collections_pause_while_any_block_runs_and_resume_after_the_last() -> None:
+    assert gc.isenabled()
+    first, second = collections_paused(), collections_paused()
+    first.__enter__()
+    assert not gc.isenabled()
+    second.__enter__()  # another task's block, overlapping the first
+    first.__exit__(None, None, None)
+    assert not gc.isenabled(), "the second block still runs"
+    second.__exit__(None, None, None)
+    assert gc.isenabled()
+
+
+def test_a_collector_off_before_the_pause_stays_off() -> None:
+    gc.disable()
+    try:
+        with collections_paused():
+            assert not gc.isenabled()
+        assert not gc.isenabled()
+    finally:
+        gc.enable()

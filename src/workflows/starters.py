@@ -49,6 +49,7 @@ from workflows.messages import (
     RebuildResult,
 )
 from workflows.workflows import (
+    ABORTABLE,
     BuildProjectionWorkflow,
     ImportAccountsWorkflow,
     MoveAccountWorkflow,
@@ -274,9 +275,6 @@ class BuildRefused(Exception):
     """A build cannot start, or cannot be aborted, now (409)."""
 
 
-ABORTABLE = ("starting", "preparing", "building")
-
-
 class TemporalBuilds:
     """Blue/green builds of read models, one `BuildProjectionWorkflow` per projection at a time."""
 
@@ -313,14 +311,16 @@ class TemporalBuilds:
         )
 
     async def abort(self, projection: str) -> str:
-        """Cancel the running build: its new version is dropped, nothing else changes. BuildRefused
-        if none is being built (none ran, it ended, or it switched already)."""
+        """Abort the running build (a signal): its new version is dropped, nothing else changes.
+        BuildRefused if none is being built (none ran, it ended, or it is switching in)."""
         seen = await self.seen(projection)
         if seen is None or seen.status != "Running" or seen.phase not in ABORTABLE:
             phase = "none ran" if seen is None else f"the last is {seen.status.lower()}, {seen.phase}"
             raise BuildRefused(f"no build of {projection} is running that can be aborted ({phase})")
-        handle = (await self._temporal.client()).get_workflow_handle(seen.workflow_id)
-        await handle.cancel()
+        handle = (await self._temporal.client()).get_workflow_handle_for(
+            BuildProjectionWorkflow.run, seen.workflow_id
+        )
+        await handle.signal(BuildProjectionWorkflow.abort)
         return seen.workflow_id
 
 

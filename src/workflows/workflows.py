@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
+from temporalio.workflow import ActivityCancellationType
 
 with workflow.unsafe.imports_passed_through():
     from tenancy.onboarding import IMPORT_CHUNK
@@ -85,17 +86,18 @@ class RebuildProjectionWorkflow:
         return RebuildResult(data.projection, data.account_id, batches, events)
 
 
-async def _build_step(
-    activity: Callable[[ErpActivities, BuildStep], Awaitable[T]], step: BuildStep, *, long: bool = False
-) -> T:
-    """One step of a build, retried until it succeeds; the long one heartbeats, and a retry goes on
-    from its last heartbeat."""
+ABORTABLE = ("starting", "preparing", "building")
+"""A build's phases in which an abort drops the new version (once switching, it goes on)."""
+
+
+class Aborted(Exception):
+    """An operator aborted the build (`BuildProjectionWorkflow.abort`)."""
+
+
+async def _build_step(activity: Callable[[ErpActivities, BuildStep], Awaitable[T]], step: BuildStep) -> T:
+    """One step of a build, retried until it succeeds."""
     return await workflow.execute_activity_method(
-        activity,
-        step,
-        start_to_close_timeout=timedelta(hours=12) if long else timedelta(minutes=10),
-        heartbeat_timeout=timedelta(seconds=30) if long else None,
-        retry_policy=RETRY,
+        activity, step, start_to_close_timeout=timedelta(minutes=10), retry_policy=RETRY
     )
 
 
@@ -104,16 +106,47 @@ class BuildProjectionWorkflow:
     """Builds a new version of a read model beside the live one, switches queries to it, and drops
     the version it replaced after a grace period (`queries.blue_green`'s steps, database by database).
 
-    The live version serves queries and keeps projecting throughout. Cancelled (an operator's abort)
-    or failed before the switch, the new version is dropped and nothing else changes.
+    The live version serves queries and keeps projecting throughout. Aborted (the `abort` signal,
+    or a cancel) or failed before the switch, the new version is dropped and nothing else changes.
     """
 
     def __init__(self) -> None:
         self._state = BuildState("starting", {}, {})
+        self._abort = False
+        self._running: workflow.ActivityHandle[Any] | None = None
 
     @workflow.query
     def state(self) -> BuildState:
         return self._state
+
+    @workflow.signal
+    def abort(self) -> None:
+        """Stop building and drop the new version; too late once it is switching in."""
+        if self._state.phase in ABORTABLE:
+            self._abort = True
+            if self._running is not None:
+                self._running.cancel()
+
+    async def _step(self, activity: Callable[[ErpActivities, BuildStep], Awaitable[T]], step: BuildStep) -> T:
+        """A step an abort cancels, then stops after: the long one heartbeats, and a retry goes on
+        from its last heartbeat. Cancelled, the build drops the new version only once the step has
+        stopped writing to it."""
+        handle = workflow.start_activity_method(
+            activity,
+            step,
+            start_to_close_timeout=timedelta(hours=12),
+            heartbeat_timeout=timedelta(seconds=10),
+            retry_policy=RETRY,
+            cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
+        )
+        self._running = handle
+        try:
+            result = await handle
+        finally:
+            self._running = None
+        if self._abort:
+            raise Aborted
+        return result
 
     @workflow.run
     async def run(self, data: BuildInput) -> BuildResult:
@@ -127,16 +160,18 @@ class BuildProjectionWorkflow:
         try:
             self._state = BuildState("preparing", built, retired)
             for database in data.databases:
-                built[database] = await _build_step(ErpActivities.prepare_build, step(database))
+                built[database] = await self._step(ErpActivities.prepare_build, step(database))
             self._state = BuildState("building", built, retired)
             for database in data.databases:
-                events += await _build_step(ErpActivities.build_version, step(database), long=True)
+                events += await self._step(ErpActivities.build_version, step(database))
             self._state = BuildState("switching", built, retired)
-        except (ActivityError, asyncio.CancelledError):
+        except (ActivityError, asyncio.CancelledError, Aborted) as error:
             self._state = BuildState("aborting", built, retired)
             for database in built:
                 await _build_step(ErpActivities.abort_build, step(database))
             self._state = BuildState("aborted", built, retired)
+            if isinstance(error, Aborted):
+                return BuildResult(data.projection, built, retired, events, aborted=True)
             raise
         for database in data.databases:
             retired[database] = await _build_step(ErpActivities.switch_version, step(database))

@@ -91,6 +91,7 @@ SERVED = [
     *QUERY_LABELS,
     "GET /projections",
     "POST /projections/{name}/rebuild",
+    "POST /projections/{name}/abort",
     "GET /projections/parked",
     "POST /projections/{name}/parked/retry",
     "POST /projections/{name}/parked/skip",

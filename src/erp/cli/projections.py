@@ -132,8 +132,8 @@ def projections_abort(name: str) -> None:
 
 
 async def _follow_build(name: str, projections: ProjectionOperations, workflow_id: str) -> None:
-    """A progress bar over the events replayed into the new version (from the build's heartbeats),
-    until it is switched in, or the build ends otherwise."""
+    """A progress bar over the events replayed into the new version (from its checkpoints, which
+    each chunk moves as it commits), until it is switched in, or the build ends otherwise."""
     console.print(f"workflow {workflow_id}")
     with Progress(
         TextColumn("{task.description}"),
@@ -145,14 +145,17 @@ async def _follow_build(name: str, projections: ProjectionOperations, workflow_i
         task = progress.add_task(f"building {name}", total=None)
         while True:
             seen = await projections.builds.seen(name)
-            if seen is not None and seen.progress is not None:
-                beat = seen.progress
-                progress.update(task, total=max(beat.total, beat.events), completed=beat.events)
+            building = await projections.building(name)
+            if building is not None:
+                progress.update(task, total=building.head, completed=building.position)
             if seen is not None:
                 progress.update(task, description=f"{name}: {seen.phase}")
                 if seen.status != "Running" or seen.phase.startswith(("live", "done")):
                     break
             await asyncio.sleep(0.5)
+    if seen.phase == "aborted":
+        console.print(f"build of {name} aborted: its new version was dropped, the live one stays")
+        raise typer.Exit(1)
     if seen.status != "Running" and not seen.phase.startswith("done"):
         console.print(f"build {seen.status.lower()}: {seen.phase} {seen.error or ''}", markup=False)
         raise typer.Exit(1)

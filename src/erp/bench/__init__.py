@@ -18,9 +18,13 @@ accounts against 100). Last, the neighbours: a quiet account's command and notif
 alone and while another account floods the API with 64 connections; and a light account's command
 and ConsistentWith read p99 alone and while another sends and reads the biggest orders it may. A
 neighbour's load is sent from a process of its own (`neighbour`), as another client's would be.
+Then the rebuilds (`rebuild`): an account's notifications while the worker builds a new version of
+the orders read model, and 1,000,000 orders of one account rebuilt, beside Postgres's own
+bulk-insert rate.
 
 The pieces: `stack` (the processes), `load` (what is sent), `phases` (what is measured),
-`neighbour` (a load in a child process), `report` (the figures and their table), `soak` (`--soak`)
+`neighbour` (a load in a child process), `rebuild` and `seed` (the rebuild lines and their
+million orders), `report` (the figures and their table), `soak` (`--soak`)
 and `model_scale` (`--model-scale`).
 """
 
@@ -48,6 +52,14 @@ from erp.bench.phases import (
     store_appends,
     wait_projected,
 )
+from erp.bench.rebuild import (
+    MILLION,
+    DuringBuild,
+    MillionBuilt,
+    million,
+    notifications_during_build,
+    wait_switched,
+)
 from erp.bench.report import (
     Results,
     console,
@@ -55,6 +67,7 @@ from erp.bench.report import (
     report,
     report_heavy_neighbour,
     report_noisy_neighbour,
+    report_rebuild,
     report_scale,
 )
 from erp.bench.soak import SoakWindow, run_soak
@@ -111,6 +124,16 @@ async def run_bench(
             )
             console.print(f"heavy neighbour: one account sends and reads orders of {HEAVY_LINES:,} lines ...")
             await heavy_neighbour(session, stack.base, tenants[2], tenants[3], measured[0], lines=HEAVY_LINES)
+            console.print(
+                "a new version of the orders read model, built by the worker, while an account measures ..."
+            )
+            during = await notifications_during_build(
+                session, stack.base, stack.container.channels, tenants[4]
+            )
+            await wait_switched(session, stack.base)
+            console.print(f"rebuild: {MILLION:,} orders of one account, in a database of their own ...")
+            built = await million(stack.database_url)
+            record_rebuild(measured[0], built, during)
             for results in measured:
                 results.api_rss_mb = stack.rss_mb(stack.api)
                 results.worker_rss_mb = stack.rss_mb(stack.worker)
@@ -120,12 +143,25 @@ async def run_bench(
         report(results)
     report_noisy_neighbour(measured[0])
     report_heavy_neighbour(measured[0], HEAVY_LINES)
+    report_rebuild(measured[0])
     if len(measured) == 3:
         report_scale(*measured)
     if json_path:
         document = [asdict(r) for r in measured]
         await asyncio.to_thread(Path(json_path).write_text, json.dumps(document, indent=2))
     return measured
+
+
+def record_rebuild(results: Results, built: MillionBuilt, during: DuringBuild) -> None:
+    results.rebuild_events = built.events
+    results.rebuild_seconds = built.seconds
+    results.rebuild_events_per_s = built.events_per_s
+    results.bulk_insert_rows_per_s = built.bulk_insert_rows_per_s
+    results.build_events = during.events
+    results.build_seconds = during.seconds
+    results.build_notifications = during.notifications
+    results.build_notification_p50_ms = during.p50_ms
+    results.build_notification_p99_ms = during.p99_ms
 
 
 async def measure(

@@ -61,6 +61,20 @@ class Results:
     heavy_mb_read_per_s: float = 0.0
     api_rss_mb: float = 0.0
     worker_rss_mb: float = 0.0
+    rebuild_events: int = 0
+    """Orders of one account in the rebuild line (1,000,000)."""
+    rebuild_seconds: float = 0.0
+    """A new version of their read model built and switched in."""
+    rebuild_events_per_s: float = 0.0
+    bulk_insert_rows_per_s: float = 0.0
+    """Postgres's own COPY rate into a table with a primary key, in the same run."""
+    build_events: int = 0
+    """Events the stack's worker replayed into a new version of the orders read model."""
+    build_seconds: float = 0.0
+    build_notifications: int = 0
+    build_notification_p50_ms: float = 0.0
+    build_notification_p99_ms: float = 0.0
+    """Another account's command -> notification while that build ran."""
     notes: list[str] = field(default_factory=list)
 
 
@@ -227,3 +241,47 @@ def report_scale(small: Results, large: Results, again: Results) -> None:
         later = f"{c:,.1f}" if c else ""
         table.add_row(name, f"{a:,.1f}", f"{b:,.1f}", later, f"{ratio_value:.2f}x", shown, verdict)
     console.print(table)
+
+
+def report_rebuild(results: Results) -> None:
+    """A new version of a read model built at bulk speed, and what it costs the other accounts."""
+    table = Table(title="rebuilds: a new version of a read model built beside the live one")
+    for column in ("measure", "value", "target", "vs target", "vs Postgres bulk insert"):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    rate, bulk = results.rebuild_events_per_s, results.bulk_insert_rows_per_s
+    table.add_row(
+        f"{results.rebuild_events:,} orders of one account: events/s rebuilt",
+        f"{rate:,.0f}",
+        "50,000",
+        ratio(rate, 50_000.0, True),
+        f"{rate / bulk:.2f}x" if bulk else "",
+    )
+    table.add_row(
+        f"  time to rebuild {results.rebuild_events:,} events, s",
+        f"{results.rebuild_seconds:,.1f}",
+        "30",
+        ratio(results.rebuild_seconds, 30.0, False),
+        "",
+    )
+    table.add_row("Postgres bulk insert (COPY), rows/s, same run", f"{bulk:,.0f}", "", "", "1.00x")
+    table.add_row(
+        "command -> notification p99 ms, while the worker builds",
+        f"{results.build_notification_p99_ms:,.1f}",
+        "50",
+        ratio(results.build_notification_p99_ms, 50.0, False),
+        "",
+    )
+    table.add_row(
+        f"  p50 ms (p99 without a build: {results.latency_p99_ms:,.1f})",
+        f"{results.build_notification_p50_ms:,.1f}",
+        "",
+        "",
+        "",
+    )
+    console.print(table)
+    if results.build_seconds:
+        console.print(
+            f"the stack's build: {results.build_events:,} events replayed and switched in within "
+            f"{results.build_seconds:,.1f} s ({results.build_events / results.build_seconds:,.0f} events/s), "
+            f"{results.build_notifications} notifications timed meanwhile"
+        )

@@ -1,0 +1,145 @@
+"""The bench's rebuild lines: how fast a new version of a read model is built, against Postgres's own
+bulk-insert rate, and what a build costs the other accounts' notifications.
+
+1. `million`: one account with 1,000,000 orders (written by COPY, as the store would have stored
+   them), in a database of its own on the bench's Postgres; then a new version of the orders read
+   model is built (`queries.blue_green`: bulk pass, catch-up, switch) in this process, timed whole.
+   Beside it, the same Postgres's bulk-insert rate (`seed.bulk_insert_rate`), measured in the same
+   run: the build writes one row per order, so the ratio says how much of Postgres's rate it gets.
+2. `notifications_during_build`: a build of the orders read model of the bench's stack, started
+   through the operator API and run by its worker, while one account sends one command at a time
+   and times its notifications; p50 and p99 of those that were sent while the build ran.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import statistics
+import time
+import uuid
+from dataclasses import dataclass
+from typing import Any
+from uuid import UUID
+
+import aiohttp
+from litestar.channels import ChannelsPlugin
+
+from commands.erp_model import UPCASTERS
+from commands.store.feed import EventFeed
+from core.db import create_pool
+from core.settings import Settings
+from erp.bench.phases import sample_latencies
+from erp.bench.report import percentile
+from erp.bench.seed import bulk_insert_rate, seed_orders
+from erp.bench.stack import OPERATOR
+from erp.devserver import create_database, drop_database, with_database
+from erp.migrate import upgrade_async
+from queries.blue_green import Build
+from queries.notifications import channel_for
+from queries.registry import PROJECTIONS
+
+MILLION = 1_000_000
+
+
+@dataclass(frozen=True, slots=True)
+class MillionBuilt:
+    events: int
+    seconds: float
+    bulk_insert_rows_per_s: float
+
+    @property
+    def events_per_s(self) -> float:
+        return self.events / self.seconds
+
+
+async def million(database_url: str, events: int = MILLION) -> MillionBuilt:
+    """Build a new version of the orders read model of one account with `events` orders, in a
+    database of its own beside `database_url`'s (dropped afterwards)."""
+    url = with_database(database_url, f"erp_rebuild_{uuid.uuid4().hex[:10]}")
+    await create_database(url)
+    try:
+        await upgrade_async(Settings(database_url=url))
+        pool = await create_pool(Settings(database_url=url), min_size=2, max_size=4)
+        try:
+            account_id = uuid.uuid4()
+            await pool.execute(
+                "INSERT INTO accounts (account_id, name, status) VALUES ($1, 'Rebuilt', 'Active')", account_id
+            )
+            await seed_orders(pool, account_id, events)
+            await pool.execute("VACUUM ANALYZE events")  # as autovacuum would have, long before a rebuild
+            bulk = await bulk_insert_rate(pool)
+            started = time.perf_counter()
+            build = await Build.prepare(pool, PROJECTIONS["orders"], EventFeed(UPCASTERS))
+            await build.bulk_pass()
+            await build.catch_up()
+            await build.switch()
+            seconds = time.perf_counter() - started
+            built = await pool.fetchval("SELECT count(*) FROM rm_order WHERE account_id = $1", account_id)
+            if built != events:
+                raise RuntimeError(f"the build has {built} orders of {events}")
+        finally:
+            await pool.close()
+    finally:
+        await drop_database(url)
+    return MillionBuilt(events, seconds, bulk)
+
+
+@dataclass(frozen=True, slots=True)
+class DuringBuild:
+    notifications: int
+    p50_ms: float
+    p99_ms: float
+    events: int
+    """Events the build replayed (the orders read model's head when it started)."""
+    seconds: float
+    """From the operator's request to the switch."""
+
+
+async def notifications_during_build(
+    session: aiohttp.ClientSession, base: str, channels: ChannelsPlugin, tenant: tuple[UUID, str]
+) -> DuringBuild:
+    """Start a build of the orders read model, and time one account's notifications until it is
+    switched in."""
+    operator = {"Authorization": f"Bearer {OPERATOR}"}
+    started = time.perf_counter()
+    async with session.post(f"{base}/projections/orders/rebuild", headers=operator) as response:
+        if response.status != 202:
+            raise RuntimeError(f"the build did not start: {response.status} {await response.text()}")
+    latencies: list[float] = []
+    head = 0
+    async with channels.start_subscription(channel_for(tenant[0])) as subscriber:
+        while True:
+            orders = await _orders(session, base, operator)
+            building = orders.get("Building")
+            head = max(head, building["Head"] if building else 0)
+            phase = orders.get("Build", {}).get("Phase", "")
+            if phase and not phase.startswith(("starting", "preparing", "building", "switching")):
+                break
+            _, notified = await sample_latencies(session, base, subscriber, tenant, 10, 1 / 50)
+            latencies += notified
+    seconds = time.perf_counter() - started
+    return DuringBuild(
+        len(latencies),
+        statistics.median(latencies) * 1000 if latencies else float("nan"),
+        percentile(latencies, 0.99) * 1000,
+        head,
+        seconds,
+    )
+
+
+async def _orders(session: aiohttp.ClientSession, base: str, operator: dict[str, str]) -> dict[str, Any]:
+    async with session.get(f"{base}/projections", headers=operator) as response:
+        found: list[dict[str, Any]] = await response.json()
+    return next(p for p in found if p["Name"] == "orders")
+
+
+async def wait_switched(session: aiohttp.ClientSession, base: str, within: float = 600) -> None:
+    """Until the orders read model's latest build is live (or ended)."""
+    operator = {"Authorization": f"Bearer {OPERATOR}"}
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        phase = (await _orders(session, base, operator)).get("Build", {}).get("Phase", "")
+        if phase.startswith(("live", "done", "aborted")):
+            return
+        await asyncio.sleep(0.5)
+    raise RuntimeError("the build did not end")

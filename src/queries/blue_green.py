@@ -35,6 +35,7 @@ from commands.store.feed import EventFeed, Position
 from core.heap import collect_young, collections_paused
 from queries import versions
 from queries.model_projection import ModelProjection
+from queries.notifications import Notifier, ProjectionAdvanced
 from queries.projector.batch import REDO_ONE_BY_ONE, Projector
 from queries.projector.checkpoints import Checkpoints, Pair
 from queries.projector.parking import held_streams
@@ -83,10 +84,17 @@ ON CONFLICT DO NOTHING
 """
 _BEHIND_LIVE = """
 SELECT count(*) FROM projection_checkpoints l
-LEFT JOIN projection_checkpoints s
+JOIN projection_checkpoints s
   ON s.projection = $2 AND s.account_id = l.account_id AND s.stream_type = l.stream_type
-WHERE l.projection = $1 AND l.position > coalesce(s.position, 0)
+WHERE l.projection = $1 AND l.position > s.position
 """
+_START_LIKE_LIVE = """
+INSERT INTO projection_checkpoints (projection, account_id, stream_type, position)
+SELECT $2, l.account_id, l.stream_type, 0 FROM projection_checkpoints l WHERE l.projection = $1
+ON CONFLICT DO NOTHING
+"""
+_STATE = "SELECT state FROM projection_versions WHERE projection = $1 AND version = $2 FOR UPDATE"
+_SHAPE = "SELECT shape FROM projection_versions WHERE projection = $1 AND version = $2"
 _FORGET_CHECKPOINTS = "DELETE FROM projection_checkpoints WHERE projection = $1"
 _FORGET_PARKED = "DELETE FROM parked_events WHERE projection = $1"
 _RENAME_CHECKPOINTS = "UPDATE projection_checkpoints SET projection = $2 WHERE projection = $1"
@@ -111,6 +119,10 @@ class SwitchTimedOut(RuntimeError):
 class BuildRaced(RuntimeError):
     """A chunk's checkpoints moved between its read and its write: another attempt of the build runs
     (its activity is retried, and goes on from where they are)."""
+
+
+class ShapeChanged(RuntimeError):
+    """The version was started under another model: it cannot go on (abort it, build again)."""
 
 
 class NotBuilt(RuntimeError):
@@ -339,6 +351,13 @@ class Build:
         await self.projector.apply_read(connection, positions, events, [], [], True, live=False)
         return len(events), False
 
+    async def analyze(self) -> None:
+        """VACUUM (ANALYZE) the version's tables, as autovacuum would in time: statistics for the
+        planner and a visibility map for index-only scans before queries read them."""
+        async with self.pool.acquire() as connection:
+            for table in self.shadow.tables:
+                await connection.execute(f"VACUUM (ANALYZE) {table}")
+
     async def catch_up(self, beat: Callable[[], None] = lambda: None) -> int:
         """The projector's batches until the version is at the head it finds; how many events."""
         applied = 0
@@ -347,30 +366,55 @@ class Build:
             beat()
         return applied
 
-    async def switch(self, *, within: float = 30.0, beat: Callable[[], None] = lambda: None) -> int:
+    async def check_shape(self) -> None:
+        """ShapeChanged if the version was started under another model than this process's (a
+        release deployed in the middle of the build): it must be built again."""
+        async with self.pool.acquire() as connection:
+            recorded = await connection.fetchval(_SHAPE, self.live.name, self.version)
+        if recorded is not None and recorded != self.live.shape:
+            raise ShapeChanged(
+                f"version {self.version} of {self.live.name} was started under another model than this "
+                "one: abort it and build again"
+            )
+
+    async def switch(
+        self,
+        *,
+        within: float = 30.0,
+        notifier: Notifier | None = None,
+        beat: Callable[[], None] = lambda: None,
+    ) -> int:
         """Switch queries to this version, for every account at once; returns the version retired.
 
         Alone holding the projection's writer lock (live batches wait for it), the version catches
         up with every live checkpoint, then takes the live tables' names, checkpoints and parked
         events, in the same transaction. SwitchTimedOut, changing nothing, if it is still behind
-        after `within` seconds.
+        after `within` seconds; a lock not had within 2 s is a LockNotAvailableError (its waiting
+        holds up the live batches and readers queued behind it: better to try again later). Run
+        again once it committed, it answers as the first time did. Catch it up first (`catch_up`),
+        so that little is left to do while the live projector waits.
         """
         live, shadow = self.live, self.shadow
+        advanced: dict[tuple[UUID, str], ProjectionAdvanced] = {}
         async with self.pool.acquire() as connection, connection.transaction():
-            state = await connection.fetchval(
-                "SELECT state FROM projection_versions WHERE projection = $1 AND version = $2 FOR UPDATE",
-                live.name,
-                self.version,
-            )
+            await connection.execute("SET LOCAL lock_timeout = '2s'")
+            state = await connection.fetchval(_STATE, live.name, self.version)
+            if state == versions.State.LIVE:  # a retry after it committed
+                replaced = await versions.replaced_by(connection, live.name, self.version)
+                return replaced if replaced is not None else self.version - 1
             if state != versions.State.BUILDING:
                 raise NotBuilt(f"version {self.version} of {live.name} is not being built ({state})")
-            await connection.execute("SET LOCAL lock_timeout = '10s'")
+            await self.check_shape()
             await Checkpoints(live.name, live.stream_types).hold_writers(connection, alone=True)
+            # A pair the live projector has just begun (its checkpoint at 0) needs one here too.
+            await connection.execute(_START_LIKE_LIVE, live.name, shadow.name)
             deadline = time.monotonic() + within
             while await connection.fetchval(_BEHIND_LIVE, live.name, shadow.name):
                 if time.monotonic() > deadline:
                     raise SwitchTimedOut(f"version {self.version} of {live.name} is still behind the live")
-                if not await self.projector.run_batch():
+                moved = await self.projector.run_batch()
+                advanced.update(((a.account_id, a.stream_type), a) for a in moved)
+                if not moved:
                     await asyncio.sleep(0.01)
                 beat()
             current = await versions.live(connection, live.name)
@@ -394,17 +438,23 @@ class Build:
                 await connection.execute(forget, live.name)
                 await connection.execute(rename, shadow.name, live.name)
             await versions.promote(connection, live.name, self.version)
+        if advanced and notifier is not None:
+            # What the catch-up under the lock applied past the live positions, told as the live
+            # projector would have.
+            await notifier.publish(
+                [
+                    ProjectionAdvanced(live.name, a.account_id, a.stream_type, a.position)
+                    for a in advanced.values()
+                ],
+                [],
+            )
         return old
 
     async def abort(self) -> None:
         """Drop this version (being built) and everything of it: nothing else changes. NotBuilt if it
         was switched in."""
         async with self.pool.acquire() as connection, connection.transaction():
-            state = await connection.fetchval(
-                "SELECT state FROM projection_versions WHERE projection = $1 AND version = $2 FOR UPDATE",
-                self.live.name,
-                self.version,
-            )
+            state = await connection.fetchval(_STATE, self.live.name, self.version)
             if state == versions.State.LIVE:
                 raise NotBuilt(f"version {self.version} of {self.live.name} is live: it cannot be aborted")
             await drop_tables(connection, self.shadow)
@@ -426,11 +476,7 @@ async def drop_retired(pool: asyncpg.Pool[Any], live: ModelProjection, version: 
     """Drop a retired version (after its grace period)."""
     retired = live.versioned(version)
     async with pool.acquire() as connection, connection.transaction():
-        state = await connection.fetchval(
-            "SELECT state FROM projection_versions WHERE projection = $1 AND version = $2 FOR UPDATE",
-            live.name,
-            version,
-        )
+        state = await connection.fetchval(_STATE, live.name, version)
         if state == versions.State.LIVE:
             raise NotBuilt(f"version {version} of {live.name} is live: it is not dropped")
         await drop_tables(connection, retired)

@@ -3,7 +3,8 @@
 The live version's tables are `rm_<element>` and its checkpoints go by the projection's name. A
 version built beside it (`queries.blue_green`) has tables `rm_<element>__v<N>` and checkpoints
 `<name>@v<N>` until it is switched in; the version it replaced is then retired, under
-`rm_<element>__v<old>`, until dropped after a grace period. `shape` fingerprints what a version's
+`rm_<element>__v<old>`, until dropped after a grace period. Aborted and dropped versions stay
+recorded, so a number is never used twice. `shape` fingerprints what a version's
 rows hold (`ModelProjection.shape`): a release whose model changes it wants a new version built.
 """
 
@@ -24,6 +25,9 @@ class State(StrEnum):
     BUILDING = "building"
     LIVE = "live"
     RETIRED = "retired"
+    ABORTED = "aborted"
+    DROPPED = "dropped"
+    """Retired, then its tables dropped."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -129,9 +133,22 @@ async def promote(connection: asyncpg.Connection[Any], name: str, version: int) 
 
 
 async def forget(connection: asyncpg.Connection[Any], name: str, version: int) -> None:
-    """The version is gone (an aborted build, a retired version dropped)."""
+    """The version's tables are gone: an aborted build's, or a retired version's after its grace
+    period. Its row stays, so that its number is never used again."""
     await connection.execute(
-        "DELETE FROM projection_versions WHERE projection = $1 AND version = $2 AND state <> 'live'",
+        "UPDATE projection_versions SET state = CASE state WHEN 'building' THEN 'aborted' ELSE 'dropped' END "
+        "WHERE projection = $1 AND version = $2 AND state IN ('building', 'retired')",
         name,
         version,
     )
+
+
+async def replaced_by(connection: asyncpg.Connection[Any], name: str, version: int) -> int | None:
+    """The version that `version` replaced when it was switched in (the latest retired before it)."""
+    found: int | None = await connection.fetchval(
+        "SELECT max(version) FROM projection_versions WHERE projection = $1 AND version < $2 "
+        "AND state IN ('retired', 'dropped') AND retired_at IS NOT NULL",
+        name,
+        version,
+    )
+    return found

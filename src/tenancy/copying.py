@@ -4,6 +4,7 @@ piped from one connection straight into another (no row is decoded on the way)."
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -39,8 +40,26 @@ async def account_tables(connection: asyncpg.Connection[Any]) -> list[str]:
     return [r["relname"] for r in rows if r["relname"] not in CATALOG_TABLES]
 
 
+_VERSION = re.compile(r"__v\d+$")
+"""A read model's version being built or retired (`queries.blue_green`): each database builds its own."""
+
+
+PER_PROJECTION = frozenset({"projection_checkpoints", "parked_events"})
+"""Read-side tables whose rows name their projection, and so maybe a version of it (`name@vN`)."""
+
+
+def read_side_rows(table: str) -> str:
+    """Which of the account's rows of a read-side table move with it (`$1`: its AccountId): those of
+    live read models, not of versions being built or retired."""
+    if table in PER_PROJECTION:
+        return "account_id = $1 AND position('@v' IN projection) = 0"
+    return "account_id = $1"
+
+
 def read_side(tables: list[str]) -> list[str]:
-    return [t for t in tables if t not in STORE_TABLES]
+    """The account's read-side tables, without versions being built or retired (those are the
+    database's own, built from its events)."""
+    return [t for t in tables if t not in STORE_TABLES and not _VERSION.search(t)]
 
 
 async def common_columns(

@@ -38,7 +38,15 @@ import asyncpg
 
 from core.invalidations import ROUTES, Invalidations
 from tenancy.catalog import AccountCatalog
-from tenancy.copying import STORE_TABLES, account_tables, common_columns, pipe, read_side, scope
+from tenancy.copying import (
+    STORE_TABLES,
+    account_tables,
+    common_columns,
+    pipe,
+    read_side,
+    read_side_rows,
+    scope,
+)
 from tenancy.fences import ARRIVING, LEAVING, LEFT, fence, fence_of, lift
 from tenancy.routing import Databases
 
@@ -149,8 +157,9 @@ class AccountMover:
                         await scope(t, step.account_id)
                         for table in tables[first : first + TABLES_PER_TRANSACTION]:
                             columns = await common_columns(s, t, table)
-                            await t.execute(f"DELETE FROM {table} WHERE account_id = $1", step.account_id)
-                            rows += await pipe(s, t, table, columns, "account_id = $1", step.account_id)
+                            where = read_side_rows(table)
+                            await t.execute(f"DELETE FROM {table} WHERE {where}", step.account_id)
+                            rows += await pipe(s, t, table, columns, where, step.account_id)
         return rows
 
     async def copy_events(self, step: MoveStep, progress: Progress | None = None) -> int:

@@ -20,7 +20,8 @@ from commands.store.export import export_events, export_line, plan_export
 from commands.store.feed import EventFeed
 from core import metrics
 from core.deployment import Deployment
-from queries.blue_green import START, Build, Chunk, Cursor, drop_retired
+from queries import versions
+from queries.blue_green import START, Build, Chunk, Cursor, NotBuilt, ShapeChanged, drop_retired
 from queries.build_process import bulk_pass_in_process
 from queries.model_projection import ModelProjection
 from queries.notifications import Notifier
@@ -187,6 +188,8 @@ class ErpActivities:
         of the last one Temporal kept (the checkpoints say where each account is)."""
         self._ours(data.deployment)
         build = self._build(data)
+        async with _final(ShapeChanged):
+            await build.check_shape()
         details = activity.info().heartbeat_details
         replayed, head = await build.events()  # the checkpoints say what earlier attempts committed
         attempt = activity.info().attempt
@@ -218,9 +221,8 @@ class ErpActivities:
 
         beat(progress)
         # In a process of its own: the worker's event loop (its live projectors) is not held up.
-        await bulk_pass_in_process(
-            self._databases.url(data.database), data.projection, data.version, cursor, chunk_done
-        )
+        url = self._databases.url(data.database)
+        await bulk_pass_in_process(url, data.projection, data.version, cursor, chunk_done)
         beat(replace(progress, phase="catching up"))
         caught_up = await build.catch_up(lambda: activity.heartbeat(asdict(progress)))
         beat(replace(progress, events=progress.events + caught_up, phase="caught up"))
@@ -229,22 +231,36 @@ class ErpActivities:
 
     @activity.defn
     async def switch_version(self, data: BuildStep) -> int:
-        """Switch queries to the version built, in one database; the version it retired."""
+        """Switch queries to the version built, in one database; the version it retired. It is
+        caught up and analysed first, so that the live projector waits for little."""
         self._ours(data.deployment)
-        return await self._build(data).switch()
+        build = self._build(data)
+        async with _final(NotBuilt, ShapeChanged):
+            live = await versions.live(build.pool, data.projection)
+            if live is None or live.version != data.version:
+                await build.check_shape()
+                await build.catch_up(activity.heartbeat)
+                await build.analyze()
+            return await build.switch(notifier=self._notifier, beat=activity.heartbeat)
 
     @activity.defn
     async def abort_build(self, data: BuildStep) -> None:
-        """Drop the version being built and everything of it (nothing if it was never recorded)."""
+        """Drop the version of the projection being built in one database, and everything of it
+        (whichever number it has: an abort may come before the step that made it answered)."""
         self._ours(data.deployment)
-        if data.version:
-            await self._build(data).abort()
+        pool = self._databases.pool(data.database)
+        running = await versions.building(pool, data.projection)
+        if running is not None:
+            await Build(pool, _projection(data.projection), self._feed, running.version).abort()
 
     @activity.defn
     async def drop_retired(self, data: BuildStep) -> None:
         """Drop a retired version of the projection, after its grace period."""
         self._ours(data.deployment)
-        await drop_retired(self._databases.pool(data.database), _projection(data.projection), data.version)
+        async with _final(NotBuilt):
+            await drop_retired(
+                self._databases.pool(data.database), _projection(data.projection), data.version
+            )
 
     @activity.defn
     async def create_account_partition(self, data: AccountInput) -> str:
@@ -383,6 +399,15 @@ class ErpActivities:
             self.export_account,
             self.purge_offboarded,
         ]
+
+
+@contextlib.asynccontextmanager
+async def _final(*errors: type[Exception]) -> AsyncIterator[None]:
+    """These errors fail the activity for good (a retry would meet them again); others are retried."""
+    try:
+        yield
+    except errors as error:
+        raise ApplicationError(str(error), type=type(error).__name__, non_retryable=True) from error
 
 
 @contextlib.asynccontextmanager

@@ -44,9 +44,9 @@ class BuildView(msgspec.Struct, rename="pascal", omit_defaults=True):
     workflow_id: str
     status: str
     phase: str
-    events: int | None = None
-    """Events replayed into the new version so far (from the running step's heartbeat)."""
-    total: int | None = None
+    events_replayed: int | None = None
+    """Events replayed into the new version so far (from the running step's last heartbeat)."""
+    events_to_replay: int | None = None
     error: str | None = None
 
 

@@ -127,15 +127,21 @@ class BuildProjectionWorkflow:
             if self._running is not None:
                 self._running.cancel()
 
-    async def _step(self, activity: Callable[[ErpActivities, BuildStep], Awaitable[T]], step: BuildStep) -> T:
+    async def _step(
+        self,
+        activity: Callable[[ErpActivities, BuildStep], Awaitable[T]],
+        step: BuildStep,
+        *,
+        long: bool = False,
+    ) -> T:
         """A step an abort cancels, then stops after: the long one heartbeats, and a retry goes on
         from its last heartbeat. Cancelled, the build drops the new version only once the step has
         stopped writing to it."""
         handle = workflow.start_activity_method(
             activity,
             step,
-            start_to_close_timeout=timedelta(hours=12),
-            heartbeat_timeout=timedelta(seconds=10),
+            start_to_close_timeout=timedelta(hours=12) if long else timedelta(minutes=10),
+            heartbeat_timeout=timedelta(seconds=10) if long else None,
             retry_policy=RETRY,
             cancellation_type=ActivityCancellationType.WAIT_CANCELLATION_COMPLETED,
         )
@@ -163,14 +169,15 @@ class BuildProjectionWorkflow:
                 built[database] = await self._step(ErpActivities.prepare_build, step(database))
             self._state = BuildState("building", built, retired)
             for database in data.databases:
-                events += await self._step(ErpActivities.build_version, step(database))
+                events += await self._step(ErpActivities.build_version, step(database), long=True)
             self._state = BuildState("switching", built, retired)
-        except (ActivityError, asyncio.CancelledError, Aborted) as error:
+        except (ActivityError, asyncio.CancelledError, Aborted):
             self._state = BuildState("aborting", built, retired)
-            for database in built:
+            # Every database: an abort may come before the step that made the version answered.
+            for database in data.databases:
                 await _build_step(ErpActivities.abort_build, step(database))
             self._state = BuildState("aborted", built, retired)
-            if isinstance(error, Aborted):
+            if self._abort:
                 return BuildResult(data.projection, built, retired, events, aborted=True)
             raise
         for database in data.databases:

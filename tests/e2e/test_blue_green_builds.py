@@ -188,6 +188,7 @@ async def _api_flow(http: httpx.AsyncClient, pool: asyncpg.Pool[Any], settings: 
             break
         await asyncio.sleep(0.05)
     assert item["Building"]["Version"] == 2 and item["Version"] == 1, item
+    assert item["Build"]["Phase"] in ("preparing", "building"), item
     aborted = await http.post("/projections/orders/abort", headers=OPERATOR)
     assert aborted.status_code == 202, aborted.text
     for _ in range(300):
@@ -198,7 +199,8 @@ async def _api_flow(http: httpx.AsyncClient, pool: asyncpg.Pool[Any], settings: 
     assert item["Build"]["Phase"] == "aborted" and "Building" not in item, item
     assert await pool.fetch(RM_TABLES) == tables
     assert await read_models(pool) == models
-    assert {v.version for v in await versions.versions(pool, "orders")} == {1}
+    states = {(v.version, v.state) for v in await versions.versions(pool, "orders")}
+    assert states == {(1, versions.State.LIVE), (2, versions.State.ABORTED)}
 
     # A build to its end: queries answer throughout, then from the new version; the retired one
     # is dropped after the grace period (a second here).
@@ -213,10 +215,10 @@ async def _api_flow(http: httpx.AsyncClient, pool: asyncpg.Pool[Any], settings: 
         if item.get("Build", {}).get("Status") == "Completed":
             break
         await asyncio.sleep(0.05)
-    assert item["Version"] == 2 and item["Retired"] == [] and "Building" not in item, item
+    assert item["Version"] == 3 and item["Retired"] == [] and "Building" not in item, item
     assert answered > 1
     assert await pool.fetch(RM_TABLES) == tables, "the retired version's tables are gone"
     assert await read_models(pool) == models
     shown = await asyncio.to_thread(run_cli, settings, "projections", "status")
     assert shown.returncode == 0, shown.stderr
-    assert "orders" in shown.stdout and " v2 " in shown.stdout, shown.stdout
+    assert "orders" in shown.stdout and " v3 " in shown.stdout, shown.stdout

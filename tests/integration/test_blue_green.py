@@ -18,7 +18,7 @@ from commands.service import CommandService
 from commands.store.event_store import EventStore
 from commands.store.feed import EventFeed
 from queries import versions
-from queries.blue_green import Build, Chunk, NotBuilt, drop_retired
+from queries.blue_green import Build, Chunk, NotBuilt, ShapeChanged, drop_retired
 from queries.projector import Projector
 from queries.registry import PROJECTIONS
 from tests.conftest import make_account
@@ -221,7 +221,14 @@ async def test_an_aborted_build_changes_nothing(own_pool: asyncpg.Pool[Any]) -> 
     assert await own_pool.fetch(FUNCTIONS) == functions
     assert await read_models(own_pool) == models
     assert await own_pool.fetch("SELECT * FROM projection_checkpoints ORDER BY 1, 2, 3") == checkpoints
-    assert {v.version for v in await versions.versions(own_pool)} == {1}
+    states = {(v.projection, v.version, v.state) for v in await versions.versions(own_pool)}
+    assert states == {
+        *((name, 1, versions.State.LIVE) for name in PROJECTIONS),
+        *((name, 2, versions.State.ABORTED) for name in PROJECTIONS),
+    }
+    again = await Build.prepare(own_pool, PROJECTIONS["orders"], EventFeed())
+    assert again.version == 3, "an aborted version's number is not used again"
+    await again.abort()
 
 
 async def test_a_build_stopped_halfway_goes_on_from_its_cursor_and_equals_a_fresh_one(
@@ -251,13 +258,57 @@ async def test_a_build_stopped_halfway_goes_on_from_its_cursor_and_equals_a_fres
     assert await read_models(own_pool) == fresh
 
 
-async def test_only_a_version_being_built_can_be_aborted_or_switched(own_pool: asyncpg.Pool[Any]) -> None:
+async def test_a_switch_run_again_answers_as_the_first_and_a_live_version_is_neither_aborted_nor_dropped(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
     await projected(own_pool, accounts=1, rounds=1)
     build, _ = await build_all(own_pool, "activities")
-    await build.switch()
+    assert await build.switch() == 1
+    assert await build.switch() == 1, "a retry after the switch committed (a worker gone meanwhile)"
     with pytest.raises(NotBuilt):
         await build.abort()
     with pytest.raises(NotBuilt):
-        await build.switch()
-    with pytest.raises(NotBuilt):
         await drop_retired(own_pool, PROJECTIONS["activities"], build.version)
+    await drop_retired(own_pool, PROJECTIONS["activities"], 1)
+    await drop_retired(own_pool, PROJECTIONS["activities"], 1)  # again: nothing more to drop
+    states = {(v.version, v.state) for v in await versions.versions(own_pool, "activities")}
+    assert states == {(1, versions.State.DROPPED), (2, versions.State.LIVE)}
+    after = await Build.prepare(own_pool, PROJECTIONS["activities"], EventFeed())
+    assert after.version == 3
+    await after.abort()
+    with pytest.raises(NotBuilt):
+        await after.switch()
+
+
+async def test_the_switch_keeps_a_pair_the_live_projector_has_only_just_begun(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    """A new account's first order: the live projector has started its checkpoint at 0 (its look
+    found the pair) but not applied it when the switch comes. The switched-in checkpoints must have
+    the pair, or the live projector could never claim it again."""
+    await projected(own_pool, accounts=1, rounds=1)
+    build, _ = await build_all(own_pool, "orders")
+    newcomer = await make_account(own_pool)
+    await place_order(own_pool, newcomer)
+    live = Projector(own_pool, PROJECTIONS["orders"], EventFeed())
+    async with own_pool.acquire() as connection:
+        await live.find_work(connection)  # the pair is in its work set, its checkpoint at 0
+    await build.switch()
+    for _ in range(20):
+        await live.run_batch()
+    assert await own_pool.fetchval("SELECT count(*) FROM rm_order WHERE account_id = $1", newcomer) == 1
+
+
+async def test_a_version_started_under_another_model_cannot_go_on(own_pool: asyncpg.Pool[Any]) -> None:
+    await projected(own_pool, accounts=1, rounds=1)
+    build, _ = await build_all(own_pool, "orders")
+    await own_pool.execute(
+        "UPDATE projection_versions SET shape = 'another' WHERE projection = 'orders' AND version = $1",
+        build.version,
+    )
+    with pytest.raises(ShapeChanged):
+        await build.check_shape()
+    with pytest.raises(ShapeChanged):
+        await build.switch()
+    again = await Build.prepare(own_pool, PROJECTIONS["orders"], EventFeed())
+    assert again.version == build.version + 1, "prepare aborts the version of another shape"

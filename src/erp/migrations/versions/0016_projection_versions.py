@@ -1,5 +1,6 @@
 """Projection versions: each read model has a live version, and may have one being built beside it
-(blue/green) and retired ones waiting to be dropped (`queries.projector.versions`).
+(blue/green) and retired ones waiting to be dropped (`queries.versions`). Aborted and dropped ones
+stay as rows, so a version number is never used twice.
 
 The read models as they are become version 1 of each projection, with its shape recorded by the
 repeatable step that follows.
@@ -22,7 +23,7 @@ def upgrade() -> None:
         CREATE TABLE projection_versions (
             projection text NOT NULL,
             version integer NOT NULL,
-            state text NOT NULL CHECK (state IN ('building', 'live', 'retired')),
+            state text NOT NULL CHECK (state IN ('building', 'live', 'retired', 'aborted', 'dropped')),
             shape text NOT NULL,
             created_at timestamptz NOT NULL DEFAULT now(),
             live_at timestamptz,

@@ -87,6 +87,18 @@ async def ensure_live(connection: asyncpg.Connection[Any], projections: Iterable
     await connection.execute(_ENSURE, [p.name for p in found], [p.shape for p in found])
 
 
+async def new_shapes(
+    connection: asyncpg.Connection[Any] | asyncpg.Pool[Any], projections: Iterable[ModelProjection]
+) -> list[str]:
+    """The projections whose shape, as this process's model gives it, none of their versions has
+    had: a release that changed them. (A shape some version had, as an older release's, is not new:
+    a worker of that release, not yet replaced, builds nothing.)"""
+    known: dict[str, set[str]] = {}
+    for v in await versions(connection):
+        known.setdefault(v.projection, set()).add(v.shape)
+    return [p.name for p in projections if p.name in known and p.shape not in known[p.name]]
+
+
 async def versions(
     connection: asyncpg.Connection[Any] | asyncpg.Pool[Any], name: str | None = None
 ) -> list[Version]:

@@ -7,6 +7,7 @@ projection's status is computed in one place.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from uuid import UUID
 
@@ -23,6 +24,7 @@ from tenancy.catalog import AccountCatalog
 from tenancy.routing import Databases
 from workflows.messages import RebuildProgress, RebuildResult
 from workflows.starters import (
+    BuildRefused,
     BuildSeen,
     TemporalBuilds,
     projector_workflow_id,
@@ -178,6 +180,20 @@ class ProjectionOperations:
         if not found:
             return None
         return Building(found[0].version, sum(b.head for b in found), sum(b.position for b in found))
+
+    async def build_new_shapes(self) -> list[str]:
+        """Start a build of every projection whose shape, as this release's model gives it, no
+        version of it has had in some tenant database: a release that changed a read model's
+        shape raises its version. A shape any version had (an older release's, on a worker not yet
+        replaced) starts nothing. The projections whose builds it started (or found running)."""
+        started: set[str] = set()
+        for database in self._databases.names():
+            started.update(await versions.new_shapes(self._databases.pool(database), PROJECTIONS.values()))
+        for name in sorted(started):
+            # BuildRefused: one runs already (another worker of this release started it).
+            with contextlib.suppress(BuildRefused):
+                await self.builds.start(name, self._databases.names())
+        return sorted(started)
 
     async def build(self, name: str) -> str:
         """Start building a new version of `name` beside the live one, in every tenant database, as

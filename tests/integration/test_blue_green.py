@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
+from types import SimpleNamespace
 from typing import Any
 from uuid import UUID
 
@@ -312,3 +313,18 @@ async def test_a_version_started_under_another_model_cannot_go_on(own_pool: asyn
         await build.switch()
     again = await Build.prepare(own_pool, PROJECTIONS["orders"], EventFeed())
     assert again.version == build.version + 1, "prepare aborts the version of another shape"
+
+
+async def test_a_release_that_changes_a_shape_wants_a_new_version_and_an_older_one_does_not(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    assert await versions.new_shapes(own_pool, PROJECTIONS.values()) == []
+    # The live version was built by an older release, whose model gave orders another shape.
+    await own_pool.execute("UPDATE projection_versions SET shape = 'older' WHERE projection = 'orders'")
+    assert await versions.new_shapes(own_pool, PROJECTIONS.values()) == ["orders"]
+    build, _ = await build_all(own_pool, "orders")
+    await build.switch()
+    assert await versions.new_shapes(own_pool, PROJECTIONS.values()) == []
+    # A worker of the older release, not yet replaced, finds its shape among the versions: no build.
+    older = SimpleNamespace(name="orders", shape="older")
+    assert await versions.new_shapes(own_pool, [older]) == []  # type: ignore[list-item]

@@ -222,3 +222,29 @@ async def _api_flow(http: httpx.AsyncClient, pool: asyncpg.Pool[Any], settings: 
     shown = await asyncio.to_thread(run_cli, settings, "projections", "status")
     assert shown.returncode == 0, shown.stderr
     assert "orders" in shown.stdout and " v3 " in shown.stdout, shown.stdout
+
+
+async def test_the_cli_builds_with_a_progress_bar_and_refuses_an_abort_with_nothing_to_abort(
+    build_settings: Settings,
+) -> None:
+    pool = await create_pool(build_settings, min_size=1, max_size=4)
+    worker = start_worker(build_settings)
+    try:
+        service = CommandService(pool, EventStore())
+        await erp_history(service, await make_account(pool), rounds=2)
+        await caught_up(pool)
+        before = await read_models(pool)
+        refused = await asyncio.to_thread(run_cli, build_settings, "projections", "abort", "customers")
+        assert refused.returncode == 1 and "no build of customers is running" in refused.stdout, refused
+        unknown = await asyncio.to_thread(run_cli, build_settings, "projections", "rebuild", "nope")
+        assert unknown.returncode == 2 and "unknown projection" in unknown.stderr, unknown
+        built = await asyncio.to_thread(run_cli, build_settings, "projections", "rebuild", "customers")
+        assert built.returncode == 0, (built.stdout, built.stderr)
+        assert "switched customers to main v2" in built.stdout, built.stdout
+        assert await read_models(pool) == before
+        shown = await asyncio.to_thread(run_cli, build_settings, "projections", "status")
+        assert "customers        main       v2" in shown.stdout and "retired v1" in shown.stdout, shown.stdout
+    finally:
+        worker.kill()
+        worker.wait(timeout=10)
+        await pool.close()

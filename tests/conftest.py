@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
@@ -330,3 +332,26 @@ async def two_databases(
         await asyncio.wait_for(worker, 30)
         await drop_database(main_url)
         await drop_database(big_url)
+
+
+@pytest.fixture(scope="module")
+def module_temporal() -> Iterator[str]:
+    """A Temporal dev server of the test module's own, so its workflows meet no other worker."""
+    address = f"127.0.0.1:{free_port()}"
+    process = start_temporal(address)
+    yield address
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
+    """`erp worker` as a process of its own (for tests that kill it), on `settings`' database,
+    Temporal server and task queue; its output is thrown away."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.database_url,
+        "TEMPORAL_ADDRESS": settings.temporal_address,
+        "ERP_TASK_QUEUE": settings.task_queue,
+    }
+    erp = os.path.join(os.path.dirname(sys.executable), "erp")
+    return subprocess.Popen([erp, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)

@@ -7,13 +7,10 @@ requests get their 4xx problem."""
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -26,13 +23,13 @@ from core.db import create_pool
 from core.settings import Settings
 from core.temporal import TemporalGateway
 from erp.bench.seed import seed_orders
-from erp.devserver import drop_database, free_port, start_temporal
+from erp.devserver import drop_database
 from queries import versions
 from queries.projector import Checkpoints
 from queries.registry import PROJECTIONS
 from tenancy.catalog import AccountCatalog
 from tenancy.routing import Databases
-from tests.conftest import OPERATOR_TOKEN, fresh_database, make_account, onboard, private_stack
+from tests.conftest import OPERATOR_TOKEN, fresh_database, make_account, onboard, private_stack, start_worker
 from tests.e2e.test_bulk_onboarding import run_cli
 from tests.e2e.test_http_contract import assert_problem
 from tests.integration.erp_history import erp_history, read_models
@@ -44,33 +41,13 @@ OPERATOR = {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
 RM_TABLES = "SELECT relname FROM pg_class WHERE relname LIKE 'rm\\_%' AND relkind = 'r' ORDER BY 1"
 
 
-@pytest.fixture(scope="module")
-def own_temporal() -> Iterator[str]:
-    address = f"127.0.0.1:{free_port()}"
-    process = start_temporal(address)
-    yield address
-    process.terminate()
-    process.wait(timeout=30)
-
-
 @pytest.fixture
-async def build_settings(own_temporal: str) -> AsyncIterator[Settings]:
+async def build_settings(module_temporal: str) -> AsyncIterator[Settings]:
     url = await fresh_database()
     yield Settings(
-        database_url=url, temporal_address=own_temporal, task_queue=f"erp-build-{uuid.uuid4().hex[:6]}"
+        database_url=url, temporal_address=module_temporal, task_queue=f"erp-build-{uuid.uuid4().hex[:6]}"
     )
     await drop_database(url)
-
-
-def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "ERP_TASK_QUEUE": settings.task_queue,
-    }
-    erp = os.path.join(os.path.dirname(sys.executable), "erp")
-    return subprocess.Popen([erp, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 async def caught_up(pool: asyncpg.Pool[Any], within: float = 180) -> None:

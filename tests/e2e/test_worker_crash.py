@@ -4,13 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import asyncpg
@@ -20,38 +17,17 @@ from commands.service import CommandService
 from commands.store.event_store import EventStore
 from core.db import create_pool
 from core.settings import Settings
-from erp.devserver import drop_database, free_port, start_temporal
-from tests.conftest import fresh_database, make_account
+from erp.devserver import drop_database
+from tests.conftest import fresh_database, make_account, start_worker
 
 pytestmark = pytest.mark.fault
 
 
 @pytest.fixture(scope="module")
-def own_temporal() -> Iterator[str]:
-    """A Temporal server of this module's own, so its projector workflows meet no other worker."""
-    address = f"127.0.0.1:{free_port()}"
-    process = start_temporal(address)
-    yield address
-    process.terminate()
-    process.wait(timeout=30)
-
-
-@pytest.fixture(scope="module")
-async def crash_settings(own_temporal: str) -> AsyncIterator[Settings]:
+async def crash_settings(module_temporal: str) -> AsyncIterator[Settings]:
     url = await fresh_database()
-    yield Settings(database_url=url, temporal_address=own_temporal, task_queue="erp-crash")
+    yield Settings(database_url=url, temporal_address=module_temporal, task_queue="erp-crash")
     await drop_database(url)
-
-
-def start_worker(settings: Settings) -> subprocess.Popen[bytes]:
-    env = {
-        **os.environ,
-        "DATABASE_URL": settings.database_url,
-        "TEMPORAL_ADDRESS": settings.temporal_address,
-        "ERP_TASK_QUEUE": settings.task_queue,
-    }
-    erp = os.path.join(os.path.dirname(sys.executable), "erp")
-    return subprocess.Popen([erp, "worker"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
 async def projected(pool: asyncpg.Pool[Any]) -> int:

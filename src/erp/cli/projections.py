@@ -131,17 +131,22 @@ def projections_abort(name: str) -> None:
     asyncio.run(main())
 
 
-async def _follow_build(name: str, projections: ProjectionOperations, workflow_id: str) -> None:
-    """A progress bar over the events replayed into the new version (from its checkpoints, which
-    each chunk moves as it commits), until it is switched in, or the build ends otherwise."""
-    console.print(f"workflow {workflow_id}")
-    with Progress(
+def _events_bar() -> Progress:
+    """A progress bar of events (replayed, of how many), with the time taken."""
+    return Progress(
         TextColumn("{task.description}"),
         BarColumn(),
         TextColumn("{task.completed}/{task.total} events"),
         TimeElapsedColumn(),
         console=console,
-    ) as progress:
+    )
+
+
+async def _follow_build(name: str, projections: ProjectionOperations, workflow_id: str) -> None:
+    """A progress bar over the events replayed into the new version (from its checkpoints, which
+    each chunk moves as it commits), until it is switched in, or the build ends otherwise."""
+    console.print(f"workflow {workflow_id}")
+    with _events_bar() as progress:
         task = progress.add_task(f"building {name}", total=None)
         while True:
             seen = await projections.builds.seen(name)
@@ -171,13 +176,7 @@ async def _follow_rebuild(name: str, projections: ProjectionOperations, handle: 
     """
     console.print(f"workflow {handle.id}")
     result_task = asyncio.create_task(handle.result())
-    with Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("{task.completed}/{task.total} events"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as progress:
+    with _events_bar() as progress:
         task = progress.add_task(f"rebuilding {name}", total=total or None)
         while not result_task.done():
             beat = await projections.progress(handle)

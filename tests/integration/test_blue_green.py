@@ -328,3 +328,30 @@ async def test_a_release_that_changes_a_shape_wants_a_new_version_and_an_older_o
     # A worker of the older release, not yet replaced, finds its shape among the versions: no build.
     older = SimpleNamespace(name="orders", shape="older")
     assert await versions.new_shapes(own_pool, [older]) == []  # type: ignore[list-item]
+
+
+async def test_a_build_parks_what_its_tables_refuse_and_the_switch_keeps_them_parked(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    """A chunk with an event the new version's tables refuse goes event by event: the event is
+    parked under the version's name (the rest applied), and the switch brings it to the live name."""
+    accounts = await projected(own_pool, accounts=2, rounds=1)
+    await place_order(own_pool, accounts[0])  # its CustomerName is "Late"
+    build = await Build.prepare(own_pool, PROJECTIONS["orders"], EventFeed())
+    # The new version is stricter than the live one (as a narrower column would be).
+    await own_pool.execute(
+        f"ALTER TABLE {build.shadow.tables[0]} ADD CONSTRAINT refuse_late CHECK (customer_name <> 'Late')"
+    )
+    chunks: list[Chunk] = []
+    await build.bulk_pass(done=chunks.append)
+    await build.catch_up()
+    assert any(not c.bulk for c in chunks), "the chunk with the refused event went event by event"
+    parked = "SELECT projection, reason FROM parked_events WHERE account_id = $1"
+    [refused] = await own_pool.fetch(parked, accounts[0])
+    assert refused["projection"] == "orders@v2" and "refuse_late" in refused["reason"]
+    built = await own_pool.fetchval(f"SELECT count(*) FROM {build.shadow.tables[0]}")
+    await build.switch()
+    [refused] = await own_pool.fetch(parked, accounts[0])
+    assert refused["projection"] == "orders"
+    assert await own_pool.fetchval("SELECT count(*) FROM rm_order") == built == 8  # all but the refused
+    assert await own_pool.fetchval("SELECT count(*) FROM rm_order WHERE customer_name = 'Late'") == 0

@@ -111,11 +111,22 @@ class BuildState:
     """What a build workflow says of itself (its `state` query)."""
 
     phase: str
-    """preparing, building, switching, live (retired kept until dropped), done, aborting, aborted."""
+    """preparing, building, switching, done (the retired version dropped later, by a workflow of its
+    own), aborting, aborted."""
     versions: dict[str, int]
     """The version built, per database."""
     retired: dict[str, int]
     """The version it replaced, per database, once switched."""
+
+
+@dataclass(frozen=True)
+class DropInput:
+    """Drop a build's retired versions (database: version) after `grace_seconds`."""
+
+    projection: str
+    retired: dict[str, int]
+    grace_seconds: float
+    deployment: str = ""
 
 
 @dataclass(frozen=True)

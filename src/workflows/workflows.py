@@ -12,7 +12,7 @@ from typing import Any, TypeVar
 from temporalio import workflow
 from temporalio.common import RetryPolicy
 from temporalio.exceptions import ActivityError
-from temporalio.workflow import ActivityCancellationType
+from temporalio.workflow import ActivityCancellationType, ParentClosePolicy
 
 with workflow.unsafe.imports_passed_through():
     from tenancy.onboarding import IMPORT_CHUNK
@@ -23,6 +23,7 @@ with workflow.unsafe.imports_passed_through():
         BuildResult,
         BuildState,
         BuildStep,
+        DropInput,
         ImportInput,
         ImportResult,
         ImportStep,
@@ -182,13 +183,33 @@ class BuildProjectionWorkflow:
             raise
         for database in data.databases:
             retired[database] = await _build_step(ErpActivities.switch_version, step(database))
-        self._state = BuildState("live; the retired version is kept for the grace period", built, retired)
-        await workflow.sleep(timedelta(seconds=data.grace_seconds))
-        for database, version in retired.items():
-            retired_step = BuildStep(data.projection, database, version, data.deployment)
-            await _build_step(ErpActivities.drop_retired, retired_step)
-        self._state = BuildState("done", built, retired)
+        # The retired versions are dropped by a workflow of their own, after the grace period: this
+        # one ends now, and the next build of the projection may start meanwhile.
+        versions = "-".join(f"{database}-v{version}" for database, version in retired.items())
+        await workflow.start_child_workflow(
+            DropRetiredWorkflow.run,
+            DropInput(data.projection, retired, data.grace_seconds, data.deployment),
+            id=f"{workflow.info().workflow_id}-drop-{versions}",
+            parent_close_policy=ParentClosePolicy.ABANDON,
+        )
+        self._state = BuildState(
+            "done: live, the retired version dropped after the grace period", built, retired
+        )
         return BuildResult(data.projection, built, retired, events)
+
+
+@workflow.defn
+class DropRetiredWorkflow:
+    """Drops a build's retired versions once their grace period is over (queries may have been
+    planned against them until the switch)."""
+
+    @workflow.run
+    async def run(self, data: DropInput) -> None:
+        await workflow.sleep(timedelta(seconds=data.grace_seconds))
+        for database, version in data.retired.items():
+            await _build_step(
+                ErpActivities.drop_retired, BuildStep(data.projection, database, version, data.deployment)
+            )
 
 
 ONE_LOCAL_STEP = "onboard-in-one-local-activity"
@@ -378,6 +399,7 @@ WORKFLOWS = [
     ProjectorWorkflow,
     RebuildProjectionWorkflow,
     BuildProjectionWorkflow,
+    DropRetiredWorkflow,
     OnboardAccountWorkflow,
     ImportAccountsWorkflow,
     MoveAccountWorkflow,

@@ -139,7 +139,7 @@ async def wait_switched(session: aiohttp.ClientSession, base: str, within: float
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         phase = (await _orders(session, base, operator)).get("Build", {}).get("Phase", "")
-        if phase.startswith(("live", "done", "aborted")):
+        if phase.startswith(("done", "aborted")):
             return
         await asyncio.sleep(0.5)
     raise RuntimeError("the build did not end")

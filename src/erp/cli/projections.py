@@ -155,7 +155,7 @@ async def _follow_build(name: str, projections: ProjectionOperations, workflow_i
                 progress.update(task, total=building.head, completed=building.position)
             if seen is not None:
                 progress.update(task, description=f"{name}: {seen.phase}")
-                if seen.status != "Running" or seen.phase.startswith(("live", "done")):
+                if seen.status != "Running" or seen.phase.startswith("done"):
                     break
             await asyncio.sleep(0.5)
     if seen.phase == "aborted":

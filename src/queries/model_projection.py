@@ -7,6 +7,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
+from functools import cached_property
 from typing import Any
 from uuid import UUID
 
@@ -20,7 +21,7 @@ from queries.row_folds import CannotFold, Fold, Key, Row, Stored, TableFold, com
 Statement = tuple[str, Callable[[RecordedEvent], tuple[Any, ...]]]
 
 
-def converter(attr: Attr) -> Callable[[Any], Any]:
+def _converter(attr: Attr) -> Callable[[Any], Any]:
     if attr.type is Type.ID:
         return lambda v: None if v is None else UUID(v)
     if attr.type is Type.MONEY:
@@ -69,7 +70,7 @@ def compile_statement(element: Element, decl: EventDecl, table: str) -> Statemen
     ]
 
     def field(attr: Attr, source: str) -> Callable[[RecordedEvent], Any]:
-        convert = converter(attr)
+        convert = _converter(attr)
         return lambda e: convert(e.payload.get(source))
 
     if change.creates:
@@ -119,7 +120,7 @@ class ModelProjection:
 
     `version` None is the live read model (`rm_<element>` tables, checkpoints under `name`); a
     version is one built beside it (`versioned`), in tables of its own until it is switched in
-    (`queries.projector.versions`).
+    (`queries.versions`, `queries.blue_green`).
     """
 
     def __init__(
@@ -166,7 +167,7 @@ class ModelProjection:
         ddl = "\n".join(element_ddl(e, self.suffix) for e in self.elements)
         return ddl + ("\n" + self.extra_ddl(self.suffix) if self.extra_ddl else "")
 
-    @property
+    @cached_property
     def shape(self) -> str:
         """A fingerprint of what the read model's rows hold and how events make them: its tables'
         DDL and its statements. A change to the model that changes either changes it."""

@@ -71,13 +71,18 @@ def metric_points(reader: InMemoryMetricReader) -> dict[str, list[Any]]:
     return found
 
 
-@pytest.fixture(scope="session")
-def temporal_address() -> Iterator[str]:
+def _temporal_server() -> Iterator[str]:
+    """A Temporal dev server on a free port, stopped afterwards."""
     address = f"127.0.0.1:{free_port()}"
     process = start_temporal(address)
     yield address
     process.terminate()
     process.wait(timeout=30)
+
+
+@pytest.fixture(scope="session")
+def temporal_address() -> Iterator[str]:
+    yield from _temporal_server()
 
 
 @pytest.fixture(scope="session")
@@ -337,11 +342,7 @@ async def two_databases(
 @pytest.fixture(scope="module")
 def module_temporal() -> Iterator[str]:
     """A Temporal dev server of the test module's own, so its workflows meet no other worker."""
-    address = f"127.0.0.1:{free_port()}"
-    process = start_temporal(address)
-    yield address
-    process.terminate()
-    process.wait(timeout=30)
+    yield from _temporal_server()
 
 
 def start_worker(settings: Settings) -> subprocess.Popen[bytes]:

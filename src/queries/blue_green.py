@@ -49,11 +49,16 @@ PAIRS_PER_LOOK = 1_000
 COLLECT_EVERY = 16
 """Chunks between two collections of the young generations during a bulk pass."""
 
+# The next pairs after the cursor, in key order from the counters' primary key, each with its
+# checkpoint by its key: a look costs the pairs it returns, not every account's (a join let the
+# planner hash both tables whole, 12 ms a look at 10,000 accounts). A pair with no checkpoint of
+# this version (its first event came after prepare) reads as done: the catch-up takes it.
 _NEXT_PAIRS = """
-SELECT s.account_id, s.stream_type, s.last_sequence, c.position
+SELECT s.account_id, s.stream_type, s.last_sequence,
+       coalesce((SELECT c.position FROM projection_checkpoints c
+                 WHERE c.projection = $1 AND c.account_id = s.account_id
+                   AND c.stream_type = s.stream_type), s.last_sequence) AS position
 FROM stream_sequences s
-JOIN projection_checkpoints c
-  ON c.projection = $1 AND c.account_id = s.account_id AND c.stream_type = s.stream_type
 WHERE s.stream_type = ANY($2::text[]) AND (s.account_id, s.stream_type) > ($3::uuid, $4::text)
 ORDER BY s.account_id, s.stream_type
 LIMIT $5

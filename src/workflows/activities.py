@@ -410,15 +410,11 @@ async def _final(*errors: type[Exception]) -> AsyncIterator[None]:
         raise ApplicationError(str(error), type=type(error).__name__, non_retryable=True) from error
 
 
-@contextlib.asynccontextmanager
-async def _final_if_abandoned() -> AsyncIterator[None]:
+def _final_if_abandoned() -> contextlib.AbstractAsyncContextManager[None]:
     """A move that cannot go on (its copy differs, the tables differ, the account is not where it
     was said to be) fails for good, and the workflow undoes it; so does an offboarding that finds
     the account not as it expected (nothing is done then); anything else is retried."""
-    try:
-        yield
-    except (MoveAbandoned, SchemaMismatch, OffboardAbandoned) as error:
-        raise ApplicationError(str(error), type=type(error).__name__, non_retryable=True) from error
+    return _final(MoveAbandoned, SchemaMismatch, OffboardAbandoned)
 
 
 def _step(data: MoveInput) -> MoveStep:

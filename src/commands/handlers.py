@@ -10,7 +10,17 @@ from uuid import UUID
 import msgspec
 
 from commands.errors import BusinessRuleViolation, StreamNotFound
-from commands.model import Aggregate, Command, CommandDecl, Element, Model, ModelAggregate, RuleContext, snake
+from commands.model import (
+    ERASED,
+    Aggregate,
+    Command,
+    CommandDecl,
+    Element,
+    Model,
+    ModelAggregate,
+    RuleContext,
+    snake,
+)
 from commands.unit_of_work import UnitOfWork
 
 Handler = Callable[[Any, UnitOfWork], Awaitable[Aggregate]]
@@ -61,6 +71,10 @@ def model_handler(model: Model, element: Element, decl: CommandDecl) -> Handler:
         if not decl.creates and not aggregate.exists:
             names = " or ".join((element.name, *decl.alternatives))
             raise StreamNotFound(f"{names} {element_id} does not exist")
+        if aggregate.status == ERASED:
+            if decl.erases:
+                return aggregate  # nothing more to erase: the service answers as the erasure did
+            raise BusinessRuleViolation(f"{noun} {element_id} was erased; {decl.name} cannot apply to it")
         if decl.alternatives and uow.check_custom is not None:
             # Only now is it known which element the key names (the others are checked up front).
             await uow.check_custom(noun, getattr(command, "custom", None), decl.creates)

@@ -27,7 +27,7 @@ from commands.errors import (
     UnknownCommand,
 )
 from commands.handlers import CommandSpec
-from commands.model import Command
+from commands.model import Aggregate, Command
 from commands.registry import COMMANDS
 from commands.store.event_store import (
     CommandAlreadyLogged,
@@ -46,6 +46,7 @@ tracer = trace.get_tracer("erp.commands")
 
 IDEMPOTENCY_NAMESPACE = UUID("6f1c1f4e-3b7e-4d0c-9d36-5a0a8b1f2c11")
 
+_LAST_EVENT = "SELECT stream_type, sequence_number FROM erp_load_stream($1, $2, $3)"
 _FIND_COMMAND = "SELECT command_name, request_hash, result FROM erp_find_command($1, $2)"
 _FIND_COMMAND_OR_LEGACY = """
 SELECT command_name, request_hash, result FROM (
@@ -290,6 +291,10 @@ class CommandService:
             raise ConcurrencyConflict(aggregate.stream_id, expected, aggregate.revision)
         if trusted and uow.read_without_writing:
             raise _Unverified("a stream was only read; its cached state cannot be trusted")
+        if not aggregate.pending_events():  # an erasure again: answered as the first one was
+            return CommandResult.of(
+                aggregate.stream_id, aggregate.revision, await self._last_position(account_id, aggregate)
+            )
         revision = aggregate.revision + len(aggregate.pending_events())
         log = None
         if idempotent:
@@ -302,6 +307,11 @@ class CommandService:
         if self._wakeup is not None and appended.positions:
             self._wakeup.poke(appended.positions)
         return CommandResult.of(aggregate.stream_id, revision, appended.positions)
+
+    async def _last_position(self, account_id: UUID, aggregate: Aggregate) -> dict[str, int]:
+        """The position of the stream's last event: what its append answered."""
+        row = await self._pool.fetchrow(_LAST_EVENT, account_id, aggregate.stream_id, aggregate.revision - 1)
+        return {} if row is None else {row["stream_type"]: row["sequence_number"]}
 
     async def _logged(self, account_id: UUID, command_id: UUID, legacy: UUID | None) -> asyncpg.Record | None:
         """The command's log entry, under its id or (logged by an older version) its key's legacy id."""

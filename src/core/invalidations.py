@@ -30,6 +30,8 @@ ROUTES = "Routes"
 """The API keys of the account: its route changed (a move)."""
 CUSTOMISATIONS = "Customisations"
 """The account's custom-attribute definitions: one was defined."""
+SUBJECT_KEYS = "SubjectKeys"
+"""The keys of the account's data subjects: one was erased (API and worker processes alike)."""
 
 
 class Invalidation(msgspec.Struct, frozen=True, rename="pascal"):

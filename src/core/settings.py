@@ -81,6 +81,17 @@ class Settings:
     """Estimated bytes of recent streams' events one API process keeps (64 MiB), an account at most
     an eighth of them (`commands.stream_cache`); 0 keeps none."""
 
+    seal_personal_data: bool = field(default_factory=lambda: _env("ERP_SEAL_PERSONAL_DATA", "1") != "0")
+    """Store new events' personal fields sealed with their subject's key (0: in the clear, as
+    before; sealed ones still read). Erasure needs them sealed to erase them from events."""
+    subject_key_cache_bytes: int = field(
+        default_factory=lambda: int(_env("ERP_SUBJECT_KEY_CACHE_BYTES", str(8 * 1024 * 1024)))
+    )
+    """Bytes of data subjects' keys one process keeps (8 MiB: about 20,000 keys)."""
+    subject_key_ttl: float = field(default_factory=lambda: float(_env("ERP_SUBJECT_KEY_TTL", "10")))
+    """Seconds a process uses a subject's key without asking again: how long an erasure can go
+    unnoticed by a process that missed its invalidation (Redis away)."""
+
     export_dir: str = field(default_factory=lambda: _env("ERP_EXPORT_DIR", ".erp/exports"))
     """Where the worker writes an offboarded account's events (`<AccountId>.jsonl`, mode 0600)."""
 

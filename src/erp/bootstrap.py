@@ -18,13 +18,14 @@ from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.di import Provide
 
 from commands.deps import command_dependencies
-from commands.erp_model import UPCASTERS
+from commands.erp_model import ERP, UPCASTERS
 from commands.handlers import CommandSpec
 from commands.pipelines import CommandPipelines
 from commands.registry import COMMANDS
 from commands.store.event_store import EventStore
+from commands.store.sealing import Sealing, SubjectKeys
 from commands.stream_cache import StreamCache
-from core.invalidations import CUSTOMISATIONS, ROUTES, Invalidations, listening
+from core.invalidations import CUSTOMISATIONS, ROUTES, SUBJECT_KEYS, Invalidations, listening
 from core.redis_client import RedisClient, redis_client
 from core.redis_pubsub import ClusterChannelsBackend, Publisher
 from core.settings import Settings
@@ -66,13 +67,20 @@ class Container:
     ) -> None:
         self.settings = settings
         self.databases = Databases(settings, min_size=min_pool, max_size=max_pool)
-        self.store = EventStore(UPCASTERS)
-        """The event store; its `feed` is how every reader (projectors, rebuilds) decodes events."""
         self.redis = redis_client(
             settings.redis_url, cluster=settings.redis_cluster, socket_timeout=2, socket_connect_timeout=2
         )
         self.invalidations = Invalidations(Publisher(self.redis))
-        """Telling every API process to forget an account's cached route or definitions."""
+        """Telling every process to forget an account's cached route, definitions or subjects' keys."""
+        self.sealing = Sealing(
+            ERP.personal,
+            SubjectKeys(settings.subject_key_cache_bytes, settings.subject_key_ttl),
+            seal=settings.seal_personal_data,
+            invalidations=self.invalidations,
+        )
+        """Personal data sealed with its subject's key on append, opened on every read."""
+        self.store = EventStore(UPCASTERS, sealing=self.sealing)
+        """The event store; its `feed` is how every reader (projectors, rebuilds) decodes events."""
         self.temporal = TemporalGateway(settings)
         self.catalog = AccountCatalog(self.databases)
         self.keys = KeyCache(self.catalog, ttl=settings.cache_ttl)
@@ -178,11 +186,22 @@ class Container:
         }
 
     def forgetting(self) -> AbstractAsyncContextManager[None]:
-        """While the API serves: forget what other processes say changed (a route, definitions)."""
+        """While the API serves: forget what other processes say changed (a route, definitions, a
+        subject's key)."""
         return listening(
             self.channels,
-            {ROUTES: self.keys.forget_account, CUSTOMISATIONS: self.commands.forget_customisations},
+            {
+                ROUTES: self.keys.forget_account,
+                CUSTOMISATIONS: self.commands.forget_customisations,
+                SUBJECT_KEYS: self.sealing.keys.forget_account,
+            },
         )
+
+    @asynccontextmanager
+    async def forgetting_keys(self) -> AsyncIterator[None]:
+        """While a worker serves: forget the subjects' keys other processes say were erased."""
+        async with self.channels, listening(self.channels, {SUBJECT_KEYS: self.sealing.keys.forget_account}):
+            yield
 
     async def start(self) -> Container:
         await self.databases.open()

@@ -32,6 +32,7 @@ from uuid import UUID
 import asyncpg
 
 from commands.store.feed import EventFeed, Position
+from commands.store.sealing import SEALED, Keys
 from core.heap import collect_young, collections_paused
 from queries import versions
 from queries.model_projection import ModelProjection
@@ -160,6 +161,8 @@ class _Planned:
     cursor: Cursor
     ahead: dict[Pair, int]
     read_seconds: float
+    keys: Keys
+    """The subjects' keys its sealed events open with."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -284,7 +287,8 @@ class Build:
                 [at[k] for k in keys],
                 [lagging[k] for k in keys],
             )
-        folded = self._upcast(rows)
+            opening = await self.feed.keys_for(connection, rows)
+        folded = self._upcast(rows, opening)
         read: dict[Pair, int] = {}
         last: dict[Pair, int] = {}
         for row in rows:
@@ -305,6 +309,7 @@ class Build:
             after,
             {k: last.get(k, at[k]) for k in keys},
             time.monotonic() - started,
+            opening,
         )
 
     async def _write(self, planned: _Planned) -> Chunk:
@@ -327,13 +332,18 @@ class Build:
         seconds = planned.read_seconds + time.monotonic() - started
         return Chunk(len(planned.rows), written, seconds, planned.cursor, bulk)
 
-    def _upcast(self, rows: list[asyncpg.Record]) -> list[Stored] | None:
-        """The stored rows as the fold takes them, in today's shapes (None if an upcaster fails)."""
+    def _upcast(self, rows: list[asyncpg.Record], keys: Keys) -> list[Stored] | None:
+        """The stored rows as the fold takes them, opened and in today's shapes (None if an upcaster
+        fails)."""
         upcast = self.feed.upcasters.upcast
+        payload_of = self.feed.payload
         folded: list[Stored] = []
         for row in rows:
+            payload = row["payload"]
+            if SEALED in payload:
+                payload = payload_of(row, keys)
             try:
-                shapes = upcast(row["payload_item_name"], row["schema_version"], row["payload"])
+                shapes = upcast(row["payload_item_name"], row["schema_version"], payload)
             except Exception:  # the chunk goes event by event, where the projector parks it
                 return None
             account_id, stream_id = row["account_id"], row["stream_id"]
@@ -359,7 +369,7 @@ class Build:
                 return written, True
             except (CannotFold, *REDO_ONE_BY_ONE):
                 pass
-        events = self.feed.decode_all(planned.rows, lenient=True)
+        events = self.feed.decode_all(planned.rows, planned.keys, lenient=True)
         await self.projector.apply_read(connection, positions, events, [], [], True, live=False)
         return len(events), False
 

@@ -103,6 +103,8 @@ def compile_statement(element: Element, decl: EventDecl, table: str) -> Statemen
             assignments.append(
                 f"{column} = coalesce({column}, '[]'::jsonb) || jsonb_build_array(${len(getters)}::jsonb)"
             )
+        for name in change.clear:
+            assignments.append(f"{column_name(element.attribute(name))} = NULL")
         sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE account_id = $1 AND id = $2"
 
     def arguments(event: RecordedEvent) -> tuple[Any, ...]:

@@ -92,6 +92,7 @@ def compile_fold(
         (at(element.attribute(name)), source, records(element.attribute(name)))
         for name, source in change.append
     ]
+    cleared = [at(element.attribute(name)) for name in change.clear]
     status = change.status
     blank: Row = [None] * len(all_columns)
 
@@ -128,6 +129,8 @@ def compile_fold(
                 row[i] = (row[i] or 0) + sign * value
         for i, source, convert in appended:
             row[i] = [*(row[i] or []), convert(payload.get(source))]
+        for i in cleared:
+            row[i] = None
         return row
 
     return change.creates, create if change.creates else update

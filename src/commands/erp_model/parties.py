@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from commands.erp_model.common import ADDRESSES, NAME, NEW_ADDRESS, ref
 from commands.model import (
     Attr,
@@ -13,13 +15,22 @@ from commands.model import (
 )
 
 
-def party(name: str, *more: CommandDecl) -> Element:
-    """A Person or an Organisation (both parties): registered, renamed, given addresses."""
+def party(name: str, *more: CommandDecl, personal_name: bool) -> Element:
+    """A Person or an Organisation (both parties): registered, renamed, given addresses.
+
+    Its email and addresses are personal data (an Organisation's are its contact's), and a
+    Person's name too: sealed with the party's own key and erased by `Erase<name>`
+    (`commands.model.personal`)."""
     key = ref(f"{name}Id", name)
     return Element(
         name=name,
         kind=Kind.ENTITY,
-        attributes=(key, NAME, Attr("Email", required=False), ADDRESSES),
+        attributes=(
+            key,
+            replace(NAME, personal=personal_name),
+            Attr("Email", required=False, personal=True),
+            replace(ADDRESSES, personal=True),
+        ),
         commands=(
             CommandDecl(
                 f"Register{name}",
@@ -58,8 +69,9 @@ PERSON = party(
         alternatives=("Organisation",),
         description="Add an address to a party (a Person or an Organisation).",
     ),
+    personal_name=True,
 )
-ORGANISATION = party("Organisation")
+ORGANISATION = party("Organisation", personal_name=False)
 
 OWN_ORGANISATION = Element(
     name="OwnOrganisation",

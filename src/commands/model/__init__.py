@@ -19,6 +19,7 @@ from commands.model.language import (
     snake,
 )
 from commands.model.model import Model
+from commands.model.personal import ERASED
 from commands.model.values import (
     MAX_MONEY,
     MONEY_PATTERN,
@@ -31,6 +32,7 @@ from commands.model.values import (
 from commands.model.wire import Command
 
 __all__ = [
+    "ERASED",
     "MAX_MONEY",
     "MONEY_PATTERN",
     "Added",

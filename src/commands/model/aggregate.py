@@ -122,7 +122,9 @@ def apply_change(state: dict[str, Any], change: Change, payload: Mapping[str, An
     for attr, source in change.subtract:
         state[attr] = str(Decimal(state.get(attr) or 0) - Decimal(payload[source]))
     for attr, source in change.append:
-        state[attr] = [*state.get(attr, []), payload[source]]
+        state[attr] = [*(state.get(attr) or ()), payload[source]]
+    for attr in change.clear:
+        state[attr] = None
     if change.status is not None:
         state["Status"] = change.status
 

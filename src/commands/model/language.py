@@ -69,6 +69,9 @@ class Attr:
     """For an id: the element it points to (a relation such as `party`)."""
     searched: bool = False
     """Queries look elements up by it: its read-model column is indexed (per account)."""
+    personal: bool = False
+    """Personal data of the element (its data subject): stored in events sealed with the subject's
+    own key, and erased by the element's generated `Erase<Element>` (`commands.model.personal`)."""
 
     @property
     def snake(self) -> str:
@@ -89,6 +92,8 @@ class Change:
     subtract: tuple[tuple[str, str], ...] = ()
     append: tuple[tuple[str, str], ...] = ()
     """(records attribute, payload field): the field's record is appended to the list."""
+    clear: tuple[str, ...] = ()
+    """Attributes that become empty (NULL): an erasure's personal data."""
     creates: bool = False
     """The event starts the stream."""
 
@@ -124,6 +129,8 @@ class CommandDecl:
     description: str = ""
     alternatives: tuple[str, ...] = ()
     """Other elements whose stream the key may name (ChangeAddress: a Person or an Organisation)."""
+    erases: bool = False
+    """It erases the element's personal data (generated: `commands.model.personal`)."""
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,8 @@
 From the declarations (`commands.model.language`) it derives the wire types of commands and events
 (`commands.model.wire`: msgspec Structs, hence validation and OpenAPI), an aggregate class per
 element whose state changes are the events' declared `Change`s (`commands.model.aggregate`), and
-the upcasters that read older events' shapes as today's (`commands.model.versions`). The
+the upcasters that read older events' shapes as today's (`commands.model.versions`), and the
+erasure of each element with personal attributes (`commands.model.personal`). The
 handlers (`commands.handlers`) and the read-model tables (`queries.model_tables`) come from it too.
 """
 
@@ -15,6 +16,7 @@ import msgspec
 
 from commands.model.aggregate import ModelAggregate, aggregate_class
 from commands.model.language import CommandDecl, Element, EventDecl
+from commands.model.personal import erasable, personal_data
 from commands.model.versions import upcasters_of
 from commands.model.wire import Command, command_struct, event_struct
 
@@ -23,6 +25,7 @@ class Model:
     """A set of elements, with everything the platform derives from them, built once."""
 
     def __init__(self, elements: Sequence[Element]) -> None:
+        elements = [erasable(e) for e in elements]
         self.elements = {e.name: e for e in elements}
         self.command_types: dict[str, type[Command]] = {}
         self.command_decls: dict[str, tuple[Element, CommandDecl]] = {}
@@ -51,6 +54,8 @@ class Model:
             [gone for e in elements for gone in e.retired],
         )
         """How every reader reads events stored in an older shape (the declared versions)."""
+        self.personal = personal_data(elements)
+        """Which events' fields are personal (sealed with their subject's key) and which erase."""
 
     @staticmethod
     def _check_retired(element: Element) -> None:

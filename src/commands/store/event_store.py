@@ -39,6 +39,7 @@ from opentelemetry.trace import SpanContext
 
 from commands.store.feed import EventFeed, Executor, RecordedEvent
 from commands.store.group_commit import GroupCommit, Outcome
+from commands.store.sealing import ERASE, Sealing, SubjectErased
 from commands.store.upcasting import Upcasters
 from core.metrics import APPEND_BATCH_SIZE, EVENTS_APPENDED
 from core.telemetry import traced
@@ -133,9 +134,14 @@ class EventStore:
     """
 
     def __init__(
-        self, upcasters: Upcasters | None = None, *, group_commit: bool = True, lanes: int = 2
+        self,
+        upcasters: Upcasters | None = None,
+        *,
+        sealing: Sealing | None = None,
+        group_commit: bool = True,
+        lanes: int = 2,
     ) -> None:
-        self.feed = EventFeed(upcasters)
+        self.feed = EventFeed(upcasters, sealing)
         """How this store's events are read back: the decoder every reader shares."""
         self._group_commit = group_commit
         self._lanes = lanes
@@ -166,6 +172,7 @@ class EventStore:
         writes = sorted((w for w in writes if w.events), key=lambda w: w.stream_id)
         if not writes:
             return AppendResult(revisions={}, positions={})
+        writes, erasing = await self._sealed(self.feed.sealing, executor, account_id, writes)
         with traced(
             tracer,
             "append",
@@ -176,7 +183,9 @@ class EventStore:
             },
         ) as span:
             request = AppendRequest(account_id, writes, metadata, log, span.get_span_context())
-            if self._group_commit and isinstance(executor, asyncpg.Pool):
+            if erasing:
+                result = await self._erase(executor, request, erasing)
+            elif self._group_commit and isinstance(executor, asyncpg.Pool):
                 result = await self._group(executor).submit(request)
             else:
                 [outcome] = await self.append_batch(executor, [request])
@@ -188,6 +197,76 @@ class EventStore:
             for write in writes:
                 EVENTS_APPENDED.add(len(write.events), {"stream_type": write.stream_type})
         return result
+
+    @staticmethod
+    async def _sealed(
+        sealing: Sealing, executor: Executor, account_id: UUID, writes: list[StreamWrite]
+    ) -> tuple[list[StreamWrite], list[str]]:
+        """The writes with their events' personal fields sealed, and the subjects they erase.
+
+        A subject erased meanwhile is a ConcurrencyConflict: the command was decided on its state
+        from before the erasure.
+        """
+        erasing = [
+            w.stream_id
+            for w in writes
+            if any(sealing.personal.erases(w.stream_type, e.name) for e in w.events)
+        ]
+        personal = {
+            w.stream_id: fields
+            for w in writes
+            for e in w.events
+            if (fields := sealing.personal_fields(w.stream_type, e.name))
+        }
+        if not personal:
+            return writes, erasing
+        try:
+            ciphers = await sealing.sealing_keys(executor, account_id, personal)
+        except SubjectErased as erased:  # decided on state from before the erasure: decide again
+            [write] = [w for w in writes if w.stream_id == erased.subject]
+            raise ConcurrencyConflict(write.stream_id, write.expected_revision, None) from None
+        sealed = []
+        for write in writes:
+            cipher = ciphers.get(write.stream_id)
+            if cipher is None:
+                sealed.append(write)
+                continue
+            events = [
+                PendingEvent(
+                    e.name,
+                    sealing.seal(
+                        cipher,
+                        account_id,
+                        write.stream_id,
+                        e.payload,
+                        sealing.personal_fields(write.stream_type, e.name),
+                    ),
+                )
+                for e in write.events
+            ]
+            sealed.append(StreamWrite(write.stream_id, write.stream_type, write.expected_revision, events))
+        return sealed, erasing
+
+    async def _erase(self, executor: Executor, request: AppendRequest, subjects: list[str]) -> AppendResult:
+        """An append that erases subjects: their keys are deleted in its own transaction, so the
+        erasure is on record exactly when its keys are gone."""
+        if isinstance(executor, asyncpg.Pool):
+            async with executor.acquire() as connection, connection.transaction():
+                result = await self._erase_in(connection, request, subjects)
+        else:
+            result = await self._erase_in(executor, request, subjects)
+        await self.feed.sealing.erased(request.account_id)
+        return result
+
+    async def _erase_in(
+        self, executor: Executor, request: AppendRequest, subjects: list[str]
+    ) -> AppendResult:
+        for subject in subjects:
+            await executor.fetch(ERASE, request.account_id, subject)
+        [outcome] = await self.append_batch(executor, [request])
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
 
     async def append_batch(
         self, executor: Executor, requests: Sequence[AppendRequest]

@@ -2,7 +2,9 @@
 
 Loading an aggregate's stream, the projectors' reads after their checkpoints and rebuilds all turn
 stored rows into `RecordedEvent`s here, through the same upcasters, so an event stored in an older
-shape reaches every reader in today's (eventsourcing's `Mapper`, Marten's event loader).
+shape reaches every reader in today's (eventsourcing's `Mapper`, Marten's event loader). Sealed
+personal fields are opened first (`commands.store.sealing`): a reader fetches the keys its rows
+need (`keys_for`, one query) and decodes with them; an erased subject's fields read as null.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from uuid import UUID
 
 import asyncpg
 
+from commands.store.sealing import NO_KEYS, SEALED, Keys, PersonalData, Sealing
 from commands.store.upcasting import Upcasters
 
 
@@ -70,15 +73,23 @@ CROSS JOIN LATERAL (
 class EventFeed:
     """Reads stored events and decodes them, upcast to today's shapes."""
 
-    def __init__(self, upcasters: Upcasters | None = None) -> None:
+    def __init__(self, upcasters: Upcasters | None = None, sealing: Sealing | None = None) -> None:
         self.upcasters = upcasters or Upcasters()
+        self.sealing = sealing or Sealing(PersonalData())
+        """Opens sealed personal fields (every feed can: without a model's, it seals nothing)."""
+
+    async def keys_for(
+        self, executor: Executor, rows: Sequence[asyncpg.Record], scope: UUID | None = None
+    ) -> Keys:
+        """The subjects' keys that `rows` need to be decoded (`scope`: rows of that one account)."""
+        return await self.sealing.keys_for(executor, rows, scope)
 
     async def stream(
         self, executor: Executor, account_id: UUID, stream_id: str, after_revision: int = 0
     ) -> list[RecordedEvent]:
         """One stream's events after `after_revision`, oldest first (scoped to the account by RLS)."""
         rows = await executor.fetch(_STREAM, account_id, stream_id, after_revision)
-        return self.decode_all(rows)
+        return self.decode_all(rows, await self.keys_for(executor, rows, account_id))
 
     async def after(
         self, executor: Executor, positions: Sequence[Position], limit: int, *, lenient: bool = False
@@ -93,25 +104,38 @@ class EventFeed:
             [p.position for p in positions],
             limit,
         )
-        return self.decode_all(rows, lenient=lenient)
+        return self.decode_all(rows, await self.keys_for(executor, rows), lenient=lenient)
 
-    def decode_all(self, rows: Sequence[asyncpg.Record], *, lenient: bool = False) -> list[RecordedEvent]:
-        """Stored rows as events of today's schema, in order."""
-        return [event for row in rows for event in self.decode(row, lenient=lenient)]
+    def decode_all(
+        self, rows: Sequence[asyncpg.Record], keys: Keys = NO_KEYS, *, lenient: bool = False
+    ) -> list[RecordedEvent]:
+        """Stored rows as events of today's schema, in order (`keys`: those `keys_for` fetched)."""
+        return [event for row in rows for event in self.decode(row, keys, lenient=lenient)]
 
-    def decode(self, row: asyncpg.Record, *, lenient: bool = False) -> list[RecordedEvent]:
+    @staticmethod
+    def payload(row: asyncpg.Record, keys: Keys = NO_KEYS) -> dict[str, Any]:
+        """The row's payload as stored, its sealed personal fields opened (null where erased)."""
+        payload: dict[str, Any] = row["payload"]
+        if SEALED in payload:
+            return Sealing.open(row["account_id"], row["stream_id"], payload, keys)
+        return payload
+
+    def decode(
+        self, row: asyncpg.Record, keys: Keys = NO_KEYS, *, lenient: bool = False
+    ) -> list[RecordedEvent]:
         """A stored row as events of today's schema: one, or several when an upcaster split it (they
         share its revision and SequenceNumber, so readers take them as one: applied together,
         counted once). An upcaster that fails raises, unless `lenient`: the row then comes as
         stored, marked `undecodable` with why."""
         name, version = row["payload_item_name"], row["schema_version"]
+        stored = self.payload(row, keys)
         try:
-            shapes = self.upcasters.upcast(name, version, row["payload"])
+            shapes = self.upcasters.upcast(name, version, stored)
         except Exception as error:
             if not lenient:
                 raise
             why = f"reading {name} v{version} in today's shape failed: {type(error).__name__}: {error}"
-            return [self._event(row, name, row["payload"], why)]
+            return [self._event(row, name, stored, why)]
         return [self._event(row, name, payload) for name, payload in shapes]
 
     @staticmethod

@@ -26,7 +26,7 @@ import asyncpg
 
 from commands import customisation
 from commands.erp_model import ERP
-from commands.store import event_store, feed
+from commands.store import event_store, feed, sealing
 from core.sql import sql_beside
 from queries.customer_names import ensure_customer_names
 from queries.model_tables import ensure_model_tables
@@ -39,6 +39,7 @@ STORE_FUNCTIONS: tuple[tuple[ModuleType, str], ...] = (
     (fences, "fences.sql"),  # erp_write_lock (the append calls it), erp_write_unfenced, erp_fence_account
     (feed, "streams.sql"),  # erp_enter_account (the others call it), erp_load_stream, erp_find_command
     (event_store, "append.sql"),  # erp_append_batch
+    (sealing, "subject_keys.sql"),  # erp_subject_keys, erp_erase_subject
     (customisation, "customisations.sql"),  # erp_customisations
     (checkpoints, "checkpoints.sql"),  # erp_changed_pairs, erp_claim_checkpoints, erp_save_checkpoints
 )

@@ -222,7 +222,8 @@ async def release(
         numbers = [r["sequence_number"] for r in rows]
         stored = await connection.fetch(_EVENTS, account_id, stream_type, numbers)
         # A stored event an upcaster split is one unit; one the upcasters still fail on is refused.
-        parts = [feed.decode(row, lenient=True) for row in stored]
+        keys = await feed.keys_for(connection, stored)
+        parts = [feed.decode(row, keys, lenient=True) for row in stored]
         done = [p[0].sequence_number for p in parts[:1]] if skip else []
         reason: str | None = None
         for events in parts[len(done) :]:

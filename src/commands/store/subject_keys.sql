@@ -1,0 +1,44 @@
+-- The data subjects' keys (commands/store/sealing.py): made on first use, deleted by an erasure.
+--
+-- Applied on every upgrade by the migrations' repeatable step (erp/migrations/repeatable.py) with
+-- CREATE OR REPLACE. Both run scoped to their account (erp_enter_account, streams.sql), under the
+-- table's row-level security.
+
+-- Each subject's key, inserting the caller's fresh one where the subject has none. The INSERT
+-- waits for a concurrent one of the same subject and keeps it; the SELECT, a statement of its own,
+-- then sees whichever won. An erased subject answers its NULL key.
+CREATE OR REPLACE FUNCTION erp_subject_keys(p_account uuid, p_subjects text[], p_fresh bytea[])
+RETURNS TABLE (subject text, key bytea) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM erp_enter_account(p_account);
+    INSERT INTO subject_keys (account_id, subject, key)
+    SELECT p_account, s.subject, s.key FROM unnest(p_subjects, p_fresh) AS s(subject, key)
+    ON CONFLICT (account_id, subject) DO NOTHING;
+    RETURN QUERY
+        SELECT k.subject, k.key FROM subject_keys k
+        WHERE k.account_id = p_account AND k.subject = ANY (p_subjects);
+END $$;
+
+-- Erases a subject: its key goes, its row stays (key NULL) as the record of the erasure. Runs in
+-- the transaction that appends the erasure event, so the two commit together.
+CREATE OR REPLACE FUNCTION erp_erase_subject(p_account uuid, p_subject text) RETURNS void
+LANGUAGE plpgsql AS $$
+BEGIN
+    PERFORM erp_enter_account(p_account);
+    INSERT INTO subject_keys AS k (account_id, subject, key, erased_at)
+    VALUES (p_account, p_subject, NULL, now())
+    ON CONFLICT (account_id, subject)
+    DO UPDATE SET key = NULL, erased_at = coalesce(k.erased_at, EXCLUDED.erased_at);
+END $$;
+
+-- The keys of one account's subjects, to open its events (NULL: erased); reads only.
+CREATE OR REPLACE FUNCTION erp_open_subject_keys(p_account uuid, p_subjects text[])
+RETURNS TABLE (subject text, key bytea) LANGUAGE plpgsql AS $$
+#variable_conflict use_column
+BEGIN
+    PERFORM erp_enter_account(p_account);
+    RETURN QUERY
+        SELECT k.subject, k.key FROM subject_keys k
+        WHERE k.account_id = p_account AND k.subject = ANY (p_subjects);
+END $$;

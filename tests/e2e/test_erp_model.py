@@ -22,7 +22,9 @@ import asyncpg
 import httpx
 import pytest
 
+from commands.erp_model import UPCASTERS
 from commands.store.event_store import CommandMetadata, EventStore, PendingEvent, StreamWrite
+from commands.store.feed import EventFeed
 from queries.paging import encode_cursor
 from tests.conftest import Tenant, onboard, private_stack
 
@@ -96,13 +98,9 @@ async def event_count(pool: asyncpg.Pool[Any], account_id: UUID) -> int:
 
 
 async def stream_events(pool: asyncpg.Pool[Any], account_id: UUID, stream_id: str) -> list[tuple[str, Json]]:
-    rows = await pool.fetch(
-        "SELECT payload_item_name, payload::text AS payload FROM events "
-        "WHERE account_id = $1 AND stream_id = $2 ORDER BY stream_revision",
-        account_id,
-        stream_id,
-    )
-    return [(r["payload_item_name"], json.loads(r["payload"])) for r in rows]
+    """The stream's events as every reader gets them: personal fields opened (stored sealed)."""
+    events = await EventFeed(UPCASTERS).stream(pool, account_id, stream_id)
+    return [(e.name, e.payload) for e in events]
 
 
 async def committed_at(pool: asyncpg.Pool[Any], account_id: UUID, stream_id: str) -> datetime:

@@ -87,7 +87,7 @@ class Settings:
     subject_key_cache_bytes: int = field(
         default_factory=lambda: int(_env("ERP_SUBJECT_KEY_CACHE_BYTES", str(8 * 1024 * 1024)))
     )
-    """Bytes of data subjects' keys one process keeps (8 MiB: about 20,000 keys)."""
+    """Bytes of data subjects' keys one process keeps (8 MiB: about 16,000 keys)."""
     subject_key_ttl: float = field(default_factory=lambda: float(_env("ERP_SUBJECT_KEY_TTL", "10")))
     """Seconds a process uses a subject's key without asking again: how long an erasure can go
     unnoticed by a process that missed its invalidation (Redis away)."""

@@ -22,7 +22,7 @@ from commands.service import CommandResult, CommandService
 from commands.store.event_store import ConcurrencyConflict, EventStore, PendingEvent, StreamWrite
 from commands.store.export import export_events, plan_export
 from commands.store.feed import EventFeed
-from commands.store.sealing import SEALED, Sealing, SubjectKeys
+from commands.store.sealing import ENTRY_BYTES, SEALED, Sealing, SubjectKeys
 from core.settings import Settings
 from erp.bootstrap import Container
 from queries.blue_green import Build
@@ -306,7 +306,7 @@ async def test_every_process_forgets_an_erased_key_within_seconds(
 
 
 async def test_a_key_cache_is_bounded_and_entries_expire(pool: asyncpg.Pool[Any], account_id: UUID) -> None:
-    keys = SubjectKeys(max_bytes=10 * 400, ttl=0.2)
+    keys = SubjectKeys(max_bytes=10 * ENTRY_BYTES, ttl=0.2)
     subjects = [f"Person-{uuid.uuid4()}" for _ in range(25)]
     await keys.sealing(pool, account_id, subjects)
     assert len(keys) == 10, "more keys cached than the bound allows"

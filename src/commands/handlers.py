@@ -88,6 +88,8 @@ def model_handler(model: Model, element: Element, decl: CommandDecl) -> Handler:
             for name, value in msgspec.to_builtins(command).items()
             if name not in NOT_PAYLOAD and value is not None
         }
+        if decl.erases:
+            payload = {decl.key: payload[decl.key]}  # the erasure, without data of any kind
         if decl.rule is not None:
             await decl.rule(RuleContext(command, uow, aggregate, payload, model))
         aggregate.raise_event(decl.event, payload)

@@ -340,9 +340,9 @@ class Build:
         folded: list[Stored] = []
         for row in rows:
             payload = row["payload"]
-            if SEALED in payload:
-                payload = payload_of(row, keys)
             try:
+                if SEALED in payload:
+                    payload = payload_of(row, keys)
                 shapes = upcast(row["payload_item_name"], row["schema_version"], payload)
             except Exception:  # the chunk goes event by event, where the projector parks it
                 return None

@@ -105,6 +105,9 @@ def compile_statement(element: Element, decl: EventDecl, table: str) -> Statemen
             )
         for name in change.clear:
             assignments.append(f"{column_name(element.attribute(name))} = NULL")
+        if change.clear_custom:
+            assignments[1] = "custom = $4::jsonb"
+            getters[3] = lambda e: {}
         sql = f"UPDATE {table} SET {', '.join(assignments)} WHERE account_id = $1 AND id = $2"
 
     def arguments(event: RecordedEvent) -> tuple[Any, ...]:

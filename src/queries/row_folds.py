@@ -131,6 +131,8 @@ def compile_fold(
             row[i] = [*(row[i] or []), convert(payload.get(source))]
         for i in cleared:
             row[i] = None
+        if change.clear_custom:
+            row[CUSTOM] = {}
         return row
 
     return change.creates, create if change.creates else update

@@ -16,6 +16,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
+from commands.customisation import CustomAttribute
 from commands.erp_model import ERP, UPCASTERS
 from commands.errors import BusinessRuleViolation, StreamNotFound
 from commands.service import CommandResult, CommandService
@@ -337,3 +338,29 @@ async def test_with_sealing_off_new_events_are_stored_in_the_clear_and_sealed_on
     service = CommandService(pool, off)
     await run(service, account_id, "ErasePerson", {"PersonId": str(clear.id)})
     assert (await off.load(pool, account_id, clear.stream_id))[-1].name == "PersonErased"
+
+
+async def test_a_persons_own_attributes_are_sealed_and_erased_with_it(
+    pool: asyncpg.Pool[Any], account_id: UUID
+) -> None:
+    """The account's own attributes of a data subject may be personal (nothing says they are not):
+    sealed like its personal attributes, and cleared by its erasure; an erasure sent with some
+    stores none of them."""
+    service = CommandService(pool, sealed_store())
+    await service.customisations.define(account_id, CustomAttribute("Person", "Birthplace", "string"))
+    person, birthplace = Person(), f"Birthplace {uuid.uuid4().hex[:10]}"
+    body = {"PersonId": str(person.id), "Name": person.name, "Custom": {"Birthplace": birthplace}}
+    await run(service, account_id, "RegisterPerson", body)
+    assert birthplace not in await stored_text(pool, account_id)
+    await catch_up(pool, EventFeed(UPCASTERS))
+    custom = "SELECT custom FROM rm_person WHERE account_id = $1 AND id = $2"
+    assert await pool.fetchval(custom, account_id, person.id) == {"Birthplace": birthplace}
+
+    erasure = {"PersonId": str(person.id), "Custom": {"Birthplace": "Sent with the erasure"}}
+    await run(service, account_id, "ErasePerson", erasure)
+    await catch_up(pool, EventFeed(UPCASTERS))
+    assert await pool.fetchval(custom, account_id, person.id) == {}
+    events = await EventFeed(UPCASTERS).stream(pool, account_id, person.stream_id)
+    assert events[-1].payload == {"PersonId": str(person.id)}
+    assert events[0].payload.get("Custom") is None
+    assert "Sent with the erasure" not in await stored_text(pool, account_id)

@@ -125,6 +125,8 @@ def apply_change(state: dict[str, Any], change: Change, payload: Mapping[str, An
         state[attr] = [*(state.get(attr) or ()), payload[source]]
     for attr in change.clear:
         state[attr] = None
+    if change.clear_custom:
+        state["Custom"] = {}
     if change.status is not None:
         state["Status"] = change.status
 

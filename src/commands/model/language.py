@@ -94,6 +94,8 @@ class Change:
     """(records attribute, payload field): the field's record is appended to the list."""
     clear: tuple[str, ...] = ()
     """Attributes that become empty (NULL): an erasure's personal data."""
+    clear_custom: bool = False
+    """The account's own attributes (`Custom`) become empty too: an erasure's."""
     creates: bool = False
     """The event starts the stream."""
 

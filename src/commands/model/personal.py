@@ -4,12 +4,12 @@ An element with personal attributes is a data subject's (a Person; an Organisati
 From the marks the model derives, with no code per element:
 
 * `erasable`: the element's `Erase<Element>` command and `<Element>Erased` event. The event
-  carries only the element's id; its Change clears the personal attributes and sets the status
-  `Erased`, after which every other command on the element is refused and the erasure itself
-  answers as it first did (`commands.handlers`).
-* `personal_data`: which fields of which events feed personal attributes (sealed on append with
-  the subject's key, `commands.store.sealing`), and which events are erasures (their append
-  deletes the key).
+  carries only the element's id; its Change clears the personal attributes and the account's own
+  (`Custom`) ones, and sets the status `Erased`, after which every other command on the element
+  is refused and the erasure itself answers as it first did (`commands.handlers`).
+* `personal_data`: which fields of which events feed personal attributes, and their `Custom`
+  values (sealed on append with the subject's key, `commands.store.sealing`), and which events
+  are erasures (their append deletes the key).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import replace
 from commands.model.language import Attr, Change, CommandDecl, Element, EventDecl, Type
 from commands.store.sealing import PersonalData
 
+CUSTOM = "Custom"
 ERASED = "Erased"
 """An erased element's status."""
 
@@ -60,17 +61,23 @@ def erasable(element: Element) -> Element:
                 ),
             ),
         ),
-        events=(*element.events, EventDecl(event, (key,), Change(clear=personal, status=ERASED))),
+        events=(
+            *element.events,
+            EventDecl(event, (key,), Change(clear=personal, clear_custom=True, status=ERASED)),
+        ),
     )
 
 
 def personal_fields(element: Element, decl: EventDecl) -> tuple[str, ...]:
-    """The event's payload fields that feed personal attributes."""
+    """The event's payload fields that feed personal attributes, and its `Custom` values: an
+    account's own attributes of a data subject may be personal too, and nothing says they are not."""
     personal = set(personal_attributes(element))
+    if not personal:
+        return ()
     change = decl.change
     fields = [name for name in change.set if name in personal]
     fields += [source for attr, source in (*change.copy, *change.append) if attr in personal]
-    return tuple(dict.fromkeys(fields))
+    return (*dict.fromkeys(fields), CUSTOM)
 
 
 def personal_data(elements: Sequence[Element]) -> PersonalData:

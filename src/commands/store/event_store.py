@@ -213,10 +213,10 @@ class EventStore:
             if any(sealing.personal.erases(w.stream_type, e.name) for e in w.events)
         ]
         personal = {
-            w.stream_id: fields
+            w.stream_id
             for w in writes
             for e in w.events
-            if (fields := sealing.personal_fields(w.stream_type, e.name))
+            if any(f in e.payload for f in sealing.personal_fields(w.stream_type, e.name))
         }
         if not personal:
             return writes, erasing

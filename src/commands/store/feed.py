@@ -128,14 +128,13 @@ class EventFeed:
         counted once). An upcaster that fails raises, unless `lenient`: the row then comes as
         stored, marked `undecodable` with why."""
         name, version = row["payload_item_name"], row["schema_version"]
-        stored = self.payload(row, keys)
         try:
-            shapes = self.upcasters.upcast(name, version, stored)
+            shapes = self.upcasters.upcast(name, version, self.payload(row, keys))
         except Exception as error:
             if not lenient:
                 raise
             why = f"reading {name} v{version} in today's shape failed: {type(error).__name__}: {error}"
-            return [self._event(row, name, stored, why)]
+            return [self._event(row, name, row["payload"], why)]
         return [self._event(row, name, payload) for name, payload in shapes]
 
     @staticmethod

@@ -18,14 +18,16 @@ accounts against 100). Last, the neighbours: a quiet account's command and notif
 alone and while another account floods the API with 64 connections; and a light account's command
 and ConsistentWith read p99 alone and while another sends and reads the biggest orders it may. A
 neighbour's load is sent from a process of its own (`neighbour`), as another client's would be.
-Then the rebuilds (`rebuild`): an account's notifications while the worker builds a new version of
-the orders read model, and 1,000,000 orders of one account rebuilt, beside Postgres's own
-bulk-insert rate.
+Then what sealing personal data costs (`sealing`): person commands/s over HTTP against the API and
+against a second one on the stack with ERP_SEAL_PERSONAL_DATA=0, alternating, and their ratio. Then
+the rebuilds (`rebuild`): an account's notifications while the worker builds a new version of the
+orders read model, and 1,000,000 orders of one account rebuilt, beside Postgres's own bulk-insert
+rate.
 
 The pieces: `stack` (the processes), `load` (what is sent), `phases` (what is measured),
-`neighbour` (a load in a child process), `rebuild` and `seed` (the rebuild lines and their
-million orders), `report` (the figures and their table), `soak` (`--soak`)
-and `model_scale` (`--model-scale`).
+`neighbour` (a load in a child process), `sealing` (sealed against clear), `rebuild` and `seed`
+(the rebuild lines and their million orders), `report` (the figures and their table), `soak`
+(`--soak`) and `model_scale` (`--model-scale`).
 """
 
 from __future__ import annotations
@@ -69,7 +71,9 @@ from erp.bench.report import (
     report_noisy_neighbour,
     report_rebuild,
     report_scale,
+    report_sealing,
 )
+from erp.bench.sealing import SealingMeasured, sealing_on_and_off
 from erp.bench.soak import SoakWindow, run_soak
 from erp.bench.stack import Stack
 
@@ -125,6 +129,12 @@ async def run_bench(
             console.print(f"heavy neighbour: one account sends and reads orders of {HEAVY_LINES:,} lines ...")
             await heavy_neighbour(session, stack.base, tenants[2], tenants[3], measured[0], lines=HEAVY_LINES)
             console.print(
+                "personal data sealed and in the clear: person commands against the API and a second one "
+                "with ERP_SEAL_PERSONAL_DATA=0, alternating ..."
+            )
+            sealing = await sealing_on_and_off(stack, session, tenants, seconds)
+            record_sealing(measured[0], sealing)
+            console.print(
                 "a new version of the orders read model, built by the worker, while an account measures ..."
             )
             during = await notifications_during_build(
@@ -143,6 +153,7 @@ async def run_bench(
         report(results)
     report_noisy_neighbour(measured[0])
     report_heavy_neighbour(measured[0], HEAVY_LINES)
+    report_sealing(measured[0])
     report_rebuild(measured[0])
     if len(measured) == 3:
         report_scale(*measured)
@@ -162,6 +173,18 @@ def record_rebuild(results: Results, built: MillionBuilt, during: DuringBuild) -
     results.build_notifications = during.notifications
     results.build_notification_p50_ms = during.p50_ms
     results.build_notification_p99_ms = during.p99_ms
+
+
+def record_sealing(results: Results, sealing: SealingMeasured) -> None:
+    results.sealed_commands_per_s = sealing.sealed_per_s
+    results.clear_commands_per_s = sealing.clear_per_s
+    results.sealing_ratio = sealing.ratio
+    results.sealed_p99_ms = sealing.sealed_p99_ms
+    results.clear_p99_ms = sealing.clear_p99_ms
+    results.sealed_commands = sealing.sealed_commands
+    results.clear_commands = sealing.clear_commands
+    results.sealing_window_s = sealing.window_s
+    results.sealing_rounds = sealing.rounds
 
 
 async def measure(

@@ -75,6 +75,19 @@ class Results:
     build_notification_p50_ms: float = 0.0
     build_notification_p99_ms: float = 0.0
     """Another account's command -> notification while that build ran."""
+    sealed_commands_per_s: float = 0.0
+    """Personal-data commands/s over HTTP (RegisterPerson, RenamePerson twice, ChangeAddress), the
+    personal fields sealed (`erp.bench.sealing`)."""
+    clear_commands_per_s: float = 0.0
+    """The same, from a second API on the stack with ERP_SEAL_PERSONAL_DATA=0, alternating."""
+    sealing_ratio: float = 0.0
+    """sealed / clear commands/s (target: at least 0.9)."""
+    sealed_p99_ms: float = 0.0
+    clear_p99_ms: float = 0.0
+    sealed_commands: int = 0
+    clear_commands: int = 0
+    sealing_window_s: float = 0.0
+    sealing_rounds: int = 0
     notes: list[str] = field(default_factory=list)
 
 
@@ -285,3 +298,39 @@ def report_rebuild(results: Results) -> None:
             f"{results.build_seconds:,.1f} s ({results.build_events / results.build_seconds:,.0f} events/s), "
             f"{results.build_notifications} notifications timed meanwhile"
         )
+
+
+SEALING_TARGET = 0.9
+"""Personal-data commands/s with sealing on, at least this much of theirs with it off."""
+
+
+def report_sealing(results: Results) -> None:
+    """Personal-data commands/s with sealing on and off, side by side: on at least 0.9x off."""
+    if not results.clear_commands_per_s:
+        return  # not measured
+    table = Table(title="personal data sealed: the same commands with ERP_SEAL_PERSONAL_DATA on and off")
+    for column in ("measure", "sealed", "in the clear", "ratio", "target", ""):
+        table.add_column(column, justify="left" if column == "measure" else "right")
+    ratio_value = results.sealing_ratio
+    table.add_row(
+        "RegisterPerson, RenamePerson x2, ChangeAddress over HTTP, commands/s",
+        f"{results.sealed_commands_per_s:,.1f}",
+        f"{results.clear_commands_per_s:,.1f}",
+        f"{ratio_value:.2f}x",
+        f">= {SEALING_TARGET}x",
+        "ok" if ratio_value >= SEALING_TARGET else "MISSED",
+    )
+    table.add_row(
+        "  HTTP latency p99 ms (under load)",
+        f"{results.sealed_p99_ms:,.1f}",
+        f"{results.clear_p99_ms:,.1f}",
+        f"{results.sealed_p99_ms / results.clear_p99_ms:.2f}x" if results.clear_p99_ms else "",
+        "",
+        "",
+    )
+    console.print(table)
+    console.print(
+        f"{results.sealed_commands:,} commands sealed, {results.clear_commands:,} in the clear (a second "
+        f"API on the same stack with ERP_SEAL_PERSONAL_DATA=0), in {results.sealing_rounds} alternating "
+        f"windows of {results.sealing_window_s:g} s each after a warm-up of each"
+    )

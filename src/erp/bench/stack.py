@@ -5,11 +5,13 @@ composition root."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import subprocess
 import sys
 import tempfile
 import uuid
+from collections.abc import AsyncIterator, Mapping
 from pathlib import Path
 
 import aiohttp
@@ -17,7 +19,14 @@ import psutil
 
 from core.settings import Settings
 from erp.bootstrap import Container
-from erp.devserver import create_database, drop_database, free_ports, start_temporal, with_database
+from erp.devserver import (
+    create_database,
+    drop_database,
+    free_port,
+    free_ports,
+    start_temporal,
+    with_database,
+)
 from erp.migrate import upgrade_async
 
 OPERATOR = "bench-operator-token"
@@ -51,8 +60,12 @@ class Stack:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def _spawn(self, *args: str) -> subprocess.Popen[bytes]:
-        env = {
+    def _spawn(
+        self, *args: str, env: Mapping[str, str] | None = None, log: str | None = None
+    ) -> subprocess.Popen[bytes]:
+        """`erp <args>` on this stack, with `env` over its environment, logging to `<log>.log` (by
+        default the command's name)."""
+        environment = {
             **os.environ,
             "DATABASE_URL": self.database_url,
             "TEMPORAL_ADDRESS": self.temporal_address,
@@ -60,10 +73,11 @@ class Stack:
             "ERP_OPERATOR_TOKEN": OPERATOR,
             "ERP_HTTP_PORT": str(self.port),
             "ERP_LOG_LEVEL": "WARNING",
+            **(env or {}),
         }
         erp = str(Path(sys.executable).parent / "erp")
-        with (self.logs / f"{args[0]}.log").open("ab") as log:
-            process = subprocess.Popen([erp, *args], env=env, stdout=subprocess.DEVNULL, stderr=log)
+        with (self.logs / f"{log or args[0]}.log").open("ab") as lines:
+            process = subprocess.Popen([erp, *args], env=environment, stdout=subprocess.DEVNULL, stderr=lines)
         self.processes.append(process)
         return process
 
@@ -74,16 +88,48 @@ class Stack:
         self.processes.append(start_temporal(self.temporal_address))
         self.worker = self._spawn("worker")
         self.api = self._spawn("api", "--workers", str(self.api_workers))
+        await self._healthy(self.base, self.api, "api")
+
+    async def _healthy(self, base: str, process: subprocess.Popen[bytes], log: str) -> None:
+        """Until the API at `base` answers /health with 200; RuntimeError if it exits first or has
+        not within 30 s."""
         async with aiohttp.ClientSession() as session:
             for _ in range(300):
+                if process.poll() is not None:
+                    raise RuntimeError(
+                        f"the API exited ({process.returncode}) before it was healthy: "
+                        f"see {self.logs / f'{log}.log'}"
+                    )
                 try:
-                    async with session.get(f"{self.base}/health") as response:
+                    async with session.get(f"{base}/health") as response:
                         if response.status == 200:
                             return
                 except aiohttp.ClientError:
                     pass
                 await asyncio.sleep(0.1)
         raise RuntimeError("the API did not become healthy within 30 s")
+
+    @contextlib.asynccontextmanager
+    async def another_api(self, log: str, env: Mapping[str, str]) -> AsyncIterator[str]:
+        """A second API process on this stack (its database, worker, Temporal and Redis), with `env`
+        over the stack's environment (ERP_SEAL_PERSONAL_DATA=0, say), on a free port of its own and
+        logging to `<log>.log`: its base URL once healthy. Stopped on leaving, and by `stop` too
+        (it is one of `processes` until then)."""
+        port = free_port()
+        api_env = {**env, "ERP_HTTP_PORT": str(port)}
+        process = self._spawn("api", "--workers", str(self.api_workers), env=api_env, log=log)
+        try:
+            base = f"http://127.0.0.1:{port}"
+            await self._healthy(base, process, log)
+            yield base
+        finally:
+            process.terminate()
+            try:
+                await asyncio.to_thread(process.wait, 15)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                await asyncio.to_thread(process.wait)
+            self.processes.remove(process)
 
     def rss_mb(self, process: subprocess.Popen[bytes]) -> float:
         """Resident memory of a process and its children (the API's worker processes)."""

@@ -96,6 +96,8 @@ async def test_personal_fields_are_stored_sealed_and_every_reader_opens_them(
     person = Person()
     await person.register(service, account_id)
 
+    known, _ = store.feed.sealing.keys.cached((account_id, person.stream_id))
+    assert known, "the key made for the append is remembered once it committed"
     stored = await stored_text(pool, account_id)
     assert SEALED in stored and str(person.id) in stored
     assert not [s for s in person.secrets if s in stored], "personal data at rest in the clear"
@@ -309,18 +311,17 @@ async def test_every_process_forgets_an_erased_key_within_seconds(
 async def test_a_key_cache_is_bounded_and_entries_expire(pool: asyncpg.Pool[Any], account_id: UUID) -> None:
     keys = SubjectKeys(max_bytes=10 * ENTRY_BYTES, ttl=0.2)
     subjects = [f"Person-{uuid.uuid4()}" for _ in range(25)]
-    await keys.sealing(pool, account_id, subjects)
+    made_now, made = await keys.sealing(pool, account_id, subjects)
+    assert set(made) == set(subjects) and len(keys) == 0, "a key remembered before its events committed"
+    again, made_again = await keys.sealing(pool, account_id, subjects)
+    assert made_again == {}, "a subject's key made twice"
+    assert {s: c.encrypt(b"\0" * 12, b"x", None) for s, c in again.items()} == {
+        s: c.encrypt(b"\0" * 12, b"x", None) for s, c in made_now.items()
+    }
     assert len(keys) == 10, "more keys cached than the bound allows"
     assert keys.cached((account_id, subjects[-1]))[0]
     await asyncio.sleep(0.3)
     assert not keys.cached((account_id, subjects[-1]))[0], "a key outlived its ttl"
-    # Made once: asking again answers the same keys.
-    again = SubjectKeys()
-    first = await again.sealing(pool, account_id, subjects[:3])
-    second = await SubjectKeys().sealing(pool, account_id, subjects[:3])
-    assert {s: c.encrypt(b"\0" * 12, b"x", None) for s, c in first.items()} == {
-        s: c.encrypt(b"\0" * 12, b"x", None) for s, c in second.items()
-    }
 
 
 async def test_with_sealing_off_new_events_are_stored_in_the_clear_and_sealed_ones_still_open(

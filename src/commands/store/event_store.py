@@ -172,7 +172,7 @@ class EventStore:
         writes = sorted((w for w in writes if w.events), key=lambda w: w.stream_id)
         if not writes:
             return AppendResult(revisions={}, positions={})
-        writes, erasing = await self._sealed(self.feed.sealing, executor, account_id, writes)
+        writes, erasing, made = await self._sealed(self.feed.sealing, executor, account_id, writes)
         with traced(
             tracer,
             "append",
@@ -192,6 +192,8 @@ class EventStore:
                 if isinstance(outcome, Exception):
                     raise outcome
                 result = outcome
+            for subject, key in made.items():  # committed with the events sealed with them
+                self.feed.sealing.keys.remember((account_id, subject), key)
             for stream_type, position in result.positions.items():
                 span.set_attribute(f"erp.position.{stream_type}", position)
             for write in writes:
@@ -201,8 +203,9 @@ class EventStore:
     @staticmethod
     async def _sealed(
         sealing: Sealing, executor: Executor, account_id: UUID, writes: list[StreamWrite]
-    ) -> tuple[list[StreamWrite], list[str]]:
-        """The writes with their events' personal fields sealed, and the subjects they erase.
+    ) -> tuple[list[StreamWrite], list[str], dict[str, bytes]]:
+        """The writes with their events' personal fields sealed, the subjects they erase, and the
+        keys made for them (to remember once the append has committed).
 
         A subject erased meanwhile is a ConcurrencyConflict: the command was decided on its state
         from before the erasure.
@@ -219,9 +222,9 @@ class EventStore:
             if any(f in e.payload for f in sealing.personal_fields(w.stream_type, e.name))
         }
         if not personal:
-            return writes, erasing
+            return writes, erasing, {}
         try:
-            ciphers = await sealing.sealing_keys(executor, account_id, personal)
+            ciphers, made = await sealing.keys.sealing(executor, account_id, personal)
         except SubjectErased as erased:  # decided on state from before the erasure: decide again
             [write] = [w for w in writes if w.stream_id == erased.subject]
             raise ConcurrencyConflict(write.stream_id, write.expected_revision, None) from None
@@ -245,7 +248,7 @@ class EventStore:
                 for e in write.events
             ]
             sealed.append(StreamWrite(write.stream_id, write.stream_type, write.expected_revision, events))
-        return sealed, erasing
+        return sealed, erasing, made
 
     async def _erase(self, executor: Executor, request: AppendRequest, subjects: list[str]) -> AppendResult:
         """An append that erases subjects: their keys are deleted in its own transaction, so the

@@ -77,7 +77,7 @@ class SubjectErased(Exception):
         super().__init__(f"{subject} was erased")
 
 
-_SEALING = "SELECT subject, key FROM erp_subject_keys($1, $2::text[], $3::bytea[])"
+_SEALING = "SELECT subject, key FROM erp_subject_keys($1, $2::text[], $3::bytea[], $4)"
 _OPENING_ONE = "SELECT $1::uuid AS account_id, subject, key FROM erp_open_subject_keys($1, $2::text[])"
 _OPENING = """
 SELECT k.account_id, k.subject, k.key
@@ -137,9 +137,12 @@ class SubjectKeys:
 
     async def sealing(
         self, executor: Executor, account_id: UUID, subjects: Iterable[str]
-    ) -> dict[str, AESGCM]:
-        """Each subject's key, made where it has none; SubjectErased for one erased."""
+    ) -> tuple[dict[str, AESGCM], dict[str, bytes]]:
+        """Each subject's key, made where it has none; SubjectErased for one erased. Also the keys
+        this call made: not remembered until the caller's append that uses them has committed
+        (`remember`), since their own commit does not wait for the WAL flush that append's does."""
         found: dict[str, AESGCM] = {}
+        made: dict[str, bytes] = {}
         missing: list[str] = []
         for subject in subjects:
             known, cipher = self.cached((account_id, subject))
@@ -151,13 +154,21 @@ class SubjectKeys:
                 missing.append(subject)
         if missing:
             fresh = [os.urandom(KEY_BYTES) for _ in missing]
-            rows = await executor.fetch(_SEALING, account_id, missing, fresh)
+            alone = isinstance(executor, asyncpg.Pool)  # its own transaction: no flush to wait for
+            rows = await executor.fetch(_SEALING, account_id, missing, fresh, alone)
+            ours = set(fresh)
             for row in rows:
-                cipher = self.remember((account_id, row["subject"]), row["key"])
-                if cipher is None:
-                    raise SubjectErased(account_id, row["subject"])
-                found[row["subject"]] = cipher
-        return found
+                subject, key = row["subject"], row["key"]
+                if key is None:
+                    self.remember((account_id, subject), None)
+                    raise SubjectErased(account_id, subject)
+                if key in ours:
+                    made[subject] = key
+                    found[subject] = AESGCM(key)
+                else:
+                    found[subject] = AESGCM(key)
+                    self.remember((account_id, subject), key)
+        return found, made
 
     async def opening(
         self, executor: Executor, pairs: Iterable[Pair], scope: UUID | None = None
@@ -226,11 +237,6 @@ class Sealing:
 
     def personal_fields(self, stream_type: str, name: str) -> tuple[str, ...]:
         return self.personal.fields.get((stream_type, name), ()) if self.seal_new else ()
-
-    async def sealing_keys(
-        self, executor: Executor, account_id: UUID, subjects: Iterable[str]
-    ) -> dict[str, AESGCM]:
-        return await self.keys.sealing(executor, account_id, subjects)
 
     @staticmethod
     def seal(

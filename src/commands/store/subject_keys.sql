@@ -7,10 +7,19 @@
 -- Each subject's key, inserting the caller's fresh one where the subject has none. The INSERT
 -- waits for a concurrent one of the same subject and keeps it; the SELECT, a statement of its own,
 -- then sees whichever won. An erased subject answers its NULL key.
-CREATE OR REPLACE FUNCTION erp_subject_keys(p_account uuid, p_subjects text[], p_fresh bytea[])
+--
+-- p_alone: the call is its own transaction (not a caller's), whose commit then need not wait for
+-- the WAL flush. A key is only ever used by events appended after it committed, and the flush of
+-- their commit covers every WAL record before it, the key's included; a key lost in a crash before
+-- that was used by no committed event.
+CREATE OR REPLACE FUNCTION erp_subject_keys(p_account uuid, p_subjects text[], p_fresh bytea[],
+                                            p_alone boolean)
 RETURNS TABLE (subject text, key bytea) LANGUAGE plpgsql AS $$
 #variable_conflict use_column
 BEGIN
+    IF p_alone THEN
+        PERFORM set_config('synchronous_commit', 'off', true);
+    END IF;
     PERFORM erp_enter_account(p_account);
     INSERT INTO subject_keys (account_id, subject, key)
     SELECT p_account, s.subject, s.key FROM unnest(p_subjects, p_fresh) AS s(subject, key)

@@ -365,3 +365,35 @@ async def test_a_persons_own_attributes_are_sealed_and_erased_with_it(
     assert events[-1].payload == {"PersonId": str(person.id)}
     assert events[0].payload.get("Custom") is None
     assert "Sent with the erasure" not in await stored_text(pool, account_id)
+
+
+async def test_a_new_subjects_key_is_stored_by_the_append_that_creates_its_stream(
+    pool: asyncpg.Pool[Any], account_id: UUID
+) -> None:
+    """No round trip of its own: the key commits with the events or not at all. Two processes that
+    register the same person at once: one wins, and the loser's key is nowhere. A key left with no
+    stream (an orphan no event uses) is replaced."""
+    person = Person()
+    stores = [sealed_store(), sealed_store()]
+    body = {"PersonId": str(person.id), "Name": person.name, "Email": person.email}
+    outcomes = await asyncio.gather(
+        *(run(CommandService(pool, s), account_id, "RegisterPerson", body) for s in stores),
+        return_exceptions=True,
+    )
+    assert sum(isinstance(o, CommandResult) for o in outcomes) == 1, outcomes
+    keys = "SELECT key FROM subject_keys WHERE account_id = $1 AND subject = $2"
+    assert len(await pool.fetch(keys, account_id, person.stream_id)) == 1
+    loaded = await EventFeed(UPCASTERS).stream(pool, account_id, person.stream_id)
+    assert loaded[0].payload["Name"] == person.name
+
+    orphan = Person()
+    await pool.execute(
+        "SELECT erp_subject_keys($1, ARRAY[$2], ARRAY[$3::bytea], true)",
+        account_id,
+        orphan.stream_id,
+        b"o" * 32,
+    )
+    await orphan.register(CommandService(pool, sealed_store()), account_id)
+    loaded = await EventFeed(UPCASTERS).stream(pool, account_id, orphan.stream_id)
+    assert [e.payload.get("Name") for e in loaded] == [orphan.name, orphan.new_name, None]
+    assert await pool.fetchval(keys, account_id, orphan.stream_id) != b"o" * 32

@@ -17,7 +17,10 @@ from commands.store.event_store import (
     AppendRequest,
     CommandAlreadyLogged,
     CommandLogEntry,
+    CommandMetadata,
     EventStore,
+    PendingEvent,
+    StreamWrite,
     batch_arguments,
 )
 from core.db import create_pool
@@ -51,6 +54,7 @@ FUNCTIONS = {
     "erp_open_subject_keys",
     "erp_party_gives_name",
     "erp_save_checkpoints",
+    "erp_store_subject_key",
     "erp_subject_keys",
     "erp_write_lock",
     "erp_write_unfenced",
@@ -118,8 +122,8 @@ def old_partition(account_id: uuid.UUID) -> str:
 
 
 async def old_append(pool: asyncpg.Pool[Any], requests: list[AppendRequest]) -> list[asyncpg.Record]:
-    """The append as the code before migration 0008 called it (no p_versions)."""
-    before = [name for name in APPEND_PARAMETERS if name != "p_versions"]
+    """The append as the code before migration 0008 called it (no p_versions, nor p_stream_keys)."""
+    before = [name for name in APPEND_PARAMETERS if name not in ("p_versions", "p_stream_keys")]
     values = dict(zip(APPEND_PARAMETERS, batch_arguments(requests), strict=True))
     call = ", ".join(f"{name} => ${n}" for n, name in enumerate(before, 1))
     return await pool.fetch(f"SELECT * FROM erp_append_batch({call})", *(values[name] for name in before))
@@ -313,3 +317,20 @@ async def test_one_partition_per_account_moves_to_the_fixed_partitions_with_ever
             await pool.close()
     finally:
         await drop_database(url)
+
+
+async def test_a_process_of_the_release_before_still_appends_without_p_stream_keys(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """During a rolling upgrade an API of the release before calls the append with the arguments it
+    knew; the new one defaults what it did not (p_stream_keys NULL: no key to store)."""
+    account_id = await make_account(pool)
+    write = StreamWrite(
+        f"Order-{uuid.uuid4()}", "Order", 0, [PendingEvent("OrderCancelled", {"Reason": "r"})]
+    )
+    request = AppendRequest(account_id, [write], CommandMetadata(uuid.uuid4(), uuid.uuid4(), uuid.uuid4()))
+    before = [name for name in APPEND_PARAMETERS if name != "p_stream_keys"]
+    values = dict(zip(APPEND_PARAMETERS, batch_arguments([request]), strict=True))
+    call = ", ".join(f"{name} => ${n}" for n, name in enumerate(before, 1))
+    [row] = await pool.fetch(f"SELECT * FROM erp_append_batch({call})", *(values[name] for name in before))
+    assert row["refusal"] is None and list(row["stream_types"]) == ["Order"]

@@ -30,6 +30,10 @@
 --
 -- Each event is stored at its schema version (p_versions: the version its name is at today,
 -- `Upcasters.version`), so upcasters know which steps an event still needs when it is read.
+--
+-- A new stream whose events carry personal data comes with its data subject's key (p_stream_keys,
+-- NULL elsewhere; commands/store/sealing.py), stored with its events, so the key is there exactly
+-- when they are.
 
 -- Per append i: p_stream_ends[i] and p_event_ends[i] say where its streams and events end
 -- in the flat stream and event arrays (streams sorted by id, events in stream order); the
@@ -40,7 +44,8 @@ CREATE OR REPLACE FUNCTION erp_append_batch(
     p_stream_ends integer[], p_stream_ids text[], p_stream_types text[], p_expected integer[],
     p_counts integer[],
     p_event_ends integer[], p_event_stream_ids text[], p_event_revisions integer[],
-    p_event_types text[], p_names text[], p_payloads jsonb[], p_versions smallint[]
+    p_event_types text[], p_names text[], p_payloads jsonb[], p_versions smallint[],
+    p_stream_keys bytea[] DEFAULT NULL
 ) RETURNS TABLE (stream_types text[], last_sequences bigint[], refusal text, detail text)
 LANGUAGE plpgsql AS $$
 #variable_conflict use_column
@@ -109,6 +114,9 @@ BEGIN
                 detail := json_build_object('StreamId', p_stream_ids[j], 'Expected', p_expected[j],
                                             'Actual', coalesce(v_actual, 0))::text;
             ELSE
+                IF p_stream_keys[j] IS NOT NULL THEN
+                    PERFORM erp_store_subject_key(p_accounts[i], p_stream_ids[j], p_stream_keys[j]);
+                END IF;
                 INSERT INTO stream_sequences AS s (account_id, stream_type, last_sequence, changed)
                 VALUES (p_accounts[i], p_stream_types[j], p_counts[j], pg_current_xact_id())
                 ON CONFLICT (account_id, stream_type)
@@ -150,6 +158,9 @@ BEGIN
                                   DETAIL = json_build_object('StreamId', p_stream_ids[j],
                                                              'Expected', p_expected[j],
                                                              'Actual', coalesce(v_actual, 0))::text;
+                    END IF;
+                    IF p_stream_keys[j] IS NOT NULL THEN
+                        PERFORM erp_store_subject_key(p_accounts[i], p_stream_ids[j], p_stream_keys[j]);
                     END IF;
                 END LOOP;
 

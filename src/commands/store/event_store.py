@@ -75,6 +75,9 @@ class StreamWrite:
     stream_type: str
     expected_revision: int
     events: Sequence[PendingEvent]
+    key: bytes | None = None
+    """A key made for the stream's data subject (a new stream whose events carry personal data):
+    the append stores it with the events (`commands.store.sealing`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,7 +219,7 @@ class EventStore:
             if any(sealing.personal.erases(w.stream_type, e.name) for e in w.events)
         ]
         personal = {
-            w.stream_id
+            w.stream_id: w.expected_revision == 0
             for w in writes
             for e in w.events
             if any(f in e.payload for f in sealing.personal_fields(w.stream_type, e.name))
@@ -224,7 +227,7 @@ class EventStore:
         if not personal:
             return writes, erasing, {}
         try:
-            ciphers, made = await sealing.keys.sealing(executor, account_id, personal)
+            ciphers, made, new = await sealing.keys_for_append(executor, account_id, personal)
         except SubjectErased as erased:  # decided on state from before the erasure: decide again
             [write] = [w for w in writes if w.stream_id == erased.subject]
             raise ConcurrencyConflict(write.stream_id, write.expected_revision, None) from None
@@ -247,7 +250,10 @@ class EventStore:
                 )
                 for e in write.events
             ]
-            sealed.append(StreamWrite(write.stream_id, write.stream_type, write.expected_revision, events))
+            key = new.get(write.stream_id)  # made here: the append stores it with the events
+            sealed.append(
+                StreamWrite(write.stream_id, write.stream_type, write.expected_revision, events, key)
+            )
         return sealed, erasing, made
 
     async def _erase(self, executor: Executor, request: AppendRequest, subjects: list[str]) -> AppendResult:
@@ -356,6 +362,8 @@ class AppendBatchArguments:
     names: Annotated[list[str], "text[]"]
     payloads: Annotated[list[Mapping[str, Any]], "jsonb[]"]
     versions: Annotated[list[int], "smallint[]"]
+    stream_keys: Annotated[list[bytes | None], "bytea[]"]
+    """Per stream: a key the append stores for its subject (a new stream's), or None."""
 
     def __iter__(self) -> Iterator[list[Any]]:
         """The values in `APPEND_BATCH`'s order: `fetch(APPEND_BATCH, *arguments)`."""
@@ -397,7 +405,7 @@ def batch_arguments(
         arguments.stream_ids,
         arguments.stream_types,
     )
-    expected, counts = arguments.expected, arguments.counts
+    expected, counts, stream_keys = arguments.expected, arguments.counts, arguments.stream_keys
     event_ends, event_stream_ids = arguments.event_ends, arguments.event_stream_ids
     event_revisions, event_types = arguments.event_revisions, arguments.event_types
     names, payloads, versions = arguments.names, arguments.payloads, arguments.versions
@@ -416,6 +424,7 @@ def batch_arguments(
             stream_types.append(write.stream_type)
             expected.append(write.expected_revision)
             counts.append(len(write.events))
+            stream_keys.append(write.key)
             for revision, pending in enumerate(write.events, start=write.expected_revision + 1):
                 event_stream_ids.append(write.stream_id)
                 event_revisions.append(revision)

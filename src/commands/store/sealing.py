@@ -238,6 +238,30 @@ class Sealing:
     def personal_fields(self, stream_type: str, name: str) -> tuple[str, ...]:
         return self.personal.fields.get((stream_type, name), ()) if self.seal_new else ()
 
+    async def keys_for_append(
+        self, executor: Executor, account_id: UUID, subjects: Mapping[str, bool]
+    ) -> tuple[dict[str, AESGCM], dict[str, bytes], dict[str, bytes]]:
+        """The keys to seal an append's subjects with ({subject: whether its stream is new}): the
+        ciphers; the keys made for them (remembered once the append commits); and of those, the
+        ones made here for new streams, which the append stores with the events (no round trip:
+        a new stream has no key yet). SubjectErased for one erased."""
+        ciphers: dict[str, AESGCM] = {}
+        new: dict[str, bytes] = {}
+        for subject, is_new in subjects.items():
+            known, cipher = self.keys.cached((account_id, subject))
+            if cipher is not None:
+                ciphers[subject] = cipher
+            elif is_new and not known:
+                new[subject] = os.urandom(KEY_BYTES)
+                ciphers[subject] = AESGCM(new[subject])
+        rest = [s for s in subjects if s not in ciphers]
+        made = dict(new)
+        if rest:
+            fetched, fetched_made = await self.keys.sealing(executor, account_id, rest)
+            ciphers.update(fetched)
+            made.update(fetched_made)
+        return ciphers, made, new
+
     @staticmethod
     def seal(
         cipher: AESGCM, account_id: UUID, stream_id: str, payload: Mapping[str, Any], fields: Sequence[str]

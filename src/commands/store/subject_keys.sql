@@ -1,8 +1,23 @@
 -- The data subjects' keys (commands/store/sealing.py): made on first use, deleted by an erasure.
 --
 -- Applied on every upgrade by the migrations' repeatable step (erp/migrations/repeatable.py) with
--- CREATE OR REPLACE. Both run scoped to their account (erp_enter_account, streams.sql), under the
--- table's row-level security.
+-- CREATE OR REPLACE. Each runs scoped to its account (erp_enter_account, streams.sql; or the
+-- append's own scope), under the table's row-level security.
+
+-- A new stream's subject's key, stored by the append that creates the stream (append.sql). A key
+-- already there for it is an orphan that no event uses (the stream had none) and is replaced; an
+-- erased subject's stream is never new.
+CREATE OR REPLACE FUNCTION erp_store_subject_key(p_account uuid, p_subject text, p_key bytea)
+RETURNS void LANGUAGE plpgsql AS $$
+BEGIN
+    INSERT INTO subject_keys AS k (account_id, subject, key) VALUES (p_account, p_subject, p_key)
+    ON CONFLICT (account_id, subject) DO UPDATE SET key = EXCLUDED.key, created_at = now()
+    WHERE k.erased_at IS NULL;
+    IF NOT FOUND THEN
+        RAISE EXCEPTION '% was erased: its stream cannot be new', p_subject
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+END $$;
 
 -- Each subject's key, inserting the caller's fresh one where the subject has none. The INSERT
 -- waits for a concurrent one of the same subject and keeps it; the SELECT, a statement of its own,

@@ -38,8 +38,8 @@ from tenancy import fences
 STORE_FUNCTIONS: tuple[tuple[ModuleType, str], ...] = (
     (fences, "fences.sql"),  # erp_write_lock (the append calls it), erp_write_unfenced, erp_fence_account
     (feed, "streams.sql"),  # erp_enter_account (the others call it), erp_load_stream, erp_find_command
+    (sealing, "subject_keys.sql"),  # erp_store_subject_key (the append calls it), erp_subject_keys, ...
     (event_store, "append.sql"),  # erp_append_batch
-    (sealing, "subject_keys.sql"),  # erp_subject_keys, erp_erase_subject
     (customisation, "customisations.sql"),  # erp_customisations
     (checkpoints, "checkpoints.sql"),  # erp_changed_pairs, erp_claim_checkpoints, erp_save_checkpoints
 )

@@ -5,6 +5,11 @@ stays with its key NULL and `erased_at` set: the record of the erasure, without 
 Under row-level security like the events; the tenant role may make keys and erase them, never
 delete the record.
 
+The append stores a new stream's subject's key with its events: `erp_append_batch` takes
+`p_stream_keys bytea[]` (last, NULL by default, so a process of the release before still appends).
+CREATE OR REPLACE cannot add an argument (it would make an overload), so this drops the old
+signature; the repeatable step that follows creates the new one, in the same transaction.
+
 Revision ID: 0017
 Revises: 0016
 """
@@ -35,9 +40,15 @@ def upgrade() -> None:
             USING (account_id = nullif(current_setting('erp.account_id', true), '')::uuid)
             WITH CHECK (account_id = nullif(current_setting('erp.account_id', true), '')::uuid);
         GRANT SELECT, INSERT, UPDATE ON subject_keys TO erp_tenant;
+        DROP FUNCTION IF EXISTS erp_append_batch(uuid[], uuid[], uuid[], uuid[], jsonb[], text[],
+            bytea[], jsonb[], integer[], text[], text[], integer[], integer[], integer[], text[],
+            integer[], text[], text[], jsonb[], smallint[]);
         """
     )
 
 
 def downgrade() -> None:
-    run_script("DROP TABLE subject_keys")
+    raise NotImplementedError(
+        "events sealed with these keys cannot be read without them, and the append without "
+        "p_stream_keys is gone (each store function is written once, for head)"
+    )

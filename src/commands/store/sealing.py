@@ -7,7 +7,9 @@ the subject deletes the key. The model says which fields are personal (`Personal
 
 * Sealing, on append: an event's personal fields leave its payload and come back as one AES-GCM
   envelope, `"$sealed": [<base64 nonce + ciphertext>, <field>, ...]`, bound to its account and
-  stream. The subject's key is made on first use (`SubjectKeys.sealing`).
+  stream. A new stream's key is made here and stored by the append that creates the stream, with
+  its events (`Sealing.keys_for_append`); an older stream without one gets it from
+  `SubjectKeys.sealing`.
 * Opening, on every read path (loads, projectors, rebuilds, exports, parked events): the feed
   fetches the keys its rows need in one query and puts the fields back. A subject whose key is
   gone reads its personal fields as null: erased.

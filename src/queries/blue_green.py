@@ -32,7 +32,7 @@ from uuid import UUID
 import asyncpg
 
 from commands.store.feed import EventFeed, Position
-from commands.store.sealing import SEALED, Keys
+from commands.store.sealing import NO_KEYS, SEALED, Keys
 from core.heap import collect_young, collections_paused
 from queries import versions
 from queries.model_projection import ModelProjection
@@ -146,6 +146,10 @@ class Cursor:
 
 
 START = Cursor(UUID(int=0), "")
+
+
+class _Sealed(Exception):
+    """A chunk's rows have personal data sealed: its keys are needed to fold it."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,8 +291,12 @@ class Build:
                 [at[k] for k in keys],
                 [lagging[k] for k in keys],
             )
-            opening = await self.feed.keys_for(connection, rows)
-        folded = self._upcast(rows, opening)
+        try:
+            opening, folded = NO_KEYS, self._upcast(rows, None)
+        except _Sealed:  # personal data to open: the keys, then again (no pass of its own otherwise)
+            async with self.pool.acquire() as connection:
+                opening = await self.feed.keys_for(connection, rows)
+            folded = self._upcast(rows, opening)
         read: dict[Pair, int] = {}
         last: dict[Pair, int] = {}
         for row in rows:
@@ -332,9 +340,9 @@ class Build:
         seconds = planned.read_seconds + time.monotonic() - started
         return Chunk(len(planned.rows), written, seconds, planned.cursor, bulk)
 
-    def _upcast(self, rows: list[asyncpg.Record], keys: Keys) -> list[Stored] | None:
+    def _upcast(self, rows: list[asyncpg.Record], keys: Keys | None) -> list[Stored] | None:
         """The stored rows as the fold takes them, opened and in today's shapes (None if an upcaster
-        fails)."""
+        fails); _Sealed, without `keys`, at the first that has personal data sealed."""
         upcast = self.feed.upcasters.upcast
         payload_of = self.feed.payload
         folded: list[Stored] = []
@@ -342,8 +350,12 @@ class Build:
             payload = row["payload"]
             try:
                 if SEALED in payload:
+                    if keys is None:
+                        raise _Sealed
                     payload = payload_of(row, keys)
                 shapes = upcast(row["payload_item_name"], row["schema_version"], payload)
+            except _Sealed:
+                raise
             except Exception:  # the chunk goes event by event, where the projector parks it
                 return None
             account_id, stream_id = row["account_id"], row["stream_id"]

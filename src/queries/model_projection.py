@@ -50,7 +50,16 @@ def _records(attr: Attr) -> Callable[[Any], Any]:
 
     if attr.type is Type.RECORD:
         return lambda v: None if v is None else record(v)
-    return lambda v: None if v is None else [record(item) for item in v]
+
+    def records(value: list[dict[str, Any]] | None) -> list[dict[str, Any]] | None:
+        if value is None:
+            return None
+        for item in value:
+            if record(item) is not item:
+                return [record(item) for item in value]
+        return value  # the common case: as it is, not copied
+
+    return records
 
 
 def element_id(event: RecordedEvent) -> UUID:

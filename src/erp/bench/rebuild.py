@@ -6,6 +6,8 @@ bulk-insert rate, and what a build costs the other accounts' notifications.
    model is built (`queries.blue_green`: bulk pass, catch-up, switch) in this process, timed whole.
    Beside it, the same Postgres's bulk-insert rate (`seed.bulk_insert_rate`), measured in the same
    run: the build writes one row per order, so the ratio says how much of Postgres's rate it gets.
+   Both are measured once the server is quiet (`quiet_server`: the seeding checkpointed, and no
+   autovacuum worker left from the bench's earlier phases).
 2. `notifications_during_build`: a build of the orders read model of the bench's stack, started
    through the operator API and run by its worker, while one account sends one command at a time
    and times its notifications; p50 and p99 of those that were sent while the build ran.
@@ -22,6 +24,7 @@ from typing import Any
 from uuid import UUID
 
 import aiohttp
+import asyncpg
 from litestar.channels import ChannelsPlugin
 
 from commands.erp_model import UPCASTERS
@@ -67,6 +70,7 @@ async def million(database_url: str, events: int = MILLION) -> MillionBuilt:
             )
             await seed_orders(pool, account_id, events)
             await pool.execute("VACUUM ANALYZE events")  # as autovacuum would have, long before a rebuild
+            await quiet_server(pool)
             bulk = await bulk_insert_rate(pool)
             started = time.perf_counter()
             build = await Build.prepare(pool, PROJECTIONS["orders"], EventFeed(UPCASTERS))
@@ -82,6 +86,21 @@ async def million(database_url: str, events: int = MILLION) -> MillionBuilt:
     finally:
         await drop_database(url)
     return MillionBuilt(events, seconds, bulk)
+
+
+_VACUUMING = "SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'autovacuum worker'"
+
+
+async def quiet_server(pool: asyncpg.Pool[Any], within: float = 120.0) -> None:
+    """Until the server has written out the seeding (a checkpoint) and no autovacuum worker runs (the
+    bench's earlier phases leave tables for it to vacuum, on the same 2 cores), at most `within`
+    seconds: the bulk-insert rate and the build are then measured on the same quiet server."""
+    await pool.execute("CHECKPOINT")
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        if not await pool.fetchval(_VACUUMING):
+            return
+        await asyncio.sleep(0.5)
 
 
 @dataclass(frozen=True, slots=True)

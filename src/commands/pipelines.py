@@ -9,6 +9,7 @@ from commands.customisation import CUSTOMISATIONS_TTL, Customisations
 from commands.handlers import CommandSpec
 from commands.service import CommandService
 from commands.store.event_store import EventStore
+from commands.store.snapshots import Snapshots
 from commands.store.wakeup import ProjectorWakeup
 from commands.stream_cache import StreamCache
 from core.invalidations import Invalidations
@@ -51,6 +52,7 @@ class CommandPipelines:
                 wakeup=wakeup,
                 cache=self._stream_cache,
                 customisations=customisations,
+                snapshots=Snapshots(),
             )
             self._services[route.database] = service
         return service

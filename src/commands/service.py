@@ -35,6 +35,7 @@ from commands.store.event_store import (
     CommandMetadata,
     ConcurrencyConflict,
 )
+from commands.store.snapshots import Snapshots
 from commands.store.wakeup import ProjectorWakeup
 from commands.stream_cache import StreamCache
 from commands.unit_of_work import Store, UnitOfWork
@@ -123,8 +124,10 @@ class CommandService:
         wakeup: ProjectorWakeup | None = None,
         cache: StreamCache | None = None,
         customisations: Customisations | None = None,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self._pool = pool
+        self._snapshots = snapshots
         self._wakeup = wakeup
         self._cache = cache
         self.customisations = customisations or Customisations(pool)
@@ -270,7 +273,9 @@ class CommandService:
             logged = await self._logged(account_id, metadata.command_id, legacy)
             if logged is not None:
                 return self._replayed(command, logged)
-        uow = UnitOfWork(self._pool, account_id, self._store, self._cache, trust_cache=trusted)
+        uow = UnitOfWork(
+            self._pool, account_id, self._store, self._cache, trust_cache=trusted, snapshots=self._snapshots
+        )
         uow.check_custom = partial(self.customisations.check, account_id)
         expected = command.message.expected_revision
         try:

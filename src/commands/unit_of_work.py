@@ -6,9 +6,10 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol, TypeVar
 from uuid import UUID
 
-from commands.model import Aggregate
+from commands.model import SNAPSHOT, Aggregate
 from commands.store.event_store import AppendResult, CommandLogEntry, CommandMetadata, StreamWrite
 from commands.store.feed import Executor, RecordedEvent
+from commands.store.snapshots import Snapshot, Snapshots
 from commands.stream_cache import CachedEvent, History, StreamCache, event_bytes
 
 A = TypeVar("A", bound=Aggregate)
@@ -55,11 +56,13 @@ class UnitOfWork:
         cache: StreamCache | None = None,
         *,
         trust_cache: bool = False,
+        snapshots: Snapshots | None = None,
     ) -> None:
         self.executor = executor
         self.account_id = account_id
         self._store = store
         self._cache = cache
+        self._snapshots = snapshots
         self.trust_cache = trust_cache and cache is not None
         self._seen: dict[str, Aggregate] = {}
         self._histories: dict[str, History] = {}
@@ -78,19 +81,28 @@ class UnitOfWork:
         aggregate = aggregate_type(stream_id)
         if self.primary is None:
             self.primary = aggregate
-        history = await self._history(stream_id)
+        history = await self._history(aggregate_type, stream_id)
         aggregate.replay(history)
         self._seen[stream_id] = aggregate
         self._histories[stream_id] = history
         return aggregate
 
-    async def _history(self, stream_id: str) -> History:
+    async def _history(self, aggregate_type: type[Aggregate], stream_id: str) -> History:
+        """The stream's cached events and those after them; not cached, its latest snapshot (if
+        its element has them) and the events after it."""
         cached = self._cache.get(self.account_id, stream_id) if self._cache else None
         if self.trust_cache:
             return cached or ()
-        after = cached[-1].stream_revision if cached else 0
+        base: History = cached or ()
+        if not base and self._snapshots is not None and aggregate_type.snapshot_every:
+            snapshot = await self._snapshots.load(
+                self.executor, self.account_id, stream_id, aggregate_type.snapshot_shape
+            )
+            if snapshot is not None:
+                base = (self._event(snapshot.revision, SNAPSHOT, snapshot.state),)
+        after = base[-1].stream_revision if base else 0
         loaded = await self._store.load(self.executor, self.account_id, stream_id, after)
-        history = (cached or ()) + tuple(self._event(e.stream_revision, e.name, e.payload) for e in loaded)
+        history = base + tuple(self._event(e.stream_revision, e.name, e.payload) for e in loaded)
         if self._cache is not None and history:
             self._cache.put(self.account_id, stream_id, history)
         return history
@@ -116,12 +128,32 @@ class UnitOfWork:
             for aggregate in self._seen.values()
         ]
         result = await self._store.append(self.executor, self.account_id, writes, metadata, log)
-        if self._cache is not None:
-            for write in writes:
-                if write.events:
-                    new = tuple(
-                        self._event(write.expected_revision + offset, pending.name, pending.payload)
-                        for offset, pending in enumerate(write.events, start=1)
-                    )
-                    self._cache.put(self.account_id, write.stream_id, self._histories[write.stream_id] + new)
+        for write in writes:
+            if not write.events:
+                continue
+            aggregate = self._seen[write.stream_id]
+            revision = write.expected_revision + len(write.events)
+            snapshot = await self._snapshot(aggregate, write.expected_revision, revision)
+            if self._cache is None:
+                continue
+            if snapshot is not None:  # the cached history starts again from it
+                history: History = (self._event(revision, SNAPSHOT, snapshot.state),)
+            else:
+                history = self._histories[write.stream_id] + tuple(
+                    self._event(write.expected_revision + offset, pending.name, pending.payload)
+                    for offset, pending in enumerate(write.events, start=1)
+                )
+            self._cache.put(self.account_id, write.stream_id, history)
         return result
+
+    async def _snapshot(self, aggregate: Aggregate, before: int, after: int) -> Snapshot | None:
+        """A snapshot of the aggregate, saved, if the append carried its stream past a multiple of
+        its element's `snapshot_every`."""
+        every = aggregate.snapshot_every
+        if self._snapshots is None or not every or before // every == after // every:
+            return None
+        snapshot = Snapshot(after, aggregate.snapshot())
+        await self._snapshots.save(
+            self.executor, self.account_id, aggregate.stream_id, aggregate.snapshot_shape, snapshot
+        )
+        return snapshot

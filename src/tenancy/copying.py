@@ -14,7 +14,15 @@ import asyncpg
 CATALOG_TABLES = frozenset({"accounts", "api_keys", "account_fences"})
 """Tables with an `account_id` that are not the account's data: the catalog, and the fences."""
 
-STORE_TABLES = ("events", "streams", "stream_sequences", "command_log", "customisations", "subject_keys")
+STORE_TABLES = (
+    "events",
+    "streams",
+    "stream_sequences",
+    "command_log",
+    "customisations",
+    "subject_keys",
+    "snapshots",
+)
 """The account's write side; every other table with an `account_id` is its read side."""
 
 _ACCOUNT_TABLES = """

@@ -1,6 +1,6 @@
 """The model language (declarations), the aggregates and wire types derived from it, and `Model`."""
 
-from commands.model.aggregate import Aggregate, ModelAggregate, StoredEvent, apply_change
+from commands.model.aggregate import SNAPSHOT, Aggregate, ModelAggregate, StoredEvent, apply_change
 from commands.model.language import (
     Added,
     Attr,
@@ -35,6 +35,7 @@ __all__ = [
     "ERASED",
     "MAX_MONEY",
     "MONEY_PATTERN",
+    "SNAPSHOT",
     "Added",
     "Aggregate",
     "Attr",

@@ -14,6 +14,7 @@ import msgspec
 
 from commands.errors import BusinessRuleViolation
 from commands.model.language import Change, Element
+from commands.model.snapshots import state_shape
 from commands.store.event_store import PendingEvent
 
 if TYPE_CHECKING:
@@ -33,10 +34,18 @@ class StoredEvent(Protocol):
     def payload(self) -> Mapping[str, Any]: ...
 
 
+SNAPSHOT = "$snapshot"
+"""The name a snapshot goes by in a history: its payload is the state at its revision."""
+
+
 class Aggregate:
     """A consistency boundary with its own stream; `revision` is the last stored StreamRevision."""
 
     stream_type: ClassVar[str]
+    snapshot_every: ClassVar[int | None] = None
+    """Snapshots of its state every this many events (None: none)."""
+    snapshot_shape: ClassVar[str] = ""
+    """What its state is made of: a snapshot of another shape is not read."""
 
     def __init__(self, stream_id: str) -> None:
         self.stream_id = stream_id
@@ -48,6 +57,10 @@ class Aggregate:
 
     def pending_events(self) -> list[PendingEvent]:
         """Events raised since loading, as the store takes them."""
+        raise NotImplementedError
+
+    def snapshot(self) -> dict[str, Any]:
+        """Its state with every event raised applied, as a snapshot stores it."""
         raise NotImplementedError
 
     @property
@@ -99,12 +112,18 @@ class ModelAggregate(Aggregate):
 
     def replay(self, history: Iterable[StoredEvent]) -> None:
         for stored in history:
-            decl = self.model.event_decls[(self.element.name, stored.name)]
-            apply_change(self.state, decl.change, stored.payload)
+            if stored.name == SNAPSHOT:  # the state at its revision (a copy: changes replace values)
+                self.state = dict(stored.payload)
+            else:
+                decl = self.model.event_decls[(self.element.name, stored.name)]
+                apply_change(self.state, decl.change, stored.payload)
             self.revision = stored.stream_revision
 
     def pending_events(self) -> list[PendingEvent]:
         return [PendingEvent(name, payload) for name, payload in self._raised]
+
+    def snapshot(self) -> dict[str, Any]:
+        return dict(self.state)
 
 
 def apply_change(state: dict[str, Any], change: Change, payload: Mapping[str, Any]) -> None:
@@ -132,5 +151,11 @@ def apply_change(state: dict[str, Any], change: Change, payload: Mapping[str, An
 
 
 def aggregate_class(element: Element, model: Model) -> type[ModelAggregate]:
-    attributes = {"element": element, "model": model, "stream_type": element.stream_type}
+    attributes = {
+        "element": element,
+        "model": model,
+        "stream_type": element.stream_type,
+        "snapshot_every": element.snapshot_every,
+        "snapshot_shape": state_shape(element) if element.snapshot_every else "",
+    }
     return type(element.name, (ModelAggregate,), attributes)

@@ -205,6 +205,9 @@ class Element:
     gets an index on status in creation order."""
     retired: tuple[Retired, ...] = ()
     """Events no longer raised, and the events of today each is read as (`commands.model.versions`)."""
+    snapshot_every: int | None = None
+    """A snapshot of its state every this many events of its stream, so that loading a long stream
+    reads the latest snapshot and the events after it (`commands.model.snapshots`)."""
 
     @property
     def stream_type(self) -> str:

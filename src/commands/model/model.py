@@ -17,6 +17,7 @@ import msgspec
 from commands.model.aggregate import ModelAggregate, aggregate_class
 from commands.model.language import CommandDecl, Element, EventDecl
 from commands.model.personal import erasable, personal_data
+from commands.model.snapshots import check_snapshots
 from commands.model.versions import upcasters_of
 from commands.model.wire import Command, command_struct, event_struct
 
@@ -49,6 +50,7 @@ class Model:
                 self.command_types[command.name] = command_struct(command.name, command.fields)
             self.aggregates[element.name] = aggregate_class(element, self)
             self._check_retired(element)
+            check_snapshots(element)
         self.upcasters = upcasters_of(
             [(d.name, d.history) for e in elements for d in e.all_events() if d.history],
             [gone for e in elements for gone in e.retired],

@@ -26,7 +26,7 @@ import asyncpg
 
 from commands import customisation
 from commands.erp_model import ERP
-from commands.store import event_store, feed, sealing
+from commands.store import event_store, feed, sealing, snapshots
 from core.sql import sql_beside
 from queries.customer_names import ensure_customer_names
 from queries.model_tables import ensure_model_tables
@@ -40,6 +40,7 @@ STORE_FUNCTIONS: tuple[tuple[ModuleType, str], ...] = (
     (feed, "streams.sql"),  # erp_enter_account (the others call it), erp_load_stream, erp_find_command
     (sealing, "subject_keys.sql"),  # erp_store_subject_key (the append calls it), erp_subject_keys, ...
     (event_store, "append.sql"),  # erp_append_batch
+    (snapshots, "snapshots.sql"),  # erp_load_snapshot, erp_save_snapshot
     (customisation, "customisations.sql"),  # erp_customisations
     (checkpoints, "checkpoints.sql"),  # erp_changed_pairs, erp_claim_checkpoints, erp_save_checkpoints
 )

@@ -83,6 +83,15 @@ class UnitOfWork:
             self.primary = aggregate
         history = await self._history(aggregate_type, stream_id)
         aggregate.replay(history)
+        if self._snapshots is not None and self._behind_snapshot(aggregate, history):
+            # A long stream without a recent snapshot (it grew before it had them, or its shape
+            # changed): one now, so that the next cold load reads it instead, and the cache keeps
+            # the stream from it on.
+            snapshot = Snapshot(aggregate.revision, aggregate.snapshot())
+            await self._save(aggregate, snapshot)
+            history = (self._event(snapshot.revision, SNAPSHOT, snapshot.state),)
+            if self._cache is not None:
+                self._cache.put(self.account_id, stream_id, history)
         self._seen[stream_id] = aggregate
         self._histories[stream_id] = history
         return aggregate
@@ -153,7 +162,19 @@ class UnitOfWork:
         if self._snapshots is None or not every or before // every == after // every:
             return None
         snapshot = Snapshot(after, aggregate.snapshot())
+        await self._save(aggregate, snapshot)
+        return snapshot
+
+    @staticmethod
+    def _behind_snapshot(aggregate: Aggregate, history: History) -> bool:
+        """Whether loading it replayed `snapshot_every` events or more after its latest snapshot."""
+        every = aggregate.snapshot_every
+        if not every or len(history) <= every:
+            return False
+        return sum(1 for event in history if event.name != SNAPSHOT) >= every
+
+    async def _save(self, aggregate: Aggregate, snapshot: Snapshot) -> None:
+        assert self._snapshots is not None
         await self._snapshots.save(
             self.executor, self.account_id, aggregate.stream_id, aggregate.snapshot_shape, snapshot
         )
-        return snapshot

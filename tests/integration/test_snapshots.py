@@ -213,3 +213,22 @@ def test_bad_snapshot_declarations_fail_when_the_model_is_built() -> None:
     person = ERP.elements["Person"]
     with pytest.raises(ValueError, match="Person has personal attributes"):
         Model([replace(person, snapshot_every=100) if e is person else e for e in ERP.elements.values()])
+
+
+async def test_a_long_stream_that_grew_without_snapshots_gets_one_when_first_loaded(
+    pool: asyncpg.Pool[Any], account_id: UUID
+) -> None:
+    """A stream written before its element had snapshots (or under another shape): the first cold
+    load that replays `snapshot_every` events or more leaves one, and the next reads it."""
+    before = service(pool, snapshots=False)
+    customer = await customer_of(before, account_id)
+    for _ in range(13):
+        await run(before, account_id, "PlaceOrder", order(customer))
+    assert not await pool.fetchval("SELECT count(*) FROM snapshots WHERE account_id = $1", account_id)
+    first = await loaded(pool, account_id, customer, snapshots=True)
+    assert first.revision == 14
+    store = CountingStore()
+    uow = UnitOfWork(pool, account_id, store, snapshots=Snapshots())
+    again = await uow.get(SMALL.aggregates["Customer"], f"Customer-{customer}")
+    assert store.loads == [(f"Customer-{customer}", 14)]
+    assert again.state == first.state

@@ -72,8 +72,10 @@ from erp.bench.report import (
     report_rebuild,
     report_scale,
     report_sealing,
+    report_snapshots,
 )
 from erp.bench.sealing import SealingMeasured, sealing_on_and_off
+from erp.bench.snapshots import RESERVATIONS, ColdOrders, cold_orders
 from erp.bench.soak import SoakWindow, run_soak
 from erp.bench.stack import Stack
 
@@ -129,8 +131,8 @@ async def run_bench(
             console.print(f"heavy neighbour: one account sends and reads orders of {HEAVY_LINES:,} lines ...")
             await heavy_neighbour(session, stack.base, tenants[2], tenants[3], measured[0], lines=HEAVY_LINES)
             console.print(
-                "personal data sealed and in the clear: person commands against the API and a second one "
-                "with ERP_SEAL_PERSONAL_DATA=0, alternating ..."
+                "personal data sealed and in the clear: person commands against two new APIs, one with "
+                "ERP_SEAL_PERSONAL_DATA=0, alternating ..."
             )
             sealing = await sealing_on_and_off(stack, session, tenants, seconds)
             record_sealing(measured[0], sealing)
@@ -144,6 +146,10 @@ async def run_bench(
             console.print(f"rebuild: {MILLION:,} orders of one account, in a database of their own ...")
             built = await million(stack.database_url)
             record_rebuild(measured[0], built, during)
+            console.print(
+                f"snapshots: cold PlaceOrders for a customer with {RESERVATIONS:,} reservations ..."
+            )
+            record_cold_orders(measured[0], await cold_orders(stack.database_url))
             for results in measured:
                 results.api_rss_mb = stack.rss_mb(stack.api)
                 results.worker_rss_mb = stack.rss_mb(stack.worker)
@@ -155,12 +161,22 @@ async def run_bench(
     report_heavy_neighbour(measured[0], HEAVY_LINES)
     report_sealing(measured[0])
     report_rebuild(measured[0])
+    report_snapshots(measured[0])
     if len(measured) == 3:
         report_scale(*measured)
     if json_path:
         document = [asdict(r) for r in measured]
         await asyncio.to_thread(Path(json_path).write_text, json.dumps(document, indent=2))
     return measured
+
+
+def record_cold_orders(results: Results, cold: ColdOrders) -> None:
+    results.cold_reservations = cold.reservations
+    results.cold_without_p50_ms = cold.without_p50_ms
+    results.cold_first_with_ms = cold.first_with_ms
+    results.cold_with_p50_ms = cold.with_p50_ms
+    results.cold_with_p99_ms = cold.with_p99_ms
+    results.cold_with_samples = len(cold.with_ms)
 
 
 def record_rebuild(results: Results, built: MillionBuilt, during: DuringBuild) -> None:

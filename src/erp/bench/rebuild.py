@@ -19,7 +19,6 @@ from __future__ import annotations
 import asyncio
 import statistics
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -30,14 +29,10 @@ from litestar.channels import ChannelsPlugin
 
 from commands.erp_model import UPCASTERS
 from commands.store.feed import EventFeed
-from core.db import create_pool
-from core.settings import Settings
 from erp.bench.phases import sample_latencies
 from erp.bench.report import percentile
-from erp.bench.seed import bulk_insert_rate, seed_orders
+from erp.bench.seed import account_database, bulk_insert_rate, seed_orders
 from erp.bench.stack import OPERATOR
-from erp.devserver import create_database, drop_database, with_database
-from erp.migrate import upgrade_async
 from queries.blue_green import START, Build
 from queries.build_process import bulk_pass_in_process
 from queries.notifications import channel_for
@@ -60,34 +55,21 @@ class MillionBuilt:
 async def million(database_url: str, events: int = MILLION) -> MillionBuilt:
     """Build a new version of the orders read model of one account with `events` orders, in a
     database of its own beside `database_url`'s (dropped afterwards)."""
-    url = with_database(database_url, f"erp_rebuild_{uuid.uuid4().hex[:10]}")
-    await create_database(url)
-    try:
-        await upgrade_async(Settings(database_url=url))
-        pool = await create_pool(Settings(database_url=url), min_size=2, max_size=4)
-        try:
-            account_id = uuid.uuid4()
-            await pool.execute(
-                "INSERT INTO accounts (account_id, name, status) VALUES ($1, 'Rebuilt', 'Active')", account_id
-            )
-            await seed_orders(pool, account_id, events)
-            await pool.execute("VACUUM ANALYZE events")  # as autovacuum would have, long before a rebuild
-            await quiet_server(pool)
-            bulk = await bulk_insert_rate(pool)
-            started = time.perf_counter()
-            build = await Build.prepare(pool, PROJECTIONS["orders"], EventFeed(UPCASTERS))
-            # As the worker runs it: the bulk pass in a child process (`queries.build_process`).
-            await bulk_pass_in_process(url, "orders", build.version, START, lambda _: None)
-            await build.catch_up()
-            await build.switch()
-            seconds = time.perf_counter() - started
-            built = await pool.fetchval("SELECT count(*) FROM rm_order WHERE account_id = $1", account_id)
-            if built != events:
-                raise RuntimeError(f"the build has {built} orders of {events}")
-        finally:
-            await pool.close()
-    finally:
-        await drop_database(url)
+    async with account_database(database_url, "rebuild") as (url, pool, account_id):
+        await seed_orders(pool, account_id, events)
+        await pool.execute("VACUUM ANALYZE events")  # as autovacuum would have, long before a rebuild
+        await quiet_server(pool)
+        bulk = await bulk_insert_rate(pool)
+        started = time.perf_counter()
+        build = await Build.prepare(pool, PROJECTIONS["orders"], EventFeed(UPCASTERS))
+        # As the worker runs it: the bulk pass in a child process (`queries.build_process`).
+        await bulk_pass_in_process(url, "orders", build.version, START, lambda _: None)
+        await build.catch_up()
+        await build.switch()
+        seconds = time.perf_counter() - started
+        built = await pool.fetchval("SELECT count(*) FROM rm_order WHERE account_id = $1", account_id)
+        if built != events:
+            raise RuntimeError(f"the build has {built} orders of {events}")
     return MillionBuilt(events, seconds, bulk)
 
 

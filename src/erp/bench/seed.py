@@ -25,10 +25,11 @@ binary: the pool's connections speak jsonb in binary (`core.db`), a `msgspec.Raw
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from decimal import Decimal
@@ -40,12 +41,16 @@ import msgspec
 
 from commands.erp_model import ERP, UPCASTERS
 from commands.store.wakeup import EVENTS_CHANNEL
+from core.db import create_pool
+from core.settings import Settings
+from erp.devserver import create_database, drop_database, with_database
+from erp.migrate import upgrade_async
 from tenancy.fences import write_unfenced
 
 ORDER = ERP.elements["Order"]
 EVENT = "OrderPlaced"
 
-_EVENT_COLUMNS = (
+EVENT_COLUMNS = (
     "account_id",
     "stream_id",
     "stream_revision",
@@ -64,14 +69,14 @@ _STREAM_COLUMNS = ("account_id", "stream_id", "stream_type", "revision")
 
 # As the append advances a counter (append.sql): `changed` is the writing transaction's xid, and
 # the row stays locked until commit.
-_ADVANCE_COUNTER = """
+ADVANCE_COUNTER = """
 INSERT INTO stream_sequences AS s (account_id, stream_type, last_sequence, changed)
 VALUES ($1, $2, $3, pg_current_xact_id())
 ON CONFLICT (account_id, stream_type)
 DO UPDATE SET last_sequence = s.last_sequence + EXCLUDED.last_sequence, changed = EXCLUDED.changed
 RETURNING s.last_sequence
 """
-_SCOPE = "SELECT set_config('erp.account_id', $1, true)"
+SCOPE = "SELECT set_config('erp.account_id', $1, true)"
 _NOTIFY = "SELECT pg_notify($1, $2)"
 _PAYLOAD = b'{"OrderId":"%s","CustomerName":"%s","OrderLines":%s,"Total":"%s"}'
 """A PlaceOrder's `OrderPlaced`: its fields (no CustomerId: no spending limit) and the Total."""
@@ -110,6 +115,29 @@ CUSTOMERS = tuple(f"Customer {n:03d}".encode() for n in range(500))
 _VARIANT_NIBBLE = dict(zip("0123456789abcdef", "89ab89ab89ab89ab", strict=True))
 
 
+@contextlib.asynccontextmanager
+async def account_database(
+    database_url: str, label: str
+) -> AsyncIterator[tuple[str, asyncpg.Pool[Any], UUID]]:
+    """A database of its own beside `database_url`'s, migrated, with one active account: (its URL,
+    a pool on it, the account). Dropped afterwards."""
+    url = with_database(database_url, f"erp_{label}_{uuid.uuid4().hex[:10]}")
+    await create_database(url)
+    try:
+        await upgrade_async(Settings(database_url=url))
+        pool = await create_pool(Settings(database_url=url), min_size=2, max_size=4)
+        try:
+            account_id = uuid.uuid4()
+            await pool.execute(
+                "INSERT INTO accounts (account_id, name, status) VALUES ($1, $2, 'Active')", account_id, label
+            )
+            yield url, pool, account_id
+        finally:
+            await pool.close()
+    finally:
+        await drop_database(url)
+
+
 def random_ids(count: int) -> list[str]:
     """`count` random (version 4) UUIDs as text, at a third of `str(uuid4())`'s cost each."""
     h = os.urandom(16 * count).hex()
@@ -142,15 +170,15 @@ async def seed_orders(
             stream_ids = [f"{ORDER.name}-{order_id}" for order_id in orders]  # as ORDER.stream_id
             async with connection.transaction():
                 await write_unfenced(connection, account_id)
-                await connection.execute(_SCOPE, str(account_id))
+                await connection.execute(SCOPE, str(account_id))
                 await connection.copy_records_to_table(
                     "streams", records=_streams(account_id, stream_ids), columns=_STREAM_COLUMNS
                 )
-                last = await connection.fetchval(_ADVANCE_COUNTER, account_id, ORDER.stream_type, count)
+                last = await connection.fetchval(ADVANCE_COUNTER, account_id, ORDER.stream_type, count)
                 await connection.copy_records_to_table(
                     "events",
                     records=_events(account_id, orders, stream_ids, first=last - count + 1, n=written),
-                    columns=_EVENT_COLUMNS,
+                    columns=EVENT_COLUMNS,
                 )
             await connection.execute(_NOTIFY, EVENTS_CHANNEL, ORDER.stream_type)
             written += count

@@ -28,38 +28,13 @@ from commands.erp_model import ERP, UPCASTERS
 from commands.service import CommandService
 from commands.store.event_store import EventStore
 from commands.store.snapshots import Snapshots
-from core.db import create_pool
-from core.settings import Settings
 from erp.bench.report import percentile
-from erp.bench.seed import random_ids
-from erp.devserver import create_database, drop_database, with_database
-from erp.migrate import upgrade_async
+from erp.bench.seed import ADVANCE_COUNTER, EVENT_COLUMNS, SCOPE, account_database, random_ids
 from tenancy.fences import write_unfenced
 
 CUSTOMER = ERP.elements["Customer"]
 RESERVATIONS = 1_000_000
-_COLUMNS = (
-    "account_id",
-    "stream_id",
-    "stream_revision",
-    "payload_item_name",
-    "payload",
-    "stream_type",
-    "sequence_number",
-    "command_id",
-    "correlation_id",
-    "causation_id",
-    "schema_version",
-)
-_ADVANCE_COUNTER = """
-INSERT INTO stream_sequences AS s (account_id, stream_type, last_sequence, changed)
-VALUES ($1, $2, $3, pg_current_xact_id())
-ON CONFLICT (account_id, stream_type)
-DO UPDATE SET last_sequence = s.last_sequence + EXCLUDED.last_sequence, changed = EXCLUDED.changed
-RETURNING s.last_sequence
-"""
 _ADVANCE_STREAM = "UPDATE streams SET revision = revision + $3 WHERE account_id = $1 AND stream_id = $2"
-_SCOPE = "SELECT set_config('erp.account_id', $1, true)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,28 +64,12 @@ async def cold_orders(
 ) -> ColdOrders:
     """Cold PlaceOrders for one customer with `reservations` on its stream, in a database of its own
     beside `database_url`'s (dropped afterwards)."""
-    url = with_database(database_url, f"erp_snapshots_{uuid.uuid4().hex[:10]}")
-    await create_database(url)
-    try:
-        await upgrade_async(Settings(database_url=url))
-        pool = await create_pool(Settings(database_url=url), min_size=2, max_size=4)
-        try:
-            account_id = uuid.uuid4()
-            await pool.execute(
-                "INSERT INTO accounts (account_id, name, status) VALUES ($1, 'Big customer', 'Active')",
-                account_id,
-            )
-            customer = await _customer(pool, account_id)
-            await _reserve(pool, account_id, customer, reservations)
-            slow = [await _cold_order(pool, account_id, customer, snapshots=False) for _ in range(without)]
-            first = await _cold_order(pool, account_id, customer, snapshots=True)
-            fast = [
-                await _cold_order(pool, account_id, customer, snapshots=True) for _ in range(with_snapshots)
-            ]
-        finally:
-            await pool.close()
-    finally:
-        await drop_database(url)
+    async with account_database(database_url, "snapshots") as (_, pool, account_id):
+        customer = await _customer(pool, account_id)
+        await _reserve(pool, account_id, customer, reservations)
+        slow = [await _cold_order(pool, account_id, customer, snapshots=False) for _ in range(without)]
+        first = await _cold_order(pool, account_id, customer, snapshots=True)
+        fast = [await _cold_order(pool, account_id, customer, snapshots=True) for _ in range(with_snapshots)]
     return ColdOrders(reservations, slow, fast, first)
 
 
@@ -144,16 +103,16 @@ async def _reserve(
             n = min(chunk, count - written)
             async with connection.transaction():
                 await write_unfenced(connection, account_id)
-                await connection.execute(_SCOPE, str(account_id))
+                await connection.execute(SCOPE, str(account_id))
                 revision = await connection.fetchval(
                     "SELECT revision FROM streams WHERE account_id = $1 AND stream_id = $2 FOR UPDATE",
                     account_id,
                     stream_id,
                 )
                 await connection.execute(_ADVANCE_STREAM, account_id, stream_id, n)
-                last = await connection.fetchval(_ADVANCE_COUNTER, account_id, CUSTOMER.stream_type, n)
+                last = await connection.fetchval(ADVANCE_COUNTER, account_id, CUSTOMER.stream_type, n)
                 records = _reservations(account_id, customer, stream_id, revision, last - n + 1, n)
-                await connection.copy_records_to_table("events", records=records, columns=_COLUMNS)
+                await connection.copy_records_to_table("events", records=records, columns=EVENT_COLUMNS)
             written += n
 
 

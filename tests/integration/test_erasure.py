@@ -182,6 +182,9 @@ async def test_an_erasure_shows_on_every_read_path_and_touches_no_other_subject_
     with pytest.raises(BusinessRuleViolation, match="erased"):
         address = {"Kind": "Home", "Street": "x", "City": "y", "Country": "GB"}
         await run(service, account_id, "ChangeAddress", {"PartyId": str(erased.id), "Address": address})
+    with pytest.raises(BusinessRuleViolation, match="erased"):
+        another = {"CustomerId": str(uuid.uuid4()), "PartyId": str(erased.id), "WorkareaId": workarea}
+        await run(service, account_id, "MakeCustomer", {**another, "SpendingLimit": "1.00"})
 
 
 async def test_erasing_an_unknown_subject_or_another_accounts_is_not_found_and_changes_nothing(

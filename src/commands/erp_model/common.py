@@ -7,6 +7,7 @@ from typing import Any
 
 from commands.errors import BusinessRuleViolation
 from commands.model import (
+    ERASED,
     Attr,
     ModelAggregate,
     RuleContext,
@@ -54,9 +55,11 @@ NEW_ADDRESS = Attr("Address", Type.RECORD, fields=ADDRESS)
 
 
 async def require(ctx: RuleContext, element: str, element_id: Any, what: str) -> ModelAggregate:
-    """Load another element the command refers to; 422 if it does not exist."""
+    """Load another element the command refers to; 422 if it does not exist or was erased."""
     target = ctx.model.elements[element]
     aggregate = await ctx.uow.get(ctx.model.aggregates[element], target.stream_id(element_id))
     if not aggregate.exists:
         raise BusinessRuleViolation(f"{what} {element_id} does not exist")
+    if aggregate.status == ERASED:
+        raise BusinessRuleViolation(f"{what} {element_id} was erased")
     return aggregate

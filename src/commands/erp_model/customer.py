@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from commands.erp_model.common import MONEY, ref, require
 from commands.erp_model.parties import PERSON
+from commands.errors import BusinessRuleViolation
 from commands.model import (
+    ERASED,
     Attr,
     Change,
     CommandDecl,
@@ -21,6 +23,8 @@ async def make_customer(ctx: RuleContext) -> None:
     person = await ctx.uow.get(ctx.model.aggregates["Person"], PERSON.stream_id(party_id))
     if not person.exists:
         await require(ctx, "Organisation", party_id, "party (Person or Organisation)")
+    elif person.status == ERASED:
+        raise BusinessRuleViolation(f"party (Person) {party_id} was erased")
     await require(ctx, "Workarea", ctx.payload["WorkareaId"], "Workarea")
     if ctx.payload.get("OwnOrganisationId"):
         await require(ctx, "OwnOrganisation", ctx.payload["OwnOrganisationId"], "OwnOrganisation")

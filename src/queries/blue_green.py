@@ -293,6 +293,8 @@ class Build:
             )
         try:
             opening, folded = NO_KEYS, self._upcast(rows, None)
+            if folded is None:  # event by event then: with the keys its sealed rows need, if any
+                raise _Sealed
         except _Sealed:  # personal data to open: the keys, then again (no pass of its own otherwise)
             async with self.pool.acquire() as connection:
                 opening = await self.feed.keys_for(connection, rows)

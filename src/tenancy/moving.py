@@ -13,8 +13,9 @@
    the counters it advances (so the target's projector finds them) and the logged commands it carries.
 4. `fence_source`: the source refuses the account's writes (`leaving`), once the writes that did
    not see the fence have committed. From here its commands are answered 503, for a few seconds.
-5. `finish_copy`: the events the account took since step 3 and its customisations; then the copy is
-   checked against the source (counters, streams, logged commands, customisations). A difference
+5. `finish_copy`: the events the account took since step 3, its customisations and its data
+   subjects' keys; then the copy is checked against the source (counters, streams, logged commands,
+   customisations, keys and erasures). A difference
    abandons the move (`abandon`: the source takes writes again, the target's copy is removed).
 6. `switch`: the target lifts its fence, the catalog routes the account there, and the source's fence
    says `left`, so a command that still arrives on an old route is refused, never stored.
@@ -83,7 +84,9 @@ SELECT (SELECT coalesce(jsonb_object_agg(stream_type, last_sequence), '{}')
        (SELECT count(*) FROM streams WHERE account_id = $1) AS streams,
        (SELECT coalesce(sum(revision), 0) FROM streams WHERE account_id = $1) AS revisions,
        (SELECT count(*) FROM command_log WHERE account_id = $1) AS commands,
-       (SELECT count(*) FROM customisations WHERE account_id = $1) AS customisations
+       (SELECT count(*) FROM customisations WHERE account_id = $1) AS customisations,
+       (SELECT count(*) FROM subject_keys WHERE account_id = $1) AS subject_keys,
+       (SELECT count(*) FROM subject_keys WHERE account_id = $1 AND key IS NULL) AS erased_subjects
 """
 
 Progress = Callable[[int, int], None]
@@ -169,10 +172,10 @@ class AccountMover:
         async with source.acquire() as s, target.acquire() as t:
             heads, have = [await _counters(c, step.account_id) for c in (s, t)]
             total = sum(head - min(have.get(kind, 0), head) for kind, head in heads.items())
-            # customisations too: a table that differs must stop the move before the fence, not after
+            # customisations and keys too: a table that differs must stop the move before the fence
             columns = {
                 table: await common_columns(s, t, table)
-                for table in ("events", "command_log", "customisations")
+                for table in ("events", "command_log", "customisations", "subject_keys")
             }
             for stream_type, head in sorted(heads.items()):
                 after = have.get(stream_type, 0)
@@ -222,15 +225,17 @@ class AccountMover:
             await fence(connection, step.account_id, LEAVING, step.target, step.move_id)
 
     async def finish_copy(self, step: MoveStep, progress: Progress | None = None) -> int:
-        """Step 5: the rest of the events and the customisations; MoveAbandoned if the copy differs."""
+        """Step 5: the rest of the events, the customisations and the data subjects' keys (made and
+        erased only by writes, which the fence now refuses); MoveAbandoned if the copy differs."""
         copied = await self.copy_events(step, progress)
         source, target = self._pools(step)
         async with source.acquire() as s, target.acquire() as t, s.transaction(), t.transaction():
             await scope(s, step.account_id)
             await scope(t, step.account_id)
-            await t.execute("DELETE FROM customisations WHERE account_id = $1", step.account_id)
-            columns = await common_columns(s, t, "customisations")
-            await pipe(s, t, "customisations", columns, "account_id = $1", step.account_id)
+            for table in ("customisations", "subject_keys"):
+                await t.execute(f"DELETE FROM {table} WHERE account_id = $1", step.account_id)
+                columns = await common_columns(s, t, table)
+                await pipe(s, t, table, columns, "account_id = $1", step.account_id)
             ours, theirs = [dict(await c.fetchrow(_SUMMARY, step.account_id) or {}) for c in (s, t)]
         if ours != theirs:
             raise MoveAbandoned(

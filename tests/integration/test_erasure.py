@@ -24,12 +24,18 @@ from commands.store.event_store import ConcurrencyConflict, EventStore, PendingE
 from commands.store.export import export_events, plan_export
 from commands.store.feed import EventFeed
 from commands.store.sealing import ENTRY_BYTES, SEALED, Sealing, SubjectKeys
+from commands.store.upcasting import Upcasters
 from core.settings import Settings
 from erp.bootstrap import Container
+from erp.devserver import drop_database
 from queries.blue_green import Build
 from queries.projector import Projector
 from queries.registry import PROJECTIONS
-from tests.conftest import make_account
+from tenancy.catalog import AccountCatalog
+from tenancy.fences import LEAVING, AccountElsewhere, fence, lift
+from tenancy.moving import AccountMover, MoveStep
+from tenancy.routing import Databases
+from tests.conftest import fresh_database, make_account
 from tests.integration.erp_history import erp_history, read_models
 from tests.integration.test_event_store import metadata
 
@@ -400,3 +406,127 @@ async def test_a_new_subjects_key_is_stored_by_the_append_that_creates_its_strea
     loaded = await EventFeed(UPCASTERS).stream(pool, account_id, orphan.stream_id)
     assert [e.payload.get("Name") for e in loaded] == [orphan.name, orphan.new_name, None]
     assert await pool.fetchval(keys, account_id, orphan.stream_id) != b"o" * 32
+
+
+async def test_an_erasure_held_behind_a_refused_event_clears_the_read_model_and_no_reason_holds_data(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    """A person's event the read model refuses is parked, and the person's later events are held
+    behind it; the erasure among them still clears the row at once, and neither the stored reason
+    nor its log line carries the values Postgres's DETAIL would show."""
+    pool = own_pool
+    store = sealed_store()
+    service = CommandService(pool, store)
+    account_id = await make_account(pool)
+    person = Person()
+    body = {"PersonId": str(person.id), "Name": person.name, "Email": person.email}
+    await run(service, account_id, "RegisterPerson", body)
+    await pool.execute(
+        "ALTER TABLE rm_person ADD CONSTRAINT poison "
+        "CHECK (addresses IS NULL OR addresses::text NOT LIKE '%Forgotten%')"
+    )
+    address = {"Kind": "Home", "Street": person.street, "City": "Leeds", "Country": "GB"}
+    await run(service, account_id, "ChangeAddress", {"PartyId": str(person.id), "Address": address})
+    await catch_up(pool, store.feed)
+    reasons = await pool.fetch("SELECT reason FROM parked_events WHERE account_id = $1", account_id)
+    assert reasons and not [s for s in person.secrets if s in "".join(r[0] for r in reasons)], reasons
+
+    await run(service, account_id, "ErasePerson", {"PersonId": str(person.id)})
+    await catch_up(pool, store.feed)
+    held = await pool.fetch(
+        "SELECT payload_item_name FROM parked_events WHERE account_id = $1 AND held_behind IS NOT NULL",
+        account_id,
+    )
+    assert [r[0] for r in held] == ["PersonErased"]
+    row = await person_row(pool, account_id, person)
+    assert (row["name"], row["email"], row["status"]) == (None, None, "Erased")
+
+
+async def test_a_move_takes_the_subjects_keys_and_erasures_with_the_account(settings: Settings) -> None:
+    """Moved to another database, a person's sealed data still opens there, an erased one's does
+    not, and the source keeps no key."""
+    main, big = await fresh_database(), await fresh_database()
+    both = replace(settings, database_url=main, extra_databases=f"big={big}")
+    databases = await Databases(both, min_size=1, max_size=4).open()
+    try:
+        account_id = await make_account(databases.main)
+        service = CommandService(databases.main, sealed_store())
+        kept, erased = Person(), Person()
+        await kept.register(service, account_id)
+        await erased.register(service, account_id)
+        await run(service, account_id, "ErasePerson", {"PersonId": str(erased.id)})
+        mover = AccountMover(databases, AccountCatalog(databases))
+        step = MoveStep(account_id, "main", "big", uuid.uuid4())
+        await mover.prepare(step)
+        await mover.copy_read_models(step)
+        await mover.copy_events(step)
+        await mover.fence_source(step)
+        await mover.finish_copy(step)
+        await mover.switch(step)
+        await mover.purge(account_id, "main")
+        target = databases.pool("big")
+        feed = EventFeed(UPCASTERS)
+        moved = await feed.stream(target, account_id, kept.stream_id)
+        assert [e.payload.get("Name") for e in moved] == [kept.name, kept.new_name, None]
+        gone = await feed.stream(target, account_id, erased.stream_id)
+        assert all(e.payload.get("Name") is None for e in gone)
+        erasures = "SELECT count(*) FROM subject_keys WHERE account_id = $1 AND key IS NULL"
+        assert await target.fetchval(erasures, account_id) == 1
+        assert not await databases.main.fetchval(
+            "SELECT count(*) FROM subject_keys WHERE account_id = $1", account_id
+        )
+    finally:
+        await databases.close()
+        await drop_database(main)
+        await drop_database(big)
+
+
+async def test_a_key_is_not_made_in_a_database_where_a_move_fenced_the_account(
+    pool: asyncpg.Pool[Any], account_id: UUID
+) -> None:
+    keys = SubjectKeys()
+    async with pool.acquire() as connection, connection.transaction():
+        await fence(connection, account_id, LEAVING, "elsewhere", uuid.uuid4())
+    try:
+        with pytest.raises(AccountElsewhere):
+            await keys.sealing(pool, account_id, [f"Person-{uuid.uuid4()}"])
+        assert not await pool.fetchval("SELECT count(*) FROM subject_keys WHERE account_id = $1", account_id)
+    finally:
+        await lift(pool, account_id)
+
+
+async def test_a_chunk_that_goes_event_by_event_still_opens_its_sealed_rows(
+    own_pool: asyncpg.Pool[Any],
+) -> None:
+    """A bulk-pass chunk an upcaster fails on goes event by event; its sealed rows open with their
+    keys there too (not as erased) even when the failing row comes before them."""
+    pool = own_pool
+    account_id = await make_account(pool)
+    person = Person()
+    await person.register(CommandService(pool, sealed_store()), account_id)
+    await catch_up(pool, EventFeed(UPCASTERS))
+    live = await read_models(pool)
+
+    def failing(payload: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+        raise ValueError("an upcaster that fails")
+
+    # A Customer event, read before the Person's in the chunk (pairs in stream type order).
+    upcasters = Upcasters()
+    upcasters.register("CustomerMade", 1, failing)
+    await pool.execute(
+        "INSERT INTO events (account_id, stream_id, stream_revision, payload_item_name, payload, "
+        "stream_type, sequence_number, command_id, correlation_id, causation_id) "
+        "SELECT $1, 'Customer-' || gen_random_uuid(), 1, 'CustomerMade', '{}', 'Customer', 1, "
+        "gen_random_uuid(), gen_random_uuid(), gen_random_uuid()",
+        account_id,
+    )
+    await pool.execute(
+        "INSERT INTO stream_sequences (account_id, stream_type, last_sequence) VALUES ($1, 'Customer', 1)",
+        account_id,
+    )
+    build = await Build.prepare(pool, PROJECTIONS["customers"], EventFeed(upcasters))
+    await build.bulk_pass()
+    await build.catch_up()
+    await build.switch()
+    after = await read_models(pool, ("rm_person",))
+    assert after["rm_person"] == live["rm_person"], "the rebuild lost a live subject's data"

@@ -116,14 +116,8 @@ async def test_a_cold_load_reads_the_latest_snapshot_and_the_events_after_it(
     assert (f"Customer-{customer}", 20) in store.loads, store.loads
     with_snapshot = await loaded(pool, account_id, customer, snapshots=True)
     replayed = await loaded(pool, account_id, customer, snapshots=False)
-    assert (
-        (with_snapshot.revision, with_snapshot.state)
-        == (replayed.revision, replayed.state)
-        == (
-            24,
-            replayed.state,
-        )
-    )
+    assert with_snapshot.revision == replayed.revision == 24
+    assert with_snapshot.state == replayed.state
     assert replayed.state["OpenAmount"] == "23.00"
 
 

@@ -42,6 +42,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from core.invalidations import SUBJECT_KEYS, Invalidations
+from tenancy.fences import FENCED, AccountElsewhere
 
 SEALED = "$sealed"
 """The payload field holding an event's sealed personal fields (no attribute can be named so)."""
@@ -157,7 +158,12 @@ class SubjectKeys:
         if missing:
             fresh = [os.urandom(KEY_BYTES) for _ in missing]
             alone = isinstance(executor, asyncpg.Pool)  # its own transaction: no flush to wait for
-            rows = await executor.fetch(_SEALING, account_id, missing, fresh, alone)
+            try:
+                rows = await executor.fetch(_SEALING, account_id, missing, fresh, alone)
+            except asyncpg.PostgresError as error:
+                if error.sqlstate == FENCED:  # a move holds the account's writes here
+                    raise AccountElsewhere.from_detail(account_id, str(error.detail)) from None
+                raise
             ours = set(fresh)
             for row in rows:
                 subject, key = row["subject"], row["key"]
@@ -193,10 +199,9 @@ class SubjectKeys:
                 rows = await executor.fetch(_OPENING_ONE, scope, [s for a, s in missing if a == scope])
             else:
                 rows = await executor.fetch(_OPENING, [a for a, _ in missing], [s for _, s in missing])
-            keys: dict[Pair, bytes | None] = dict.fromkeys(missing)  # no row: gone with its account
-            keys.update(((row["account_id"], row["subject"]), row["key"]) for row in rows)
-            for pair, key in keys.items():
-                found[pair] = self.remember(pair, key)
+            for row in rows:  # a pair with no row reads as erased, but is not remembered as erased
+                pair = (row["account_id"], row["subject"])
+                found[pair] = self.remember(pair, row["key"])
         return found
 
 

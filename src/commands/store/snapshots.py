@@ -45,7 +45,7 @@ class Snapshots:
         """Keep it, unless a later one is kept already; a failure is logged, not raised (a cache)."""
         try:
             await executor.fetch(_SAVE, account_id, stream_id, snapshot.revision, shape, snapshot.state)
-        except (asyncpg.PostgresError, OSError) as error:
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, TimeoutError) as error:
             log.warning(
                 "a snapshot of %s at revision %d was not saved: %s", stream_id, snapshot.revision, error
             )

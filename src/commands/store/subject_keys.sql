@@ -35,6 +35,9 @@ BEGIN
     IF p_alone THEN
         PERFORM set_config('synchronous_commit', 'off', true);
     END IF;
+    -- The account's write lock, as an append takes it: a move copies the keys after its fence, so a
+    -- key is made before the fence (and copied) or refused by it (ER503, tenancy/fences.sql).
+    PERFORM erp_write_unfenced(p_account);
     PERFORM erp_enter_account(p_account);
     INSERT INTO subject_keys (account_id, subject, key)
     SELECT p_account, s.subject, s.key FROM unnest(p_subjects, p_fresh) AS s(subject, key)

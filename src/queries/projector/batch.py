@@ -286,6 +286,12 @@ class Projector:
             {_stored_as(event): (event, reason, behind) for event, reason, behind in parked}.values()
         )
         refused = [(event, reason) for event, reason, behind in parked if behind is None]
+        for event, _, behind in parked:
+            if behind is not None and self.feed.sealing.personal.erases(event.stream_type, event.name):
+                # An erasure does not wait behind a refused event to clear its subject's rows: it is
+                # applied now as well (its data reads as null from here on, so the stream's release
+                # applies nothing personal again, and then the erasure once more, in order).
+                await parking.apply_or_refusals(connection, self.projection, [event])
         metrics.EVENTS_PARKED.add(len(refused), labels)
         metrics.EVENTS_HELD.add(len(parked) - len(refused), labels)
         for event, reason in refused:

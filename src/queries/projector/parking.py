@@ -133,7 +133,14 @@ async def apply_or_refusals(
         async with connection.transaction():  # a savepoint
             return await projection.apply(connection, events)
     except REFUSED_BY_READ_MODEL as error:
-        return [(events[0], f"{type(error).__name__}: {error}")]
+        return [(events[0], refusal(error))]
+
+
+def refusal(error: asyncpg.PostgresError) -> str:
+    """Why the database refused a row, without the row: Postgres's DETAIL ("Failing row contains
+    (...)") holds the event's values, personal data opened from its seal among them, and a reason is
+    stored (parked_events) and logged."""
+    return f"{type(error).__name__}: {error.args[0] if error.args else error.sqlstate}"
 
 
 async def held_streams(

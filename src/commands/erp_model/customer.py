@@ -14,6 +14,7 @@ from commands.model import (
     EventDecl,
     Kind,
     RuleContext,
+    Type,
 )
 
 
@@ -41,7 +42,7 @@ LOWER_LIMITS = (
 
 CUSTOMER_FIELDS = (
     ref("CustomerId", "Customer"),
-    ref("PartyId", "Person"),
+    Attr("PartyId", Type.ID, references="Person", alternatives=("Organisation",)),
     ref("WorkareaId", "Workarea"),
     ref("OwnOrganisationId", "OwnOrganisation", required=False),
     Attr("SpendingLimit", MONEY),

@@ -67,6 +67,8 @@ class Attr:
     would append one more to a full list too)."""
     references: str | None = None
     """For an id: the element it points to (a relation such as `party`)."""
+    alternatives: tuple[str, ...] = ()
+    """For an id: other elements it may point to instead (a party is a Person or an Organisation)."""
     searched: bool = False
     """Queries look elements up by it: its read-model column is indexed (per account)."""
     personal: bool = False

@@ -107,6 +107,8 @@ _FORGET_CHECKPOINTS = "DELETE FROM projection_checkpoints WHERE projection = $1"
 _FORGET_PARKED = "DELETE FROM parked_events WHERE projection = $1"
 _RENAME_CHECKPOINTS = "UPDATE projection_checkpoints SET projection = $2 WHERE projection = $1"
 _RENAME_PARKED = "UPDATE parked_events SET projection = $2 WHERE projection = $1"
+_FORGET_FAN_OUTS = "DELETE FROM fan_out_jobs WHERE projection = $1"
+_RENAME_FAN_OUTS = "UPDATE fan_out_jobs SET projection = $2 WHERE projection = $1"
 # The functions of a version's triggers (named with its suffix: the live version's are not).
 _FUNCTIONS = """
 SELECT DISTINCT p.oid::regprocedure::text AS name
@@ -465,11 +467,10 @@ class Build:
                 await _rename(connection, table, becomes)
             for function in functions:  # and their triggers: the live ones replace them
                 await connection.execute(f"DROP FUNCTION {function['name']} CASCADE")
-            if live.extra_ddl is not None:
-                await connection.execute(live.extra_ddl(""))
             for forget, rename in (
                 (_FORGET_CHECKPOINTS, _RENAME_CHECKPOINTS),
                 (_FORGET_PARKED, _RENAME_PARKED),
+                (_FORGET_FAN_OUTS, _RENAME_FAN_OUTS),  # what its fan-outs have left, the live one's gone
             ):
                 await connection.execute(forget, live.name)
                 await connection.execute(rename, shadow.name, live.name)
@@ -506,6 +507,7 @@ async def drop_tables(connection: asyncpg.Connection[Any], version: ModelProject
         await connection.execute(f"DROP FUNCTION IF EXISTS {function['name']} CASCADE")
     await connection.execute(_FORGET_CHECKPOINTS, version.name)
     await connection.execute(_FORGET_PARKED, version.name)
+    await connection.execute(_FORGET_FAN_OUTS, version.name)
 
 
 async def drop_retired(pool: asyncpg.Pool[Any], live: ModelProjection, version: int) -> None:

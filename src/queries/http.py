@@ -16,7 +16,7 @@ from core.problems import problem, problem_responses
 from core.tokens import InvalidToken, decode_token
 from queries.paging import InvalidCursor, Page
 from queries.reader import TenantReader
-from queries.registry import PROJECTIONS
+from queries.registry import WAITABLE
 from queries.views import QUERIES, ListParams, QuerySpec
 
 MAX_TIMEOUT = 30.0
@@ -63,7 +63,7 @@ async def run_query(spec: QuerySpec, request: Request[Any, Any, Any], reader: Te
         deadline = time.monotonic() + timeout
         for name in spec.projections:
             remaining = max(0.0, deadline - time.monotonic())
-            if not await reader.caught_up(PROJECTIONS[name], targets, remaining):
+            if not await reader.caught_up(WAITABLE[name], targets, remaining):
                 raise problem(
                     503,
                     f"the {name} read model has not caught up with {token} within {timeout:g} s",

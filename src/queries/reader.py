@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
 from queries.paging import Page
-from queries.projection import Projection
+from queries.shown import Scope
 from queries.views import QueryParams, QuerySpec
 from queries.waiter import ConsistencyWaiter
 from tenancy.rls import tenant_transaction
@@ -24,6 +24,13 @@ Admission = Callable[[], AbstractAsyncContextManager[Charge]]
 @asynccontextmanager
 async def _admitted() -> AsyncIterator[Charge]:
     yield lambda _: None
+
+
+class Waitable(Protocol):
+    """A read model a query may wait on: what the wait looks at."""
+
+    @property
+    def scope(self) -> Scope: ...
 
 
 class TenantReader:
@@ -41,11 +48,10 @@ class TenantReader:
         self._waiter = waiter
         self._admission = admission
 
-    async def caught_up(self, projection: Projection, targets: dict[str, int], within: float) -> bool:
-        """Whether `projection` covers `targets` ({StreamType: Position}) within `within` seconds."""
-        return await self._waiter.wait(
-            self._pool, self.route.account_id, projection.name, projection.stream_types, targets, within
-        )
+    async def caught_up(self, projection: Waitable, targets: dict[str, int], within: float) -> bool:
+        """Whether `projection` shows `targets` ({StreamType: Position}) within `within` seconds: the
+        events of its own streams, and those of the elements it shows data of, fan-outs done."""
+        return await self._waiter.wait(self._pool, self.route.account_id, projection.scope, targets, within)
 
     async def run(self, spec: QuerySpec, params: QueryParams) -> Page[Any]:
         """The query, in a transaction that sees only this account's rows, once admitted (after

@@ -67,10 +67,11 @@ def _amount(value: Any) -> Any:
 
 
 def compile_fold(
-    element: Element, decl: EventDecl, records: Callable[[Attr], Callable[[Any], Any]]
+    element: Element, decl: EventDecl, records: Callable[[Attr], Callable[[Any], Any]], extra: int = 0
 ) -> tuple[bool, Fold]:
     """Whether the event creates its row, and its fold: the same Change as `compile_statement`'s SQL
-    (`records`: how a record attribute's value is converted there)."""
+    (`records`: how a record attribute's value is converted there; `extra`: columns after the
+    model's, which the fold leaves empty: the copies, filled after it)."""
     change = decl.change
     all_columns = columns(element)
     index = {c: i for i, c in enumerate(all_columns)}
@@ -94,7 +95,7 @@ def compile_fold(
     ]
     cleared = [at(element.attribute(name)) for name in change.clear]
     status = change.status
-    blank: Row = [None] * len(all_columns)
+    blank: Row = [None] * (len(all_columns) + extra)
 
     def create(row: Row | None, payload: dict[str, Any], commit_time: datetime, key: Key) -> Row | None:
         if row is not None:
@@ -141,9 +142,9 @@ def compile_fold(
 class TableFold:
     """The rows of one table that a chunk of events touches, folded in memory, then written back."""
 
-    def __init__(self, table: str, element: Element) -> None:
+    def __init__(self, table: str, element: Element, extra: Sequence[str] = ()) -> None:
         self.table = table
-        self.columns = columns(element)
+        self.columns = [*columns(element), *extra]
         self.rows: dict[Key, Row | None] = {}
         self.existing: list[Key] = []
         """Rows read from the table: deleted before the folded ones are copied in."""

@@ -1,9 +1,9 @@
 """The read side's queries, in plain SQL over the model's read-model tables.
 
 Each runs under the tenant's row-level-security session, so none filters by
-account itself. Names are joined at query time from the party tables (the
-seed's "helper table joined at query time"), so renaming a customer's party
-shows up in every query that shows the customer.
+account itself. What a query shows of another element (a customer's name on its
+orders and invoices, its party's addresses) is read as the read models declare
+it (`commands.erp_model.read_models`): copied, combined or joined.
 """
 
 from __future__ import annotations
@@ -21,6 +21,8 @@ import msgspec
 from commands.model import MONEY_PATTERN, Money, money_text
 from core.text import Name
 from queries.paging import DEFAULT_LIMIT, MAX_LIMIT, Limit, Page, decode_cursor, fetch_page
+from queries.registry import SHOWS
+from queries.shown import Shows
 
 
 class QueryParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="pascal"):
@@ -63,6 +65,13 @@ class GetCustomer(QueryParams):
 class GetOpenInvoices(ListParams):
     sort_key = (datetime, UUID)
     customer_id: UUID | None = None
+
+
+class GetOpenAmounts(ListParams):
+    """What each workarea's customers have open, in workarea order."""
+
+    sort_key = (UUID,)
+    workarea_id: UUID | None = None
 
 
 class GetDeliveries(ListParams):
@@ -132,6 +141,14 @@ class InvoiceView(View):
     customer_id: UUID | None = None
 
 
+class OpenAmountView(View):
+    """A workarea's customers (those with a read-model row) and what their orders have open."""
+
+    workarea_id: UUID
+    customers: int
+    open_amount: Money
+
+
 class DeliveryView(View):
     delivery_id: UUID
     order_id: UUID
@@ -140,46 +157,49 @@ class DeliveryView(View):
     delivered_at: datetime
 
 
-PARTY_NAME = "coalesce(pp.name, po.name)"
-JOIN_PARTY = """
-LEFT JOIN rm_person pp ON pp.account_id = c.account_id AND pp.id = c.party_id
-LEFT JOIN rm_organisation po ON po.account_id = c.account_id AND po.id = c.party_id
-"""
-ORDER_CUSTOMER = f"""
-LEFT JOIN rm_customer c ON c.account_id = o.account_id AND c.id = o.customer_id
-{JOIN_PARTY}
-"""
+# What each query shows of another element is read as the ERP's read models declare it
+# (`commands.erp_model.read_models`, served by `queries.shown`): an order's customer name copied
+# onto it, an invoice's and a delivery's combined from the customers' and the orders' tables, a
+# customer's email and addresses joined from its party's.
+_INVOICE_PARTY_JOINS, INVOICE_PARTY_NAME = SHOWS.read("Invoice", "PartyName", "i")
+_DELIVERY_PARTY_JOINS, DELIVERY_PARTY_NAME = SHOWS.read("Delivery", "PartyName", "d")
+_EMAIL_JOINS, CUSTOMER_EMAIL = SHOWS.read("Customer", "Email", "c")
+_ADDRESS_JOINS, CUSTOMER_ADDRESSES = SHOWS.read("Customer", "Addresses", "c")
+_CUSTOMER_NAME_JOINS, CUSTOMER_NAME = SHOWS.read("Customer", "PartyName", "c")
 
-# An order shows its customer's party name or, while it has none, the name it was placed with.
-# So a page of one name's orders is the first rows of two disjoint sets, each read in creation
-# order from an index, a page at most: orders placed with that name and no party name, and the
-# orders of each customer whose party has that name.
+# An order shows its customer's name or, when it has no customer, the name it was placed with. So a
+# page of one name's orders is the first rows of two disjoint sets, each read in creation order
+# from an index, a page at most: orders placed with that name and no customer, and the orders of
+# each customer of that name (found from an index, `Shows.named`) that show it.
 _AFTER = "($2::timestamptz IS NULL OR (o.created_at, o.id) > ($2, $3::uuid))"
-_GET_ORDERS = f"""
+
+
+def orders_sql(shows: Shows) -> str:
+    """GetOrders over read models that show what `shows` says (the ERP's, or a bench's variant)."""
+    joins, party_name = shows.read("Order", "PartyName", "o")
+    return f"""
 WITH candidates AS (
     (SELECT o.id, o.created_at FROM rm_order o
-     WHERE o.customer_name = $1 AND {_AFTER}
-       AND NOT EXISTS (SELECT FROM rm_customer c {JOIN_PARTY}
-                       WHERE c.account_id = o.account_id AND c.id = o.customer_id
-                         AND {PARTY_NAME} IS NOT NULL)
+     WHERE o.customer_name = $1 AND o.customer_id IS NULL AND {_AFTER}
      ORDER BY o.created_at, o.id
      LIMIT $4)
     UNION ALL
     SELECT of_customer.id, of_customer.created_at
-    FROM rm_customer named
-    CROSS JOIN LATERAL (SELECT o.id, o.created_at FROM rm_order o
-                        WHERE o.customer_id = named.id AND {_AFTER}
+    FROM ({shows.named("Customer", "PartyName", "$1")}) named
+    CROSS JOIN LATERAL (SELECT o.id, o.created_at FROM rm_order o {joins}
+                        WHERE o.customer_id = named.id AND {party_name} = $1 AND {_AFTER}
                         ORDER BY o.created_at, o.id
                         LIMIT $4) of_customer
-    WHERE named.party_id IN (SELECT id FROM rm_person WHERE name = $1
-                             UNION ALL SELECT id FROM rm_organisation WHERE name = $1)
 ),
 page AS (SELECT id, created_at FROM candidates ORDER BY created_at, id LIMIT $4)
-SELECT o.order_id, coalesce({PARTY_NAME}, o.customer_name) AS customer_name, o.status, o.total,
+SELECT o.order_id, coalesce({party_name}, o.customer_name) AS customer_name, o.status, o.total,
        o.order_lines::text AS order_lines, o.customer_id, o.custom, o.created_at
-FROM page JOIN rm_order o ON o.id = page.id {ORDER_CUSTOMER}
+FROM page JOIN rm_order o ON o.id = page.id {joins}
 ORDER BY page.created_at, page.id
 """
+
+
+_GET_ORDERS = orders_sql(SHOWS)
 
 
 def _custom(value: Any) -> dict[str, Any] | None:
@@ -210,11 +230,13 @@ def _order(r: asyncpg.Record) -> OrderView:
     )
 
 
-async def get_orders(connection: asyncpg.Connection[Any], params: GetOrders) -> Page[Any]:
+async def get_orders(
+    connection: asyncpg.Connection[Any], params: GetOrders, sql: str = _GET_ORDERS
+) -> Page[Any]:
     after = params.seek()
     return await fetch_page(
         connection,
-        _GET_ORDERS,
+        sql,
         (params.customer_name, *after, params.limit + 1),
         limit=params.limit,
         key=lambda r: (r["created_at"], r["order_id"]),
@@ -223,12 +245,17 @@ async def get_orders(connection: asyncpg.Connection[Any], params: GetOrders) -> 
 
 
 _CUSTOMERS = f"""
-SELECT c.id, c.party_id, {PARTY_NAME} AS name, coalesce(c.party_name, '') AS sort_name,
+SELECT c.id, c.party_id, {CUSTOMER_NAME} AS name, coalesce({CUSTOMER_NAME}, '') AS sort_name,
        c.status, c.workarea_id, c.spending_limit,
+       coalesce(c.open_amount, 0)::numeric(18, 2) AS open_amount, c.own_organisation_id, c.custom
+FROM rm_customer c {_CUSTOMER_NAME_JOINS}
+"""
+_CUSTOMER = f"""
+SELECT c.id, c.party_id, {CUSTOMER_NAME} AS name, c.status, c.workarea_id, c.spending_limit,
        coalesce(c.open_amount, 0)::numeric(18, 2) AS open_amount, c.own_organisation_id, c.custom,
-       coalesce(pp.email, po.email) AS email,
-       coalesce(pp.addresses, po.addresses) AS addresses
-FROM rm_customer c {JOIN_PARTY}
+       {CUSTOMER_EMAIL} AS email, {CUSTOMER_ADDRESSES} AS addresses
+FROM rm_customer c {_CUSTOMER_NAME_JOINS} {_EMAIL_JOINS} {_ADDRESS_JOINS}
+WHERE c.id = $1
 """
 
 
@@ -253,12 +280,12 @@ def _customer(r: asyncpg.Record, detail: bool) -> CustomerView:
 
 
 # Two statements each for an optional filter: with `$1 IS NULL OR column = $1` the generic plan
-# could not use the column's index. Customers are listed by their party's name, which triggers copy
-# onto rm_customer (queries.customer_names) so that an index holds them in that order.
+# could not use the column's index. Customers are listed by their party's name, copied onto
+# rm_customer so that an index holds them in that order.
 _GET_CUSTOMERS_IN = f"""{_CUSTOMERS}
 WHERE {{workarea}}
-  AND ($2::text IS NULL OR (coalesce(c.party_name, ''), c.id) > ($2, $3::uuid))
-ORDER BY coalesce(c.party_name, ''), c.id
+  AND ($2::text IS NULL OR (coalesce({CUSTOMER_NAME}, ''), c.id) > ($2, $3::uuid))
+ORDER BY coalesce({CUSTOMER_NAME}, ''), c.id
 LIMIT $4
 """
 _GET_CUSTOMERS = {
@@ -280,16 +307,16 @@ async def get_customers(connection: asyncpg.Connection[Any], params: GetCustomer
 
 
 async def get_customer(connection: asyncpg.Connection[Any], params: GetCustomer) -> Page[CustomerView]:
-    rows = await connection.fetch(f"{_CUSTOMERS} WHERE c.id = $1", params.customer_id)
+    rows = await connection.fetch(_CUSTOMER, params.customer_id)
     return Page([_customer(r, detail=True) for r in rows])
 
 
 _OPEN_INVOICES_OF = f"""
 SELECT i.id, i.order_id, i.amount, i.customer_id, i.created_at,
-       coalesce({PARTY_NAME}, o.customer_name) AS customer_name
+       coalesce({INVOICE_PARTY_NAME}, o.customer_name) AS customer_name
 FROM rm_invoice i
 JOIN rm_order o ON o.account_id = i.account_id AND o.id = i.order_id
-{ORDER_CUSTOMER}
+{_INVOICE_PARTY_JOINS}
 WHERE i.status = 'Open' AND {{customer}}
   AND ($2::timestamptz IS NULL OR (i.created_at, i.id) > ($2, $3::uuid))
 ORDER BY i.created_at, i.id
@@ -327,10 +354,10 @@ async def get_open_invoices(connection: asyncpg.Connection[Any], params: GetOpen
 
 _DELIVERIES = f"""
 SELECT d.id, d.order_id, d.workarea_id, d.created_at,
-       coalesce({PARTY_NAME}, o.customer_name) AS customer_name
+       coalesce({DELIVERY_PARTY_NAME}, o.customer_name) AS customer_name
 FROM rm_delivery d
 JOIN rm_order o ON o.account_id = d.account_id AND o.id = d.order_id
-{ORDER_CUSTOMER}
+{_DELIVERY_PARTY_JOINS}
 WHERE d.workarea_id = $1
   AND ($2::timestamptz IS NULL OR (d.created_at, d.id) > ($2, $3::uuid))
 ORDER BY d.created_at, d.id
@@ -351,6 +378,28 @@ async def get_deliveries(connection: asyncpg.Connection[Any], params: GetDeliver
         limit=params.limit,
         key=lambda r: (r["created_at"], r["id"]),
         view=_delivery,
+        first_rows=SMALL_ROWS,
+    )
+
+
+# The chained read model's groups (`queries.chained`), one per workarea.
+_OPEN_AMOUNTS = """
+SELECT id, rows, open_amount FROM rm_open_amounts
+WHERE ($1::uuid IS NULL OR id = $1) AND ($2::uuid IS NULL OR id > $2)
+ORDER BY id
+LIMIT $3
+"""
+
+
+async def get_open_amounts(connection: asyncpg.Connection[Any], params: GetOpenAmounts) -> Page[Any]:
+    (after,) = params.seek()
+    return await fetch_page(
+        connection,
+        _OPEN_AMOUNTS,
+        (params.workarea_id, after, params.limit + 1),
+        limit=params.limit,
+        key=lambda r: (r["id"],),
+        view=lambda r: OpenAmountView(r["id"], r["rows"], money_text(r["open_amount"])),
         first_rows=SMALL_ROWS,
     )
 
@@ -379,6 +428,7 @@ QUERIES: dict[str, QuerySpec] = {
             ("activities", "orders", "customers"),
             get_open_invoices,
         ),
+        QuerySpec("GetOpenAmounts", GetOpenAmounts, OpenAmountView, ("open_amounts",), get_open_amounts),
         QuerySpec(
             "GetDeliveries",
             GetDeliveries,

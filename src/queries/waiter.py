@@ -13,7 +13,9 @@ import msgspec
 from litestar.channels import ChannelsPlugin
 from redis.exceptions import RedisError
 
+from queries import fan_out_jobs
 from queries.notifications import Notification, channel_for
+from queries.shown import Scope
 
 RECHECK_INTERVAL = 0.5
 """How often a waiter re-reads checkpoints in case a notification was lost."""
@@ -21,11 +23,6 @@ POLL_INTERVAL = 0.05
 """How often a waiter re-reads checkpoints while Redis cannot be listened to."""
 
 log = logging.getLogger(__name__)
-
-_CHECKPOINTS = """
-SELECT stream_type, position FROM projection_checkpoints
-WHERE projection = $1 AND account_id = $2 AND stream_type = ANY($3::text[])
-"""
 
 
 def _reached(targets: dict[str, int], positions: dict[str, int]) -> bool:
@@ -39,28 +36,21 @@ class ConsistencyWaiter:
         self._channels = channels
         self._decode = msgspec.json.Decoder(Notification).decode
 
-    @staticmethod
-    async def _positions(
-        pool: asyncpg.Pool[Any], projection: str, account_id: UUID, types: list[str]
-    ) -> dict[str, int]:
-        rows = await pool.fetch(_CHECKPOINTS, projection, account_id, types)
-        return {r["stream_type"]: r["position"] for r in rows}
-
     async def wait(
-        self,
-        pool: asyncpg.Pool[Any],
-        account_id: UUID,
-        projection: str,
-        stream_types: tuple[str, ...],
-        targets: dict[str, int],
-        within: float,
+        self, pool: asyncpg.Pool[Any], account_id: UUID, scope: Scope, targets: dict[str, int], within: float
     ) -> bool:
-        """True once `projection` covers `targets` for the account; False after `within` seconds."""
-        targets = {t: p for t, p in targets.items() if t in stream_types}
+        """True once a read model (what a wait on it looks at: `scope`) shows `targets` for the
+        account; False after `within` seconds. Any notification of the read models in its scope that
+        reaches a target has the positions read again."""
+        targets = {t: p for t, p in targets.items() if t in scope.owners}
         if not targets:
             return True
         types = list(targets)
-        positions = await self._positions(pool, projection, account_id, types)
+
+        async def read() -> dict[str, int]:
+            return await fan_out_jobs.positions(pool, scope.owners, scope.fan_outs, account_id, types)
+
+        positions = await read()
         if _reached(targets, positions):
             return True
         deadline = time.monotonic() + within
@@ -71,21 +61,21 @@ class ConsistencyWaiter:
             log.warning("waiting without notifications, Redis is unavailable: %r", error)
             while time.monotonic() < deadline:
                 await asyncio.sleep(min(POLL_INTERVAL, max(0.0, deadline - time.monotonic())))
-                if _reached(targets, await self._positions(pool, projection, account_id, types)):
+                if _reached(targets, await read()):
                     return True
             return False
         events = subscriber.iter_events()
         receive: asyncio.Task[bytes] | None = None
         try:
             # Read again now that we listen: a notification sent before we subscribed is not lost.
-            positions = await self._positions(pool, projection, account_id, types)
+            positions = await read()
             next_check = time.monotonic() + RECHECK_INTERVAL
             while not _reached(targets, positions):
                 now = time.monotonic()
                 if now >= deadline:
                     return False
                 if now >= next_check:
-                    positions = await self._positions(pool, projection, account_id, types)
+                    positions = await read()
                     next_check = now + RECHECK_INTERVAL
                     continue
                 if receive is None:
@@ -95,13 +85,13 @@ class ConsistencyWaiter:
                     continue
                 note = self._decode(receive.result())
                 receive = None
-                if note.projection == projection and note.stream_type in targets:
-                    positions[note.stream_type] = max(positions.get(note.stream_type, 0), note.position)
-                    if _reached(targets, positions):
-                        # The word of the account's projector, whichever database it works on (while
-                        # an account moves, two do): the answer is this database's checkpoints.
-                        positions = await self._positions(pool, projection, account_id, types)
-                        next_check = time.monotonic() + RECHECK_INTERVAL
+                if note.projection in scope.fan_outs and note.position >= targets.get(
+                    note.stream_type, note.position + 1
+                ):
+                    # The word of a projector or a fan-out, whichever database it works on (while an
+                    # account moves, two do): the answer is this database's checkpoints and jobs.
+                    positions = await read()
+                    next_check = time.monotonic() + RECHECK_INTERVAL
             return True
         finally:
             if receive is not None:

@@ -52,7 +52,7 @@ _VERSION = re.compile(r"__v\d+$")
 """A read model's version being built or retired (`queries.blue_green`): each database builds its own."""
 
 
-PER_PROJECTION = frozenset({"projection_checkpoints", "parked_events"})
+PER_PROJECTION = frozenset({"projection_checkpoints", "parked_events", "fan_out_jobs"})
 """Read-side tables whose rows name their projection, and so maybe a version of it (`name@vN`)."""
 
 

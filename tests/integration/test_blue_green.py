@@ -21,6 +21,7 @@ from commands.store.feed import EventFeed
 from queries import versions
 from queries.blue_green import Build, Chunk, NotBuilt, ShapeChanged, drop_retired
 from queries.projector import Projector
+from queries.projector.fan_out import FanOut
 from queries.registry import PROJECTIONS
 from tests.conftest import make_account
 from tests.integration.erp_history import erp_history, read_models
@@ -40,6 +41,8 @@ async def projected(pool: asyncpg.Pool[Any], accounts: int = 2, rounds: int = 2)
         await erp_history(service, account_id, rounds, seed)
     for projection in PROJECTIONS.values():
         await Projector(pool, projection, EventFeed()).catch_up()
+    for projection in PROJECTIONS.values():
+        await FanOut(pool, projection, None).drain()
     return made
 
 

@@ -81,9 +81,11 @@ async def test_locks_held_do_not_grow_with_the_number_of_accounts(own_pool: asyn
     )
     print(f"{len(few)} accounts: {with_few}; {len(many)} accounts: {with_many}; {partitions} partitions")
     # An append batch locks the partitions its accounts hash to (its size decides, at most all of
-    # them); a projector batch and a rebuild lock the same relations whatever the account count.
+    # them); a projector batch and a rebuild lock no more relations with many accounts than with few
+    # (fewer, maybe: an order's insert reads its customer's name, and once its statement has a
+    # generic plan, only the customers' indexes that plan uses are locked, not all it could use).
     for kind in ("projector batch", "rebuild"):
-        assert with_many[kind] == with_few[kind], f"{kind}: {with_few[kind]} -> {with_many[kind]} locks"
+        assert with_many[kind] <= with_few[kind], f"{kind}: {with_few[kind]} -> {with_many[kind]} locks"
     # Far inside the default lock table (max_locks_per_transaction 64 x max_connections 100), and
     # bounded by the partitions: each of events, streams and the command log, with their keys.
     bound = 6 * partitions + 40

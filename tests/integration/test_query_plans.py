@@ -25,19 +25,22 @@ ROWS = 5000
 
 FILL = [
     # Orders under three names (thousands each, as for a big customer); a tenth of them for one
-    # of 50 customers, whose parties have names.
-    """INSERT INTO rm_order (account_id, id, created_at, updated_at, order_id, customer_name, customer_id)
+    # of 50 customers, whose parties have names (copied onto the customers and their orders).
+    """INSERT INTO rm_order (account_id, id, created_at, updated_at, order_id, customer_name, customer_id,
+                             party_name)
        SELECT $1, gen_random_uuid(), now(), now(), gen_random_uuid(), 'Name ' || (g % 3),
               CASE WHEN g % 10 = 0 THEN ('00000000-0000-0000-0000-' || lpad((g % 50)::text, 12, '0'))::uuid
-              END
+              END,
+              CASE WHEN g % 10 = 0 THEN 'Name ' || (g % 50) END
        FROM generate_series(1, $2) g""",
     """INSERT INTO rm_person (account_id, id, created_at, updated_at, name)
        SELECT $1, gen_random_uuid(), now(), now(), 'Name ' || (g % 1000) FROM generate_series(1, $2) g""",
     """INSERT INTO rm_organisation (account_id, id, created_at, updated_at, name)
        SELECT $1, gen_random_uuid(), now(), now(), 'Name ' || (g % 1000) FROM generate_series(1, $2) g""",
-    """INSERT INTO rm_customer (account_id, id, created_at, updated_at, party_id, workarea_id)
+    """INSERT INTO rm_customer (account_id, id, created_at, updated_at, party_id, workarea_id, party_name)
        SELECT $1, ('00000000-0000-0000-0000-' || lpad(g::text, 12, '0'))::uuid, now(), now(),
-              gen_random_uuid(), ('00000000-0000-0000-0001-' || lpad((g % 100)::text, 12, '0'))::uuid
+              gen_random_uuid(), ('00000000-0000-0000-0001-' || lpad((g % 100)::text, 12, '0'))::uuid,
+              'Name ' || (g % 1000)
        FROM generate_series(1, $2) g""",
     """INSERT INTO rm_invoice (account_id, id, created_at, updated_at, order_id, customer_id, status)
        SELECT $1, gen_random_uuid(), now(), now(), gen_random_uuid(),
@@ -60,8 +63,7 @@ FILL = [
             [
                 "rm_order_customer_name_seek_idx",
                 "rm_order_customer_id_seek_idx",
-                "rm_person_name_seek_idx",
-                "rm_organisation_name_seek_idx",
+                "rm_customer_party_name_lookup_idx",  # the customers of that name, by their copied name
             ],
             id="GetOrders by CustomerName",
         ),

@@ -22,11 +22,13 @@ from core.redis_client import redis_client
 from core.redis_pubsub import ClusterChannelsBackend, has_sharded_pubsub
 from queries import waiter
 from queries.notifications import Notifier, ProjectionAdvanced, channel_for
+from queries.shown import Scope
 from queries.waiter import ConsistencyWaiter
 from tenancy.rate_limit import AccountRateLimiter, CommandLimit
 from tests.conftest import make_account
 from tests.redis_cluster import ClusterNodes
 
+ORDERS = Scope({"Order": "orders"}, ("orders",))
 PER_NODE = 4
 
 
@@ -145,7 +147,7 @@ async def test_a_consistency_wait_ends_on_a_notification_over_the_cluster(
     try:
         async with cluster_channels(cluster_nodes) as channels:
             wait = asyncio.create_task(
-                ConsistencyWaiter(channels).wait(pool, account, "orders", ("Order",), {"Order": 7}, within=20)
+                ConsistencyWaiter(channels).wait(pool, account, ORDERS, {"Order": 7}, within=20)
             )
             only_owner = {port: int(port == owner) for port in cluster_nodes.ports}
             await cluster_nodes.until_subscribers("SHARDNUMSUB", channel_for(account), only_owner)

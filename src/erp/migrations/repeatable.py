@@ -9,7 +9,8 @@ whole, on every upgrade, in this order:
    in the versioned migrations' transaction (`env.py`).
 2. The ERP model's read-model tables (`ensure_model_tables`): 50 elements per transaction, since
    one transaction for thousands of tables would overflow Postgres's lock table.
-3. The customer-name triggers (`queries/customer_names.sql`), which need those tables.
+3. The columns and indexes of what read models show copied (`ModelProjection.copies_ddl`), and
+   the tables of the chained read models (`queries.chained`).
 4. Version 1 of each projection, live, where none is recorded (`queries.versions`).
 
 `CREATE OR REPLACE` cannot change a function's argument list (a new list makes an overload) nor
@@ -28,10 +29,9 @@ from commands import customisation
 from commands.erp_model import ERP
 from commands.store import event_store, feed, sealing, snapshots
 from core.sql import sql_beside
-from queries.customer_names import ensure_customer_names
 from queries.model_tables import ensure_model_tables
 from queries.projector import checkpoints
-from queries.registry import PROJECTIONS
+from queries.registry import CHAINED, PROJECTIONS
 from queries.versions import ensure_live
 from tenancy import fences
 
@@ -59,8 +59,13 @@ async def apply_store_functions(connection: asyncpg.Connection[Any]) -> None:
 
 
 async def apply_read_models(connection: asyncpg.Connection[Any]) -> None:
-    """Create or extend the ERP model's read-model tables, then the customer-name triggers; record
-    version 1 of each projection if none is."""
+    """Create or extend the ERP model's read-model tables, then the columns of what they show
+    copied; record version 1 of each projection if none is."""
     await ensure_model_tables(connection, ERP)
-    await ensure_customer_names(connection)
+    async with connection.transaction():
+        for projection in PROJECTIONS.values():
+            if projection.copies:
+                await connection.execute(projection.copies_ddl())
+        for chained in CHAINED.values():
+            await connection.execute(chained.ddl())
     await ensure_live(connection, PROJECTIONS.values())

@@ -1,0 +1,321 @@
+"""Chained read models: fed by the changes another read model makes, not by events (the seed's
+"chaining", slide 58).
+
+The read model it is fed by (`fed_by`) records, in the transaction that projects them, which of the
+element's rows its events changed (`record_changes`: one row per changed row in
+`read_model_changes`, with the position of the latest event that changed it, and the transaction
+that did). The chained read model keeps a checkpoint of its own per (account, stream type): how
+far into the feeding read model's checkpoint it has taken the changes. A step (`ChainedProjection.step`)
+takes an account's changes after its checkpoint and up to the feeding read model's checkpoint, read in
+one snapshot (a change commits with the checkpoint that covers it, so none is skipped), reads those
+rows as they are now, and moves each group's totals by the difference from what it last took from
+the row (kept in its members table). Taking a row twice changes nothing, so the totals are exact
+whatever order or number of times the changes come in, and a rebuild from the feeding read model's
+rows equals them (`rebuild`).
+
+Work is found without looking at idle accounts: the changes made since a step's last look are those
+whose transaction its snapshot could not see (`changed >= horizon`, as the projector finds its own:
+`queries/projector/checkpoints.sql`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections import defaultdict
+from decimal import Decimal
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from commands.model import Element, Model, Type, snake
+from commands.model.read_models import Chained
+from core.db import TENANT_ROLE
+from queries.model_tables import column_name, table_name
+from queries.notifications import Notifier, ProjectionAdvanced
+from queries.shown import Scope
+
+CHANNEL = "erp_chained"
+"""Where a batch that recorded changes tells the chained read models (NOTIFY, the feeder's name)."""
+ACCOUNTS_PER_STEP = 100
+
+_RECORD = """
+WITH recorded AS (
+    INSERT INTO read_model_changes AS c (projection, account_id, row_id, stream_type, position)
+    SELECT $1, * FROM unnest($2::uuid[], $3::uuid[], $4::text[], $5::bigint[])
+    ON CONFLICT (projection, account_id, row_id) DO UPDATE
+    SET position = greatest(c.position, excluded.position), stream_type = excluded.stream_type,
+        changed = pg_current_xact_id()
+    RETURNING 1
+)
+SELECT pg_notify($6, $1) FROM (SELECT count(*) FROM recorded) done
+"""
+
+
+async def record_changes(
+    connection: asyncpg.Connection[Any], projection: str, changes: dict[tuple[UUID, UUID], tuple[str, int]]
+) -> None:
+    """Note the rows of `projection` that events changed: (AccountId, row id) -> (stream type, position)."""
+    if not changes:
+        return
+    keys = list(changes)
+    await connection.execute(
+        _RECORD,
+        projection,
+        [a for a, _ in keys],
+        [i for _, i in keys],
+        [changes[k][0] for k in keys],
+        [changes[k][1] for k in keys],
+        CHANNEL,
+    )
+
+
+class ChainedProjection:
+    """One chained read model: groups of a feeding read model's rows, with their count and totals."""
+
+    def __init__(self, model: Model, declared: Chained) -> None:
+        self.declared = declared
+        self.name = declared.name
+        self.fed_by = declared.fed_by
+        self.element: Element = model.elements[declared.element]
+        self.stream_type = self.element.stream_type
+        self.stream_types = (self.stream_type,)
+        self.source = table_name(self.element)
+        self.group = column_name(self.element.attribute(declared.group_by))
+        self.sums = [column_name(self.element.attribute(n)) for n in declared.sums]
+        self.money = [self.element.attribute(n).type is Type.MONEY for n in declared.sums]
+        self.table = f"rm_{snake(declared.name)}"
+        self.members = f"{self.table}_members"
+        self.scope = Scope({self.stream_type: self.name}, (self.name,))
+        """A wait on it looks at its own checkpoints: it has no fan-outs."""
+
+    def ddl(self) -> str:
+        """Its tables (the groups, and what each member row last gave them) under the tenants' policy."""
+        sums = "".join(f", {c} numeric NOT NULL DEFAULT 0" for c in self.sums)
+        statements = [
+            f"CREATE TABLE IF NOT EXISTS {self.table} (account_id uuid NOT NULL, id uuid NOT NULL, "
+            f"rows bigint NOT NULL{sums}, updated_at timestamptz NOT NULL DEFAULT now(), "
+            f"CONSTRAINT {self.table}_pkey PRIMARY KEY (account_id, id))",
+            f"CREATE TABLE IF NOT EXISTS {self.members} (account_id uuid NOT NULL, id uuid NOT NULL, "
+            f"group_id uuid NOT NULL{sums}, CONSTRAINT {self.members}_pkey PRIMARY KEY (account_id, id))",
+        ]
+        for table in (self.table, self.members):
+            statements += [
+                f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
+                f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
+                f"DROP POLICY IF EXISTS {table}_tenant_isolation ON {table}",
+                f"CREATE POLICY {table}_tenant_isolation ON {table} "
+                "USING (account_id = nullif(current_setting('erp.account_id', true), '')::uuid)",
+                f"GRANT SELECT ON {table} TO {TENANT_ROLE}",
+            ]
+        return ";\n".join(statements) + ";"
+
+    async def take(self, connection: asyncpg.Connection[Any], account_id: UUID) -> ProjectionAdvanced | None:
+        """One account's changes after its checkpoint, up to the feeder's (in the caller's transaction);
+        what advanced, or None when there was nothing."""
+        await connection.execute(
+            "INSERT INTO projection_checkpoints (projection, account_id, stream_type, position) "
+            "VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+            self.name,
+            account_id,
+            self.stream_type,
+        )
+        mine = await connection.fetchval(
+            "SELECT position FROM projection_checkpoints "
+            "WHERE projection = $1 AND account_id = $2 AND stream_type = $3 FOR UPDATE",
+            self.name,
+            account_id,
+            self.stream_type,
+        )
+        fed = await connection.fetchval(
+            "SELECT position FROM projection_checkpoints "
+            "WHERE projection = $1 AND account_id = $2 AND stream_type = $3",
+            self.fed_by,
+            account_id,
+            self.stream_type,
+        )
+        if fed is None or fed <= mine:
+            return None
+        rows = await connection.fetch(
+            "SELECT row_id FROM read_model_changes WHERE projection = $1 AND account_id = $2 "
+            "AND stream_type = $3 AND position > $4 AND position <= $5",
+            self.fed_by,
+            account_id,
+            self.stream_type,
+            mine,
+            fed,
+        )
+        await self._apply(connection, account_id, [r["row_id"] for r in rows])
+        await connection.execute(
+            "UPDATE projection_checkpoints SET position = $4, updated_at = now() "
+            "WHERE projection = $1 AND account_id = $2 AND stream_type = $3",
+            self.name,
+            account_id,
+            self.stream_type,
+            fed,
+        )
+        return ProjectionAdvanced(self.name, account_id, self.stream_type, fed)
+
+    async def _apply(self, connection: asyncpg.Connection[Any], account_id: UUID, ids: list[UUID]) -> None:
+        """Move each group by what the rows give it now less what they gave it last."""
+        if not ids:
+            return
+        sums = ", ".join(self.sums)
+        given = await connection.fetch(
+            f"SELECT id, group_id, {sums} FROM {self.members} "
+            "WHERE account_id = $1 AND id = ANY($2) FOR UPDATE",
+            account_id,
+            ids,
+        )
+        now = await connection.fetch(
+            f"SELECT id, {self.group} AS group_id, "
+            + ", ".join(f"coalesce({c}, 0) AS {c}" for c in self.sums)
+            + f" FROM {self.source} WHERE account_id = $1 AND id = ANY($2) AND {self.group} IS NOT NULL",
+            account_id,
+            ids,
+        )
+        moves: dict[UUID, list[Any]] = defaultdict(lambda: [0, *(Decimal(0) for _ in self.sums)])
+        for row, sign in [*((r, -1) for r in given), *((r, 1) for r in now)]:
+            move = moves[row["group_id"]]
+            move[0] += sign
+            for i, column in enumerate(self.sums, 1):
+                move[i] += sign * row[column]
+        changed = {g: m for g, m in moves.items() if any(m)}
+        if changed:
+            groups = list(changed)
+            columns = ", ".join(["rows", *self.sums])
+            arrays = ", ".join(
+                f"${i + 3}::{'numeric' if i else 'bigint'}[]" for i in range(len(self.sums) + 1)
+            )
+            assign = ", ".join(f"{c} = g.{c} + excluded.{c}" for c in ["rows", *self.sums])
+            await connection.execute(
+                f"INSERT INTO {self.table} AS g (account_id, id, {columns}) "
+                f"SELECT $1, * FROM unnest($2::uuid[], {arrays}) "
+                f"ON CONFLICT (account_id, id) DO UPDATE SET {assign}, updated_at = now()",
+                account_id,
+                groups,
+                *([changed[g][i] for g in groups] for i in range(len(self.sums) + 1)),
+            )
+            await connection.execute(
+                f"DELETE FROM {self.table} WHERE account_id = $1 AND rows = 0", account_id
+            )
+        await connection.execute(
+            f"DELETE FROM {self.members} WHERE account_id = $1 AND id = ANY($2)", account_id, ids
+        )
+        if now:
+            await connection.executemany(
+                f"INSERT INTO {self.members} (account_id, id, group_id, {sums}) "
+                f"VALUES ($1, $2, $3, {', '.join(f'${i + 4}' for i in range(len(self.sums)))})",
+                [(account_id, r["id"], r["group_id"], *(r[c] for c in self.sums)) for r in now],
+            )
+
+    async def rebuild(self, pool: asyncpg.Pool[Any], account_id: UUID) -> None:
+        """One account's groups computed anew from the feeding read model's rows, in one transaction,
+        its checkpoint set to the feeder's: what the changes, taken one by one, add up to."""
+        sums = ", ".join(self.sums)
+        async with pool.acquire() as connection, connection.transaction():
+            await connection.execute(
+                "INSERT INTO projection_checkpoints (projection, account_id, stream_type, position) "
+                "VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
+                self.name,
+                account_id,
+                self.stream_type,
+            )
+            await connection.execute(
+                "SELECT 1 FROM projection_checkpoints WHERE projection = $1 AND account_id = $2 FOR UPDATE",
+                self.name,
+                account_id,
+            )
+            fed = await connection.fetchval(
+                "SELECT position FROM projection_checkpoints WHERE projection = $1 AND account_id = $2 "
+                "AND stream_type = $3 FOR SHARE",
+                self.fed_by,
+                account_id,
+                self.stream_type,
+            )
+            for table in (self.table, self.members):
+                await connection.execute(f"DELETE FROM {table} WHERE account_id = $1", account_id)
+            coalesced = ", ".join(f"coalesce({c}, 0)" for c in self.sums)
+            await connection.execute(
+                f"INSERT INTO {self.members} (account_id, id, group_id, {sums}) "
+                f"SELECT account_id, id, {self.group}, {coalesced} FROM {self.source} "
+                f"WHERE account_id = $1 AND {self.group} IS NOT NULL",
+                account_id,
+            )
+            totals = ", ".join(f"sum({c})" for c in self.sums)
+            await connection.execute(
+                f"INSERT INTO {self.table} (account_id, id, rows, {sums}) "
+                f"SELECT account_id, group_id, count(*), {totals} FROM {self.members} "
+                "WHERE account_id = $1 GROUP BY account_id, group_id",
+                account_id,
+            )
+            await connection.execute(
+                "UPDATE projection_checkpoints SET position = $4, updated_at = now() "
+                "WHERE projection = $1 AND account_id = $2 AND stream_type = $3",
+                self.name,
+                account_id,
+                self.stream_type,
+                fed or 0,
+            )
+
+
+class ChainedFollower:
+    """Keeps one chained read model current in one database: which accounts have changes, and the
+    steps that take them (its state is the database's own: one per database and process)."""
+
+    def __init__(
+        self, projection: ChainedProjection, pool: asyncpg.Pool[Any], notifier: Notifier | None = None
+    ) -> None:
+        self.projection = projection
+        self.pool = pool
+        self.notifier = notifier
+        self._horizon = 0
+        self._work: dict[UUID, None] = {}
+        """Accounts with changes not taken yet, oldest first."""
+
+    async def find_work(self, connection: asyncpg.Connection[Any]) -> None:
+        """Add the accounts with changes since the last look to the work (the first look: every
+        account with any)."""
+        row = await connection.fetchrow(
+            "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon, "
+            "coalesce(array_agg(DISTINCT account_id), '{}') AS accounts FROM read_model_changes "
+            f"WHERE projection = $1 AND changed >= '{int(self._horizon)}'::xid8",
+            self.projection.fed_by,
+        )
+        assert row is not None
+        self._horizon = int(row["horizon"])
+        self._work.update(dict.fromkeys(row["accounts"]))
+
+    async def step(self, accounts: list[UUID] | None = None) -> list[ProjectionAdvanced]:
+        """Take the changes of the accounts with new ones (or of `accounts`), each in a transaction of
+        its own; what advanced, announced."""
+        advanced: list[ProjectionAdvanced] = []
+        async with self.pool.acquire() as connection:
+            if accounts is None:
+                await self.find_work(connection)
+                accounts = list(self._work)[:ACCOUNTS_PER_STEP]
+            for account_id in accounts:
+                async with connection.transaction():
+                    moved = await self.projection.take(connection, account_id)
+                self._work.pop(account_id, None)
+                if moved is not None:
+                    advanced.append(moved)
+        if advanced and self.notifier is not None:
+            await self.notifier.publish(advanced)
+        return advanced
+
+    async def run(
+        self,
+        wake: asyncio.Event,
+        stop: asyncio.Event | None,
+        poll_interval: float = 1.0,
+    ) -> None:
+        """Take changes until `stop` is set: all there are, then sleep until woken (or polled)."""
+        while stop is None or not stop.is_set():
+            wake.clear()
+            worked = True
+            while worked:
+                worked = bool(await self.step()) or bool(self._work)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wake.wait(), timeout=poll_interval)

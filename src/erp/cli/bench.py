@@ -32,13 +32,25 @@ def bench(
     rate: Annotated[
         float | None, typer.Option(help="requests/s during --soak (default: half the mix's measured peak)")
     ] = None,
+    fan_out: Annotated[
+        bool,
+        typer.Option(
+            "--fan-out",
+            help="instead: rename a customer with 1,000,000 orders under each way to show its name",
+        ),
+    ] = False,
+    orders: Annotated[int, typer.Option(help="the big customer's orders, with --fan-out")] = 1_000_000,
 ) -> None:
     """Measure HTTP commands/s, appended events/s and command -> notification latency."""
     from core.stopping import stoppable
     from erp.bench import run_bench, run_soak
 
     try:
-        if soak is not None:
+        if fan_out:
+            from erp.bench.fan_out import report_fan_out
+
+            uvloop.run(stoppable(report_fan_out(orders, json_path)))
+        elif soak is not None:
             uvloop.run(stoppable(run_soak(soak, rate, accounts=accounts, json_path=json_path)))
         elif model_scale:
             from erp.bench.model_scale import report_model_scale

@@ -1,16 +1,17 @@
-"""`erp bench --fan-out`: the seed's hardest case (slides 52-58), one customer with 1,000,000 orders,
-renamed, under each way a read model can show the customer's name (`commands.model.read_models`).
+"""`erp bench --fan-out`: the seed's hardest case (slides 52-58), one customer with 1,000,000 orders
+and invoices, renamed, under each way a read model can show the customer's name
+(`commands.model.read_models`).
 
 One database is seeded once: an account with the big customer (its party an Organisation, its
-1,000,000 orders and their reservations on its stream written by COPY as the store would have stored
-them), an ordinary customer with a few orders, and `OTHERS` other accounts. The read models are
-built from it (a blue/green bulk pass). Then, for each strategy, a copy of that database (`CREATE
-DATABASE ... TEMPLATE`) is built with the orders (and, for `joined`, the customers) read model
-declared that way, and measured side by side:
+1,000,000 orders, their reservations on its stream and their open invoices, written by COPY as the
+store would have stored them), an ordinary customer with a few orders, and `OTHERS` other
+accounts. The read models are built from it (a blue/green bulk pass). Then, for each strategy, a
+copy of that database (`CREATE DATABASE ... TEMPLATE`) is built with the orders (and, for
+`joined`, the customers) read model declared that way, and measured side by side:
 
 - the time from the rename command's answer to consistent: the orders read model's position for
   the rename's stream type (what a ConsistentWith wait reads) is at the rename, its fan-out done;
-- the read-model rows the rename wrote (the tables' update counters);
+- the read-model rows the rename wrote (those whose xmin is a transaction from the rename on);
 - GetOrders p50/p99, first page, for the big customer and for the ordinary one;
 - the other accounts' command -> notification p99 from the rename until consistent (and at least
   `WINDOW` seconds): each sends PlaceOrder and waits for its orders notification.
@@ -204,13 +205,14 @@ _ORDER_PAYLOAD = (
     b'"ProductCode":"P"}],"Total":"1.00","CustomerId":"%s"}'
 )
 _RESERVED = b'{"CustomerId":"%s","OrderId":"%s","Amount":"1.00"}'
+_INVOICED = b'{"InvoiceId":"%s","OrderId":"%s","CustomerId":"%s","Amount":"1.00"}'
 
 
 async def _big_orders(
     pool: asyncpg.Pool[Any], account_id: UUID, customer: str, count: int, chunk: int = 100_000
 ) -> None:
-    """`count` orders of the customer, each with its reservation on the customer's stream, as the
-    store's appends would have stored them."""
+    """`count` orders of the customer, each with its reservation on the customer's stream and an
+    open invoice, as the store's appends would have stored them."""
     customer_stream = CUSTOMER.stream_id(UUID(customer))
     written = 0
     async with pool.acquire() as connection:
@@ -218,6 +220,7 @@ async def _big_orders(
             n = min(chunk, count - written)
             orders = sorted(random_ids(n))
             streams = [f"Order-{o}" for o in orders]
+            invoices = sorted(random_ids(n))
             commands = random_ids(n)
             async with connection.transaction():
                 await write_unfenced(connection, account_id)
@@ -235,11 +238,16 @@ async def _big_orders(
                 )
                 await connection.copy_records_to_table(
                     "streams",
-                    records=[(account_id, s, "Order", 1) for s in streams],
+                    records=[
+                        *((account_id, s, "Order", 1) for s in streams),
+                        *((account_id, f"Invoice-{i}", "Invoice", 1) for i in invoices),
+                    ],
                     columns=("account_id", "stream_id", "stream_type", "revision"),
                 )
                 last_order = await connection.fetchval(ADVANCE_COUNTER, account_id, "Order", n)
                 last_customer = await connection.fetchval(ADVANCE_COUNTER, account_id, "Customer", n)
+                last_invoice = await connection.fetchval(ADVANCE_COUNTER, account_id, "Invoice", n)
+                issued = UPCASTERS.version("InvoiceIssued")
                 placed, reserved = UPCASTERS.version("OrderPlaced"), UPCASTERS.version("AmountReserved")
                 records: list[tuple[Any, ...]] = []
                 for i, (order_id, stream_id, command_id) in enumerate(
@@ -255,6 +263,15 @@ async def _big_orders(
                                     msgspec.Raw(_RESERVED % (customer.encode(), order_id.encode())),
                                     "Customer", last_customer - n + 1 + i, command_id, command_id, command_id,
                                     reserved))  # fmt: skip
+                for i, (invoice_id, order_id, command_id) in enumerate(
+                    zip(invoices, orders, commands, strict=True)
+                ):
+                    payload = msgspec.Raw(
+                        _INVOICED % (invoice_id.encode(), order_id.encode(), customer.encode())
+                    )
+                    stream_id, first = f"Invoice-{invoice_id}", last_invoice - n + 1
+                    records.append((account_id, stream_id, 1, "InvoiceIssued", payload, "Invoice", first + i,
+                                    command_id, command_id, command_id, issued))  # fmt: skip
                 await connection.copy_records_to_table("events", records=records, columns=EVENT_COLUMNS)
             written += n
 

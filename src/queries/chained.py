@@ -2,20 +2,23 @@
 "chaining", slide 58).
 
 The read model it is fed by (`fed_by`) records, in the transaction that projects them, which of the
-element's rows its events changed (`record_changes`: one row per changed row in
-`read_model_changes`, with the position of the latest event that changed it, and the transaction
-that did). The chained read model keeps a checkpoint of its own per (account, stream type): how
-far into the feeding read model's checkpoint it has taken the changes. A step (`ChainedProjection.step`)
-takes an account's changes after its checkpoint and up to the feeding read model's checkpoint, read in
-one snapshot (a change commits with the checkpoint that covers it, so none is skipped), reads those
-rows as they are now, and moves each group's totals by the difference from what it last took from
-the row (kept in its members table). Taking a row twice changes nothing, so the totals are exact
-whatever order or number of times the changes come in, and a rebuild from the feeding read model's
-rows equals them (`rebuild`).
+element's rows its events changed (`record_changes`): a queue of changed rows in
+`read_model_changes`, one row per changed row, with the writing transaction's id. The chained read
+model takes an account's queued rows (`ChainedProjection.take`: deleted from the queue in its
+transaction; one the feeder is writing now is skipped, and comes back committed), reads those rows
+as they are now, and moves each group's totals by the difference from what it last took from each
+row (its members table). Taking a row twice changes nothing, so the totals are exact whatever order
+or number of times the changes come in, and a rebuild from the feeder's rows equals them (`rebuild`).
+Rows the feeder writes again for any reason (a parked event released, a one-account rebuild, the
+chained read model made for the first time: `ensure`) are queued again and taken.
 
-Work is found without looking at idle accounts: the changes made since a step's last look are those
-whose transaction its snapshot could not see (`changed >= horizon`, as the projector finds its own:
-`queries/projector/checkpoints.sql`).
+Its checkpoint per (account, stream type) says how far the feeder's checkpoint it shows: once no
+change of the account is left queued, the feeder's checkpoint as read in the same snapshot (a change
+commits with the checkpoint that covers it).
+
+Work is found without looking at idle accounts: the changes queued since a follower's last look
+are those whose transaction its snapshot could not see (`changed >= horizon`, as the projector finds
+its own: `queries/projector/checkpoints.sql`).
 """
 
 from __future__ import annotations
@@ -36,6 +39,36 @@ from queries.model_tables import column_name, table_name
 from queries.notifications import Notifier, ProjectionAdvanced
 from queries.shown import Scope
 
+ROWS_PER_TAKE = 1_000
+"""Changed rows one transaction takes at most."""
+_START = """
+INSERT INTO projection_checkpoints (projection, account_id, stream_type, position)
+VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING
+"""
+_MINE = """
+SELECT position FROM projection_checkpoints
+WHERE projection = $1 AND account_id = $2 AND stream_type = $3 FOR UPDATE
+"""
+_FED = """
+SELECT position FROM projection_checkpoints WHERE projection = $1 AND account_id = $2 AND stream_type = $3
+"""
+# Taken changes leave the queue (one the feeder is writing now is skipped: it comes back committed).
+_TAKE = """
+DELETE FROM read_model_changes c USING (
+    SELECT projection, account_id, row_id FROM read_model_changes
+    WHERE projection = $1 AND account_id = $2 AND stream_type = $3
+    ORDER BY row_id LIMIT $4 FOR UPDATE SKIP LOCKED
+) t
+WHERE c.projection = t.projection AND c.account_id = t.account_id AND c.row_id = t.row_id
+RETURNING c.row_id
+"""
+_PENDING = """
+SELECT EXISTS (SELECT FROM read_model_changes WHERE projection = $1 AND account_id = $2 AND stream_type = $3)
+"""
+_SAVE = """
+UPDATE projection_checkpoints SET position = $4, updated_at = now()
+WHERE projection = $1 AND account_id = $2 AND stream_type = $3
+"""
 CHANNEL = "erp_chained"
 """Where a batch that recorded changes tells the chained read models (NOTIFY, the feeder's name)."""
 ACCOUNTS_PER_STEP = 100
@@ -90,6 +123,19 @@ class ChainedProjection:
         self.scope = Scope({self.stream_type: self.name}, (self.name,))
         """A wait on it looks at its own checkpoints: it has no fan-outs."""
 
+    async def ensure(self, connection: asyncpg.Connection[Any]) -> None:
+        """Its tables (idempotent). Made now for the first time, it starts from every row the feeder
+        has: each waits in the queue to be taken, as a change would."""
+        new = await connection.fetchval("SELECT to_regclass($1) IS NULL", self.table)
+        await connection.execute(self.ddl())
+        if new:
+            await connection.execute(
+                "INSERT INTO read_model_changes (projection, account_id, row_id, stream_type, position) "
+                f"SELECT $1, account_id, id, $2, 0 FROM {self.source} ON CONFLICT DO NOTHING",
+                self.fed_by,
+                self.stream_type,
+            )
+
     def ddl(self) -> str:
         """Its tables (the groups, and what each member row last gave them) under the tenants' policy."""
         sums = "".join(f", {c} numeric NOT NULL DEFAULT 0" for c in self.sums)
@@ -111,51 +157,24 @@ class ChainedProjection:
             ]
         return ";\n".join(statements) + ";"
 
-    async def take(self, connection: asyncpg.Connection[Any], account_id: UUID) -> ProjectionAdvanced | None:
-        """One account's changes after its checkpoint, up to the feeder's (in the caller's transaction);
-        what advanced, or None when there was nothing."""
-        await connection.execute(
-            "INSERT INTO projection_checkpoints (projection, account_id, stream_type, position) "
-            "VALUES ($1, $2, $3, 0) ON CONFLICT DO NOTHING",
-            self.name,
-            account_id,
-            self.stream_type,
-        )
-        mine = await connection.fetchval(
-            "SELECT position FROM projection_checkpoints "
-            "WHERE projection = $1 AND account_id = $2 AND stream_type = $3 FOR UPDATE",
-            self.name,
-            account_id,
-            self.stream_type,
-        )
-        fed = await connection.fetchval(
-            "SELECT position FROM projection_checkpoints "
-            "WHERE projection = $1 AND account_id = $2 AND stream_type = $3",
-            self.fed_by,
-            account_id,
-            self.stream_type,
-        )
-        if fed is None or fed <= mine:
-            return None
-        rows = await connection.fetch(
-            "SELECT row_id FROM read_model_changes WHERE projection = $1 AND account_id = $2 "
-            "AND stream_type = $3 AND position > $4 AND position <= $5",
-            self.fed_by,
-            account_id,
-            self.stream_type,
-            mine,
-            fed,
-        )
+    async def take(
+        self, connection: asyncpg.Connection[Any], account_id: UUID, limit: int = ROWS_PER_TAKE
+    ) -> tuple[ProjectionAdvanced | None, bool]:
+        """Up to `limit` of an account's pending changes, taken (in the caller's transaction): what
+        advanced (the checkpoint, once none is left pending), and whether some are left."""
+        await connection.execute(_START, self.name, account_id, self.stream_type)
+        mine = await connection.fetchval(_MINE, self.name, account_id, self.stream_type)
+        fed = await connection.fetchval(_FED, self.fed_by, account_id, self.stream_type) or 0
+        rows = await connection.fetch(_TAKE, self.fed_by, account_id, self.stream_type, limit)
         await self._apply(connection, account_id, [r["row_id"] for r in rows])
-        await connection.execute(
-            "UPDATE projection_checkpoints SET position = $4, updated_at = now() "
-            "WHERE projection = $1 AND account_id = $2 AND stream_type = $3",
-            self.name,
-            account_id,
-            self.stream_type,
-            fed,
-        )
-        return ProjectionAdvanced(self.name, account_id, self.stream_type, fed)
+        if len(rows) == limit and await connection.fetchval(
+            _PENDING, self.fed_by, account_id, self.stream_type
+        ):
+            return None, True
+        if fed <= mine:
+            return None, False
+        await connection.execute(_SAVE, self.name, account_id, self.stream_type, fed)
+        return ProjectionAdvanced(self.name, account_id, self.stream_type, fed), False
 
     async def _apply(self, connection: asyncpg.Connection[Any], account_id: UUID, ids: list[UUID]) -> None:
         """Move each group by what the rows give it now less what they gave it last."""
@@ -275,8 +294,8 @@ class ChainedFollower:
         """Accounts with changes not taken yet, oldest first."""
 
     async def find_work(self, connection: asyncpg.Connection[Any]) -> None:
-        """Add the accounts with changes since the last look to the work (the first look: every
-        account with any)."""
+        """Add the accounts with changes recorded since the last look to the work (the first look:
+        every account with any pending): what the queue holds, not every account."""
         row = await connection.fetchrow(
             "SELECT pg_snapshot_xmin(pg_current_snapshot())::text::bigint AS horizon, "
             "coalesce(array_agg(DISTINCT account_id), '{}') AS accounts FROM read_model_changes "
@@ -297,8 +316,10 @@ class ChainedFollower:
                 accounts = list(self._work)[:ACCOUNTS_PER_STEP]
             for account_id in accounts:
                 async with connection.transaction():
-                    moved = await self.projection.take(connection, account_id)
+                    moved, more = await self.projection.take(connection, account_id)
                 self._work.pop(account_id, None)
+                if more:
+                    self._work[account_id] = None  # the rest at its next turn
                 if moved is not None:
                     advanced.append(moved)
         if advanced and self.notifier is not None:

@@ -83,10 +83,17 @@ FROM unnest($2::text[], $3::text[]) AS w(projection, stream_type)
 JOIN projection_checkpoints c
   ON c.projection = w.projection AND c.account_id = $1 AND c.stream_type = w.stream_type
 UNION ALL
-SELECT true, stream_type, min(position) - 1 FROM fan_out_jobs
-WHERE projection = ANY($4::text[]) AND account_id = $1 AND stream_type = ANY($3::text[])
-GROUP BY stream_type
+SELECT true, t.stream_type, j.position - 1
+FROM unnest($4::text[]) AS p(projection)
+CROSS JOIN unnest($3::text[]) AS t(stream_type)
+CROSS JOIN LATERAL (
+    SELECT position FROM fan_out_jobs
+    WHERE projection = p.projection AND account_id = $1 AND stream_type = t.stream_type
+    ORDER BY position LIMIT 1
+) j
 """
+"""Each wanted checkpoint, and each read model's earliest pending job per stream type: an index
+lookup each, however many jobs an account has pending."""
 
 
 async def positions(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import time
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 import msgspec
@@ -17,7 +18,19 @@ from core.tokens import InvalidToken, decode_token
 from queries.paging import InvalidCursor, Page
 from queries.reader import TenantReader
 from queries.registry import WAITABLE
+from queries.shown import Scope
 from queries.views import QUERIES, ListParams, QuerySpec
+
+SCOPES = {spec.name: spec.scope for spec in QUERIES.values() if spec.scope is not None}
+"""The queries whose wait looks at a scope of their own (`QuerySpec.reads`), computed once."""
+
+
+@dataclass(frozen=True, slots=True)
+class Scoped:
+    """A scope to wait on, as a read model is."""
+
+    scope: Scope
+
 
 MAX_TIMEOUT = 30.0
 DEFAULT_TIMEOUT = 5.0
@@ -61,9 +74,13 @@ async def run_query(spec: QuerySpec, request: Request[Any, Any, Any], reader: Te
         except InvalidToken as error:
             raise problem(422, str(error)) from None
         deadline = time.monotonic() + timeout
-        for name in spec.projections:
+        scope = SCOPES.get(spec.name)
+        waits = (
+            [(spec.name, Scoped(scope))] if scope else [(name, WAITABLE[name]) for name in spec.projections]
+        )
+        for name, waitable in waits:
             remaining = max(0.0, deadline - time.monotonic())
-            if not await reader.caught_up(WAITABLE[name], targets, remaining):
+            if not await reader.caught_up(waitable, targets, remaining):
                 raise problem(
                     503,
                     f"the {name} read model has not caught up with {token} within {timeout:g} s",

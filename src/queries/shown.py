@@ -114,6 +114,20 @@ class Shows:
             if s.strategy is Strategy.COPIED
         )
 
+    def in_order(self, copies: list[Copy]) -> list[Copy]:
+        """`copies`, each after those whose column it copies (declarations have no cycles)."""
+
+        def depth(copy: Copy) -> int:
+            further = [
+                c
+                for s in copy.sources
+                for c in self.copies
+                if c.element.name == s.element.name and c.column == s.column
+            ]
+            return 1 + max((depth(c) for c in further), default=0)
+
+        return sorted(copies, key=depth)
+
     def copies_into(self, projection: str) -> tuple[Copy, ...]:
         return tuple(c for c in self.copies if c.projection == projection)
 
@@ -196,6 +210,23 @@ class Shows:
                 column = column_name(target.attribute(attribute))
                 sources.append(f"SELECT s.id FROM {table_name(target)} s WHERE s.{column} = {value}")
         return f"SELECT n.id FROM {table} n WHERE n.{via} IN ({' UNION ALL '.join(sources)})"
+
+    def query_scope(self, own: tuple[str, ...], shown: tuple[tuple[str, str], ...]) -> Scope:
+        """What a wait for a query looks at when it reads the rows of read models `own` and the
+        `shown` attributes (element, name) on them: their own checkpoints, and the scope of each shown
+        attribute's source, with no fan-out into `own` it does not read."""
+        owners: dict[str, str] = {}
+        fan_outs: list[str] = []
+        for projection in own:
+            for name in self.read_models[projection].elements:
+                owners[self.model.elements[name].stream_type] = projection
+        for element, name in shown:
+            s = self.shown(element, name)
+            if s.strategy is Strategy.COPIED and self.owner[element] not in fan_outs:
+                fan_outs.append(self.owner[element])
+            for source in s.sources:
+                self._scope(self.owner[source_parts(source)[0]], owners, fan_outs)
+        return Scope(owners, tuple(fan_outs))
 
     def scope(self, projection: str) -> Scope:
         """The stream types `projection` shows events of (its own, and its sources', through every

@@ -22,7 +22,7 @@ from commands.model import MONEY_PATTERN, Money, money_text
 from core.text import Name
 from queries.paging import DEFAULT_LIMIT, MAX_LIMIT, Limit, Page, decode_cursor, fetch_page
 from queries.registry import SHOWS
-from queries.shown import Shows
+from queries.shown import Scope, Shows
 
 
 class QueryParams(msgspec.Struct, kw_only=True, forbid_unknown_fields=True, rename="pascal"):
@@ -167,10 +167,11 @@ _EMAIL_JOINS, CUSTOMER_EMAIL = SHOWS.read("Customer", "Email", "c")
 _ADDRESS_JOINS, CUSTOMER_ADDRESSES = SHOWS.read("Customer", "Addresses", "c")
 _CUSTOMER_NAME_JOINS, CUSTOMER_NAME = SHOWS.read("Customer", "PartyName", "c")
 
-# An order shows its customer's name or, when it has no customer, the name it was placed with. So a
-# page of one name's orders is the first rows of two disjoint sets, each read in creation order
-# from an index, a page at most: orders placed with that name and no customer, and the orders of
-# each customer of that name (found from an index, `Shows.named`) that show it.
+# An order shows its customer's name or, when it has none (no customer, or one whose name it does not
+# show yet), the name it was placed with. So a page of one name's orders is the first rows of two
+# disjoint sets, each read in creation order from an index, a page at most: orders placed with that
+# name that show no customer's name, and the orders of each customer of that name (found from an
+# index, `Shows.named`) that show it.
 _AFTER = "($2::timestamptz IS NULL OR (o.created_at, o.id) > ($2, $3::uuid))"
 
 
@@ -179,8 +180,8 @@ def orders_sql(shows: Shows) -> str:
     joins, party_name = shows.read("Order", "PartyName", "o")
     return f"""
 WITH candidates AS (
-    (SELECT o.id, o.created_at FROM rm_order o
-     WHERE o.customer_name = $1 AND o.customer_id IS NULL AND {_AFTER}
+    (SELECT o.id, o.created_at FROM rm_order o {joins}
+     WHERE o.customer_name = $1 AND {party_name} IS NULL AND {_AFTER}
      ORDER BY o.created_at, o.id
      LIMIT $4)
     UNION ALL
@@ -413,6 +414,15 @@ class QuerySpec:
     item: type[View]
     projections: tuple[str, ...]
     run: Callable[[asyncpg.Connection[Any], Any], Awaitable[Page[Any]]]
+    reads: tuple[tuple[str, str], ...] = ()
+    """What it shows of other elements (element, attribute), when it reads only that of the
+    `projections` it joins: a ConsistentWith wait then looks at `scope`, not at their every fan-out
+    (GetOpenInvoices joins the orders for the name an order was placed with, not for their copy of
+    the customer's name, whose fan-out it does not wait for)."""
+
+    @property
+    def scope(self) -> Scope | None:
+        return SHOWS.query_scope(self.projections, self.reads) if self.reads else None
 
 
 QUERIES: dict[str, QuerySpec] = {
@@ -425,16 +435,18 @@ QUERIES: dict[str, QuerySpec] = {
             "GetOpenInvoices",
             GetOpenInvoices,
             InvoiceView,
-            ("activities", "orders", "customers"),
+            ("activities", "orders"),
             get_open_invoices,
+            reads=(("Invoice", "PartyName"),),
         ),
         QuerySpec("GetOpenAmounts", GetOpenAmounts, OpenAmountView, ("open_amounts",), get_open_amounts),
         QuerySpec(
             "GetDeliveries",
             GetDeliveries,
             DeliveryView,
-            ("activities", "orders", "customers"),
+            ("activities", "orders"),
             get_deliveries,
+            reads=(("Delivery", "PartyName"),),
         ),
     )
 }

@@ -53,6 +53,9 @@ _VERSION = re.compile(r"__v\d+$")
 
 
 PER_PROJECTION = frozenset({"projection_checkpoints", "parked_events", "fan_out_jobs"})
+OWN_COLUMNS = {"read_model_changes": frozenset({"changed"})}
+"""Columns whose values are a database's own (a transaction id): a copy leaves them to the target's
+default (its own transaction's id), so that the target's chained read models find the changes."""
 """Read-side tables whose rows name their projection, and so maybe a version of it (`name@vN`)."""
 
 

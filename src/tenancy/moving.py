@@ -40,6 +40,7 @@ import asyncpg
 from core.invalidations import ROUTES, Invalidations
 from tenancy.catalog import AccountCatalog
 from tenancy.copying import (
+    OWN_COLUMNS,
     STORE_TABLES,
     account_tables,
     common_columns,
@@ -160,6 +161,7 @@ class AccountMover:
                         await scope(t, step.account_id)
                         for table in tables[first : first + TABLES_PER_TRANSACTION]:
                             columns = await common_columns(s, t, table)
+                            columns = [c for c in columns if c not in OWN_COLUMNS.get(table, ())]
                             where = read_side_rows(table)
                             await t.execute(f"DELETE FROM {table} WHERE {where}", step.account_id)
                             rows += await pipe(s, t, table, columns, where, step.account_id)

@@ -258,7 +258,7 @@ async def test_a_second_rename_during_a_fan_out_starts_it_over_and_keeps_the_fir
     assert await shop.names("First") == []
 
 
-RENAMES = 25
+RENAMES = 40
 
 
 class SlowOrders(ModelProjection):
@@ -267,7 +267,7 @@ class SlowOrders(ModelProjection):
 
     async def apply(self, connection: asyncpg.Connection[Any], events: Sequence[RecordedEvent]) -> Any:
         unknown = await super().apply(connection, events)
-        await asyncio.sleep(random.uniform(0, 0.03))
+        await asyncio.sleep(random.uniform(0, 0.05))
         return unknown
 
 

@@ -143,3 +143,17 @@ def test_a_chained_read_model_the_engine_cannot_serve_is_refused(declared: Chain
     with pytest.raises(BadDeclaration) as error:
         check_read_models(ERP.elements, READ_MODELS, (declared,))
     assert refusal in str(error.value) and str(error.value).startswith("unit/test_read_models.py:")
+
+
+def test_a_query_waits_for_the_fan_outs_of_what_it_shows_only() -> None:
+    """GetOpenInvoices shows the customer's name from the customers' table and joins the orders only
+    for the name an order was placed with: after a rename it does not wait for the orders' copies.
+    GetDeliveries shows the orders' copy, so it does."""
+    from queries.views import QUERIES
+
+    invoices, deliveries = QUERIES["GetOpenInvoices"].scope, QUERIES["GetDeliveries"].scope
+    assert invoices is not None and deliveries is not None
+    assert invoices.fan_outs == ("customers",)
+    assert "orders" in deliveries.fan_outs
+    assert invoices.owners["Organisation"] == deliveries.owners["Organisation"] == "customers"
+    assert invoices.owners["Order"] == "orders" and invoices.owners["Invoice"] == "activities"

@@ -31,7 +31,7 @@ from commands.store import event_store, feed, sealing, snapshots
 from core.sql import sql_beside
 from queries.model_tables import ensure_model_tables
 from queries.projector import checkpoints
-from queries.registry import CHAINED, PROJECTIONS
+from queries.registry import CHAINED, PROJECTIONS, SHOWS
 from queries.versions import ensure_live
 from tenancy import fences
 
@@ -63,9 +63,14 @@ async def apply_read_models(connection: asyncpg.Connection[Any]) -> None:
     copied; record version 1 of each projection if none is."""
     await ensure_model_tables(connection, ERP)
     async with connection.transaction():
+        # Columns first, then the new ones filled, each after those it copies from.
+        made = [(p, copy) for p in PROJECTIONS.values() for copy in await p.missing_copies(connection)]
         for projection in PROJECTIONS.values():
             if projection.copies:
                 await connection.execute(projection.copies_ddl())
+        owner = {id(copy): projection for projection, copy in made}
+        for copy in SHOWS.in_order([copy for _, copy in made]):
+            await owner[id(copy)].fill(connection, copy)
         for chained in CHAINED.values():
-            await connection.execute(chained.ddl())
+            await chained.ensure(connection)
     await ensure_live(connection, PROJECTIONS.values())

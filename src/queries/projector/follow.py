@@ -48,14 +48,15 @@ async def follow(
         await listener.add_listener(EVENTS_CHANNEL, woken)
         projection = projector.projection
         if isinstance(projection, ModelProjection):
+            # Even a read model that copies nothing has its fan-out: jobs an earlier release recorded
+            # into it are dropped, not left to hold consistency waits.
             fan_out = FanOut(projector.pool, projection, projector.notifier)
-            if fan_out.needed:
-                jobs = asyncio.Event()
-                await listener.add_listener(
-                    fan_out_jobs.CHANNEL,
-                    lambda _c, _p, _ch, name: jobs.set() if name == projection.name else None,
-                )
-                beside.append(asyncio.create_task(fan_out.run(jobs, stop, poll_interval)))
+            jobs = asyncio.Event()
+            await listener.add_listener(
+                fan_out_jobs.CHANNEL,
+                lambda _c, _p, _ch, name: jobs.set() if name == projection.name else None,
+            )
+            beside.append(asyncio.create_task(fan_out.run(jobs, stop, poll_interval)))
             if projection.feeds:
                 changed = asyncio.Event()
 

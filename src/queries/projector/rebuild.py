@@ -18,6 +18,7 @@ from opentelemetry import trace
 
 from core.db import finish_before_cancelling
 from core.telemetry import traced
+from queries.fan_out_jobs import forget as forget_fan_outs
 from queries.notifications import ProjectionAdvanced
 from queries.projector import parking
 from queries.projector.batch import REDO_ONE_BY_ONE, Projector
@@ -50,6 +51,7 @@ async def rebuild_account(
             # the live projector's own insert of it wait for the whole rebuild.
             await projector.checkpoints.add_missing(connection, account_id)
         async with projector.pool.acquire() as connection, connection.transaction():
+            await forget_fan_outs(connection, projector.projection.name, account_id)  # before the locks
             await projector.checkpoints.restart(connection, account_id)
             await projector.projection.clear(connection, account_id)
             await parking.forget(connection, projector.projection.name, account_id)  # parked afresh

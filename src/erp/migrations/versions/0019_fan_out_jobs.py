@@ -34,6 +34,8 @@ def upgrade() -> None:
             CONSTRAINT fan_out_jobs_pkey PRIMARY KEY (projection, account_id, copy, source_id, stream_type)
         );
         CREATE INDEX fan_out_jobs_turn_idx ON fan_out_jobs (projection, updated_at);
+        CREATE INDEX fan_out_jobs_position_idx
+            ON fan_out_jobs (projection, account_id, stream_type, position);
         CREATE TABLE read_model_changes (
             projection text NOT NULL,
             account_id uuid NOT NULL,

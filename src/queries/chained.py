@@ -34,8 +34,7 @@ import asyncpg
 
 from commands.model import Element, Model, Type, snake
 from commands.model.read_models import Chained
-from core.db import TENANT_ROLE
-from queries.model_tables import column_name, table_name
+from queries.model_tables import column_name, table_name, tenant_policy
 from queries.notifications import Notifier, ProjectionAdvanced
 from queries.shown import Scope
 
@@ -147,14 +146,7 @@ class ChainedProjection:
             f"group_id uuid NOT NULL{sums}, CONSTRAINT {self.members}_pkey PRIMARY KEY (account_id, id))",
         ]
         for table in (self.table, self.members):
-            statements += [
-                f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
-                f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
-                f"DROP POLICY IF EXISTS {table}_tenant_isolation ON {table}",
-                f"CREATE POLICY {table}_tenant_isolation ON {table} "
-                "USING (account_id = nullif(current_setting('erp.account_id', true), '')::uuid)",
-                f"GRANT SELECT ON {table} TO {TENANT_ROLE}",
-            ]
+            statements += tenant_policy(table)
         return ";\n".join(statements) + ";"
 
     async def take(

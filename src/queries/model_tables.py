@@ -72,7 +72,14 @@ def element_ddl(element: Element, suffix: str = "") -> str:
             f"CREATE INDEX IF NOT EXISTS {table}_status_seek_idx "
             f"ON {table} (account_id, status, created_at, id)"
         )
-    statements += [
+    statements += tenant_policy(table)
+    return ";\n".join(statements) + ";"
+
+
+def tenant_policy(table: str) -> list[str]:
+    """A read-side table under the event store's row-level security, readable by the tenants' role
+    (idempotent)."""
+    return [
         f"ALTER TABLE {table} ENABLE ROW LEVEL SECURITY",
         f"ALTER TABLE {table} FORCE ROW LEVEL SECURITY",
         f"DROP POLICY IF EXISTS {table}_tenant_isolation ON {table}",
@@ -80,7 +87,6 @@ def element_ddl(element: Element, suffix: str = "") -> str:
         "USING (account_id = nullif(current_setting('erp.account_id', true), '')::uuid)",
         f"GRANT SELECT ON {table} TO {TENANT_ROLE}",
     ]
-    return ";\n".join(statements) + ";"
 
 
 def _chunks(model: Model, size: int) -> Iterator[str]:

@@ -25,7 +25,7 @@ from core.problems import problem_details_plugin
 from core.settings import Settings
 from core.telemetry import configure_logging, configure_telemetry
 from erp.bootstrap import Container
-from erp.health import health
+from erp.health import health, live
 from queries.http import QueryController, query_routes
 from queries.sse import NotificationController
 from tenancy.auth import operator_guard, tenant_guard
@@ -81,6 +81,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
             QueryController,
             NotificationController,
             health,
+            live,
         ],
         dependencies=container.http_dependencies(),
         plugins=[

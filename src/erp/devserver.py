@@ -53,7 +53,8 @@ def free_ports(count: int) -> list[int]:
 def start_temporal(
     address: str, *, ui_port: int | None = None, db_file: str | None = None, wait: float = 60
 ) -> subprocess.Popen[bytes]:
-    """Start `temporal server start-dev` on `address` and wait until its frontend answers.
+    """Start `temporal server start-dev` on `address` and wait until its frontend answers; with its
+    web UI on `ui_port` if given (http://127.0.0.1:<ui_port>), else headless.
 
     Something already answering there would pass for the new server (which would exit, its port
     taken), so that is refused up front.
@@ -65,7 +66,6 @@ def start_temporal(
         temporal_binary(),
         "server",
         "start-dev",
-        "--headless",
         "--ip",
         host or "127.0.0.1",
         "--port",
@@ -73,7 +73,7 @@ def start_temporal(
         "--log-level",
         "error",
     ]
-    command += ["--ui-port", str(ui_port)] if ui_port else []
+    command += ["--ui-port", str(ui_port)] if ui_port else ["--headless"]
     command += ["--db-filename", db_file] if db_file else []
     process = subprocess.Popen(
         command,

@@ -98,6 +98,7 @@ SERVED = [
     "GET /customisations",
     "POST /customisations",
     "GET /health",
+    "GET /health/live",
 ]
 MODES = [GenerationMode.POSITIVE, GenerationMode.NEGATIVE]
 

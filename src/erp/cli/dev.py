@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Annotated
+
+import typer
 
 from core.settings import Settings
 from core.stopping import STOP_SIGNALS
@@ -11,8 +14,14 @@ from erp.cli.common import console, running
 from erp.cli.migrate import migrate
 from erp.cli.serve import api_server
 
+TEMPORAL_UI_PORT = 8233
 
-def dev() -> None:
+
+def dev(
+    temporal_ui: Annotated[
+        bool, typer.Option("--temporal-ui/--no-temporal-ui", help="the Temporal dev server's web UI on :8233")
+    ] = True,
+) -> None:
     """Start everything for local work: Temporal (if none answers), migrations, worker and API."""
     from core.telemetry import configure_logging, configure_telemetry
     from erp.devserver import answers, start_temporal
@@ -24,8 +33,13 @@ def dev() -> None:
     temporal = None
     if not answers(settings.temporal_address):
         Path(".erp").mkdir(exist_ok=True)
-        console.print(f"starting a Temporal dev server on {settings.temporal_address} (UI :8233)")
-        temporal = start_temporal(settings.temporal_address, ui_port=8233, db_file=".erp/temporal.db")
+        ui = f"its UI on http://127.0.0.1:{TEMPORAL_UI_PORT}" if temporal_ui else "no UI"
+        console.print(f"starting a Temporal dev server on {settings.temporal_address} ({ui})")
+        temporal = start_temporal(
+            settings.temporal_address,
+            ui_port=TEMPORAL_UI_PORT if temporal_ui else None,
+            db_file=".erp/temporal.db",
+        )
     migrate()
 
     async def main() -> None:

@@ -125,15 +125,15 @@ class FanOut:
                 # the change and not have committed yet. Its rows must be seen: later, then.
                 await connection.execute(_LATER, *ids)
                 return True
-            # Its commit need not wait for the WAL to be flushed: lost in a crash, the chunk and its
-            # cursor are lost together, and it is done again. Other accounts' commits wait less.
-            await connection.execute("SET LOCAL synchronous_commit = off")
             cascades = self._cascades.get(copy.name, ())
             done, changed, rows, last = await self._chunk(connection, copy, job, bool(cascades))
-            if done:
+            if done:  # committed durably: a wait told the fan-out is done is not told so twice
                 await connection.execute(_DONE, *ids)
             else:
                 await connection.execute(_MOVE, *ids, last[0], last[1], changed)
+                # A chunk before the last need not wait for the WAL flush: lost in a crash, it and
+                # its cursor are lost together, and it is done again. Other accounts' commits wait less.
+                await connection.execute("SET LOCAL synchronous_commit = off")
             if rows:
                 await self._cascade(connection, cascades, job, rows)
         self.rows += changed

@@ -50,6 +50,8 @@ CHUNK_SECONDS = 0.1
 PAUSE = 0.25
 """After a chunk that leaves its job unfinished, a pause of this share of the chunk's time: the
 other accounts' batches and commits get the machine between chunks."""
+DEFERRED_PAUSE = 0.02
+"""Seconds a fan-out waits after sending a job to the back of the queue."""
 ANALYZE_AFTER = 100_000
 """A job that changed this many rows has its table analyzed when it is done."""
 
@@ -96,6 +98,8 @@ class FanOut:
         self.writers = Checkpoints(projection.name, projection.stream_types)
         self.chunk = FIRST_CHUNK
         self.rows = 0
+        self.deferred = 0
+        """Jobs sent to the back of the queue because a batch held their account's checkpoints."""
         """Rows it has refreshed (for the bench and the logs)."""
         shows = projection.shows
         self._scope = shows.scope(projection.base_name) if shows is not None else None
@@ -124,6 +128,7 @@ class FanOut:
                 # A batch of the account holds its checkpoints: it may have read the source before
                 # the change and not have committed yet. Its rows must be seen: later, then.
                 await connection.execute(_LATER, *ids)
+                self.deferred += 1
                 return True
             cascades = self._cascades.get(copy.name, ())
             done, changed, rows, last = await self._chunk(connection, copy, job, bool(cascades))
@@ -233,6 +238,11 @@ class FanOut:
             wake.clear()
             worked = True
             while worked:
+                deferred = self.deferred
                 worked = await self.run_chunk()
+                if self.deferred != deferred:
+                    # The batch (or a one-account rebuild) that holds the account is not asked again
+                    # at once: a job that waits for it costs no busy loop.
+                    await asyncio.sleep(DEFERRED_PAUSE)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wake.wait(), timeout=poll_interval)

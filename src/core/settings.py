@@ -98,6 +98,24 @@ class Settings:
     retired_grace: float = field(default_factory=lambda: float(_env("ERP_RETIRED_GRACE", "3600")))
     """Seconds a read model's retired version is kept after a new one is switched in, then dropped."""
 
+    cors_origins: str = field(default_factory=lambda: _env("ERP_CORS_ORIGINS", ""))
+    """Browser origins allowed to call the API, `https://a.example,https://b.example` (empty: no
+    CORS headers at all, so browsers on other origins are refused)."""
+    sse_ping: float = field(default_factory=lambda: float(_env("ERP_SSE_PING", "15")))
+    """Seconds an idle GET /notifications stream waits before it sends a `: ping` comment."""
+    sse_ticket_ttl: int = field(default_factory=lambda: int(_env("ERP_SSE_TICKET_TTL", "60")))
+    """Seconds a ticket from POST /notifications/tickets may wait to be used (once)."""
+    notification_backlog: int = field(default_factory=lambda: int(_env("ERP_NOTIFICATION_BACKLOG", "1000")))
+    """Notifications a subscriber may have waiting; a stream whose backlog overflows is told so and
+    closed (its client resumes with Last-Event-ID)."""
+    shutdown_timeout: int = field(default_factory=lambda: int(_env("ERP_SHUTDOWN_TIMEOUT", "10")))
+    """Seconds the API waits for requests in progress once told to stop, then cancels them."""
+
+    @property
+    def cors_origin_list(self) -> list[str]:
+        """ERP_CORS_ORIGINS as a list (empty: no CORS)."""
+        return [origin.strip() for origin in self.cors_origins.split(",") if origin.strip()]
+
     def check_exposure(self) -> None:
         """Raises ValueError when the API would listen beyond loopback (ERP_HTTP_HOST) with the
         development operator token, or one short enough to guess: anyone who can reach the port

@@ -8,10 +8,12 @@ from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
 from litestar import Litestar, Router
 from litestar.config.app import AppConfig
+from litestar.config.compression import CompressionConfig
+from litestar.config.cors import CORSConfig
+from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
 from litestar.plugins import InitPluginProtocol
-from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
 
 from commands.handlers import command_specs
 from commands.http import ERRORS as COMMAND_ERRORS
@@ -22,15 +24,54 @@ from commands.registry import COMMANDS
 from core.bodies import MAX_BODY
 from core.heap import freeze_startup
 from core.problems import problem_details_plugin
+from core.secret_query import telemetry_plugin
 from core.settings import Settings
 from core.telemetry import configure_logging, configure_telemetry
 from erp.bootstrap import Container
 from erp.health import health, live
 from queries.http import QueryController, query_routes
-from queries.sse import NotificationController
+from queries.sse import NOT_COMPRESSED, NotificationController
 from tenancy.auth import operator_guard, tenant_guard
 from tenancy.http import AccountController
 from workflows.http import ProjectionController
+
+ALLOWED_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
+"""What a browser may send across origins: a key, a JSON body, a command's idempotency key, and an
+EventSource's Last-Event-ID (sent on its reconnects)."""
+EXPOSED_HEADERS = ["Retry-After", "WWW-Authenticate", "Content-Encoding"]
+"""What a browser's script may read of an answer besides the safelisted headers: when to retry
+(429, 503) and why a key was refused (401)."""
+COMPRESSED_FROM = 1024
+"""Bytes from which an answer is gzipped for a client that accepts it; smaller ones gain little."""
+
+
+def cors(settings: Settings) -> CORSConfig | None:
+    """CORS for ERP_CORS_ORIGINS; None (no CORS headers, as before) when it names no origin."""
+    origins = settings.cors_origin_list
+    if not origins:
+        return None
+    return CORSConfig(
+        allow_origins=origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=ALLOWED_HEADERS,
+        expose_headers=EXPOSED_HEADERS,
+        allow_credentials=False,  # keys travel in Authorization, never in cookies
+        max_age=600,
+    )
+
+
+DRAINING = "draining"
+"""The app's state key of the event that ends its notification streams (`begin_draining`)."""
+
+
+def begin_draining(app: object) -> None:
+    """Tell the app (or the ASGI wrappers around it) that the server is stopping: its notification
+    streams end now rather than hold the server up until its shutdown timeout."""
+    for _ in range(8):  # uvicorn's wrappers (proxy headers, message logger) are a layer or two
+        if isinstance(app, Litestar):
+            app.state[DRAINING].set()
+            return
+        app = getattr(app, "app", None)
 
 
 class AfterChannels(InitPluginProtocol):
@@ -88,9 +129,17 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
             container.channels,
             AfterChannels(lifespan),  # it listens on them, so it starts after them and stops before
             problem_details_plugin(COMMAND_ERRORS),
-            *([OpenTelemetryPlugin(OpenTelemetryConfig())] if tracing else []),
+            *([telemetry_plugin()] if tracing else []),
         ],
+        state=State({DRAINING: container.draining}),
         request_max_body_size=MAX_BODY,
+        cors_config=cors(settings),
+        compression_config=CompressionConfig(
+            backend="gzip",
+            minimum_size=COMPRESSED_FROM,
+            gzip_compress_level=5,  # most of 9's gain for a fraction of its CPU
+            exclude_opt_key=NOT_COMPRESSED,
+        ),
         logging_config=None,  # core.telemetry.configure_logging's JSON lines, not Litestar's own
         openapi_config=OpenAPIConfig(
             title="ERP",

@@ -8,6 +8,7 @@ app factory can hand the facades to Litestar before its event loop runs.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from functools import cached_property
@@ -29,9 +30,11 @@ from core.invalidations import CUSTOMISATIONS, ROUTES, SUBJECT_KEYS, Invalidatio
 from core.redis_client import RedisClient, redis_client
 from core.redis_pubsub import ClusterChannelsBackend, Publisher
 from core.settings import Settings
+from core.subscribers import OverflowingSubscriber
 from core.temporal import TemporalGateway
 from erp.health import HealthChecks
 from queries.deps import query_dependencies
+from queries.notification_stream import NotificationStreams
 from queries.notifications import Notifier
 from queries.reader import ReadModels
 from queries.waiter import ConsistencyWaiter
@@ -48,6 +51,7 @@ from tenancy.offboards import AccountOffboards
 from tenancy.onboarding import Onboarding
 from tenancy.rate_limit import AccountRateLimiter, command_limit
 from tenancy.routing import Databases
+from tenancy.tickets import StreamTickets
 from workflows.activities import ErpActivities
 from workflows.deps import workflow_dependencies
 from workflows.operations import ProjectionOperations
@@ -103,6 +107,8 @@ class Container:
             self.databases, self.catalog, self.temporal, self.store.feed, retired_grace=settings.retired_grace
         )
         self.health = HealthChecks(self.databases, self.redis, self.temporal)
+        self.draining = asyncio.Event()
+        """Set once the API server begins to stop: its notification streams end (`erp.cli.serve`)."""
 
     @cached_property
     def channels(self) -> ChannelsPlugin:
@@ -117,8 +123,9 @@ class Container:
         return ChannelsPlugin(
             backend=backend,
             arbitrary_channels_allowed=True,
-            subscriber_max_backlog=1000,
+            subscriber_max_backlog=self.settings.notification_backlog,
             subscriber_backlog_strategy="dropleft",
+            subscriber_class=OverflowingSubscriber,  # a notification stream that falls behind is told
         )
 
     @cached_property
@@ -178,9 +185,14 @@ class Container:
                 AccountBulkhead(self.settings.account_concurrency),
                 self.auth_failures,
                 self.byte_budget,
+                StreamTickets(self.redis, self.settings.sse_ticket_ttl),
             ),
             **command_dependencies(self.commands),
-            **query_dependencies(self.read_models, self.byte_budget),
+            **query_dependencies(
+                self.read_models,
+                self.byte_budget,
+                NotificationStreams(self.channels, self.databases, self.settings.sse_ping, self.draining),
+            ),
             **workflow_dependencies(self.projections),
             "health_checks": Provide(lambda: self.health, use_cache=True, sync_to_thread=False),
         }

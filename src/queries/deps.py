@@ -15,6 +15,7 @@ from typing import Any
 from litestar import Request
 from litestar.di import Provide
 
+from queries.notification_stream import NotificationStreams
 from queries.reader import Charge, ReadModels, TenantReader
 from queries.views import QUERIES, ListParams
 from tenancy.bulkhead import AccountBulkhead
@@ -24,8 +25,10 @@ from tenancy.routing import Route
 _LISTS = frozenset(name for name, spec in QUERIES.items() if issubclass(spec.params, ListParams))
 
 
-def query_dependencies(read_models: ReadModels, budget: ByteBudget | None) -> dict[str, Provide]:
-    """`budget` None: no byte budget (ERP_ACCOUNT_BYTES=0)."""
+def query_dependencies(
+    read_models: ReadModels, budget: ByteBudget | None, streams: NotificationStreams
+) -> dict[str, Provide]:
+    """`budget` None: no byte budget (ERP_ACCOUNT_BYTES=0); `streams`: GET /notifications's."""
 
     async def reader(
         request: Request[Any, Any, Any], tenant: Route, bulkhead: AccountBulkhead
@@ -46,4 +49,7 @@ def query_dependencies(read_models: ReadModels, budget: ByteBudget | None) -> di
 
         return read_models.of(tenant, admission)
 
-    return {"reader": Provide(reader)}
+    return {
+        "reader": Provide(reader),
+        "notification_streams": Provide(lambda: streams, use_cache=True, sync_to_thread=False),
+    }

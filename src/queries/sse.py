@@ -1,32 +1,68 @@
-"""Notifications: GET /notifications streams the caller's account's read-model progress (SSE)."""
+"""Notifications: GET /notifications streams the caller's account's read-model progress (SSE);
+POST /notifications/tickets lets a browser's EventSource (which sends no headers) open it."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from typing import Annotated
 
-from litestar import Controller, get
-from litestar.channels import ChannelsPlugin
+import msgspec
+from litestar import Controller, get, post
 from litestar.di import NamedDependency
+from litestar.params import HeaderParameter
 from litestar.response import ServerSentEvent
 
 from core.problems import problem_responses
-from queries.notifications import channel_for
+from queries.notification_stream import NotificationStreams
 from tenancy.routing import Route
+from tenancy.tickets import StreamTickets
+
+NOT_COMPRESSED = "not_compressed"
+"""A handler's opt key that keeps its answer uncompressed (the SSE stream: gzip would hold its
+events back until a block fills)."""
+
+
+class TicketIssued(msgspec.Struct, frozen=True, rename="pascal"):
+    ticket: str
+    expires_at: datetime
 
 
 class NotificationController(Controller):
     path = "/notifications"
     tags = ["queries"]
 
-    @get("/", summary="Stream read-model notifications (SSE)", responses=problem_responses(401, 503))
+    @get(
+        "/",
+        summary="Stream read-model notifications (SSE)",
+        responses=problem_responses(401, 503),
+        opt={NOT_COMPRESSED: True},
+    )
     async def stream(
-        self, tenant: NamedDependency[Route], channels: NamedDependency[ChannelsPlugin]
+        self,
+        listener: NamedDependency[Route],
+        notification_streams: NamedDependency[NotificationStreams],
+        last_event_id: Annotated[
+            str | None,
+            HeaderParameter(
+                name="Last-Event-ID",
+                required=False,
+                description="The last event's id: the stream first tells what moved since",
+            ),
+        ] = None,
     ) -> ServerSentEvent:
-        """Server-Sent Events: `{"Projection","StreamType","Position"}` for the caller's account only."""
+        """Server-Sent Events: `{"Projection","StreamType","Position"}` for the caller's account only,
+        each with an id to resume from; `: ping` while idle; `event: overflow` before it closes a
+        stream read too slowly."""
+        return ServerSentEvent(notification_streams.events(listener, last_event_id))
 
-        async def events() -> AsyncIterator[str]:
-            async with channels.start_subscription(channel_for(tenant.account_id)) as subscriber:
-                async for message in subscriber.iter_events():
-                    yield message.decode()
-
-        return ServerSentEvent(events())
+    @post(
+        "/tickets",
+        summary="A ticket to open the stream without headers",
+        responses=problem_responses(401, 503),
+    )
+    async def ticket(
+        self, tenant: NamedDependency[Route], tickets: NamedDependency[StreamTickets]
+    ) -> TicketIssued:
+        """A single-use ticket for `GET /notifications?Ticket=…`, good for about a minute."""
+        issued = await tickets.issue(tenant)
+        return TicketIssued(issued.ticket, datetime.fromtimestamp(issued.expires_at, UTC))

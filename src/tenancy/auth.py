@@ -53,7 +53,7 @@ def client_address(connection: ASGIConnection[Any, Any, Any, Any]) -> str:
     return host
 
 
-def _refuse_if_over(failures: AuthFailures | None, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
+def refuse_if_over(failures: AuthFailures | None, connection: ASGIConnection[Any, Any, Any, Any]) -> None:
     """429 with Retry-After when the client's address failed to authenticate too often lately."""
     if failures is not None and (wait := failures.retry_after(client_address(connection))):
         raise problem(
@@ -82,12 +82,12 @@ async def authenticate(
     try:
         token = bearer_token(connection)
     except ProblemDetailsException:
-        _refuse_if_over(failures, connection)
+        refuse_if_over(failures, connection)
         _failed(failures, connection)
         raise
     over = failures is not None and failures.retry_after(client_address(connection)) is not None
     if over and not keys.knows(token):  # the key hashed twice only for an address over its limit
-        _refuse_if_over(failures, connection)
+        refuse_if_over(failures, connection)
     owner = await keys.resolve(token)
     ACCOUNT_ID.set(str(owner.route.account_id) if owner else "")
     if owner is None or not (owner.active or owner.status == AccountStatus.ONBOARDING):
@@ -129,7 +129,7 @@ def operator_guard(token: str, failures: AuthFailures | None = None) -> Guard:
     expected = token.encode()
 
     def guard(connection: ASGIConnection[Any, Any, Any, Any], _: BaseRouteHandler) -> None:
-        _refuse_if_over(failures, connection)
+        refuse_if_over(failures, connection)
         try:
             presented = bearer_token(connection, len(expected), OPERATOR_ONLY)
             matches = hmac.compare_digest(presented.encode("latin-1"), expected)

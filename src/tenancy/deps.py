@@ -1,20 +1,24 @@
 """Tenancy's dependencies for the HTTP layer: `tenant` (the caller's Route, from its API key),
 `command_tenant` (the same, once the command fits its account's rate limit, holding one of the
-account's few slots in this process), and for operators `onboarding`, `catalog`, `moves` and
+account's few slots in this process), `listener` (the caller's Route from its API key or from a
+stream ticket, for `GET /notifications`), `tickets`, and for operators `onboarding`, `catalog`, `moves` and
 `offboards`."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Annotated, Any
 
 from litestar import Request
 from litestar.di import NamedDependency, Provide
+from litestar.params import QueryParameter
 
 from core.bodies import MAX_BODY
 from core.problems import problem
-from tenancy.auth import authenticate, bearer_token
+from core.secret_query import TICKET
+from core.telemetry import ACCOUNT_ID
+from tenancy.auth import authenticate, bearer_token, client_address, refuse_if_over
 from tenancy.auth_failures import AuthFailures
 from tenancy.bulkhead import HEAVY_BODY, AccountBulkhead
 from tenancy.byte_budget import ByteBudget, over_budget
@@ -26,6 +30,9 @@ from tenancy.offboards import AccountOffboards
 from tenancy.onboarding import Onboarding
 from tenancy.rate_limit import REPEAT_PAUSE, AccountRateLimiter, Refused
 from tenancy.routing import Route
+from tenancy.tickets import StreamTickets
+
+BAD_TICKET = "the ticket is unknown, expired or used already; ask POST /notifications/tickets for another"
 
 CHUNKED = MAX_BODY
 """Bytes a body sent without Content-Length (chunked) is charged: the most a body may be (the
@@ -42,6 +49,7 @@ def tenancy_dependencies(
     bulkhead: AccountBulkhead,
     failures: AuthFailures | None,
     budget: ByteBudget | None,
+    tickets: StreamTickets,
 ) -> dict[str, Provide]:
     """`limiter` None: no rate limit (ERP_COMMAND_RATE=0); `failures` None: no limit on failed
     authentications (ERP_AUTH_FAILURES=0); `budget` None: no byte budget (ERP_ACCOUNT_BYTES=0)."""
@@ -55,6 +63,30 @@ def tenancy_dependencies(
             # on the next request, which the client sends after Retry-After.
             keys.forget(bearer_token(request))
             raise
+
+    async def listener(
+        request: Request[Any, Any, Any],
+        ticket: Annotated[
+            str | None,
+            QueryParameter(
+                name=TICKET,
+                required=False,
+                description="A ticket from POST /notifications/tickets, instead of the Authorization "
+                "header (for a browser's EventSource); good once",
+            ),
+        ] = None,
+    ) -> Route:
+        """The stream's account: from its ticket (used up here) when it sends one, else its key."""
+        if ticket is None:
+            return await authenticate(keys, request, failures)
+        refuse_if_over(failures, request)
+        route = await tickets.redeem(ticket)
+        if route is None:
+            if failures is not None:
+                failures.failed(client_address(request))
+            raise problem(401, BAD_TICKET, {"WWW-Authenticate": "Bearer"})
+        ACCOUNT_ID.set(str(route.account_id))
+        return route
 
     async def command_tenant(
         request: Request[Any, Any, Any], tenant: NamedDependency[Route]
@@ -89,6 +121,8 @@ def tenancy_dependencies(
     return {
         "tenant": Provide(tenant),
         "command_tenant": Provide(command_tenant),
+        "listener": Provide(listener),
+        "tickets": Provide(lambda: tickets, use_cache=True, sync_to_thread=False),
         "bulkhead": Provide(lambda: bulkhead, use_cache=True, sync_to_thread=False),
         "onboarding": Provide(lambda: onboarding, use_cache=True, sync_to_thread=False),
         "catalog": Provide(lambda: catalog, use_cache=True, sync_to_thread=False),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import socket
 from collections.abc import Iterator
 from typing import Annotated
 
@@ -14,7 +15,19 @@ from core.settings import Settings
 from erp.http_protocol import ProblemHttpProtocol
 
 
-class _SignalFreeServer(uvicorn.Server):
+class DrainingServer(uvicorn.Server):
+    """A uvicorn server that, as it begins to stop, ends the app's notification streams: uvicorn
+    waits for every response to finish, and a stream never does on its own (one open
+    /notifications held `erp dev` up until the shutdown timeout)."""
+
+    async def shutdown(self, sockets: list[socket.socket] | None = None) -> None:
+        from erp.app import begin_draining
+
+        begin_draining(self.config.loaded_app)
+        await super().shutdown(sockets)
+
+
+class _SignalFreeServer(DrainingServer):
     """A uvicorn server that leaves signals to its caller (`erp dev` stops the API, then the worker,
     then Temporal; uvicorn's own handling re-raises the signal afterwards, killing the process
     before the rest has stopped)."""
@@ -36,8 +49,9 @@ def api_server(settings: Settings, *, capture_signals: bool = True) -> uvicorn.S
         log_config=None,  # uvicorn's loggers propagate to the JSON handler
         access_log=False,
         http=ProblemHttpProtocol,  # what uvicorn cannot parse is a problem+json 400 too
+        timeout_graceful_shutdown=settings.shutdown_timeout,
     )
-    return uvicorn.Server(config) if capture_signals else _SignalFreeServer(config)
+    return DrainingServer(config) if capture_signals else _SignalFreeServer(config)
 
 
 def api(
@@ -66,6 +80,7 @@ def api(
         log_config=None,
         access_log=False,
         http=ProblemHttpProtocol,
+        timeout_graceful_shutdown=settings.shutdown_timeout,  # uvicorn's own workers: streams end then
     )
 
 

@@ -97,6 +97,7 @@ SERVED = [
     "POST /projections/{name}/parked/skip",
     "GET /customisations",
     "POST /customisations",
+    "POST /notifications/tickets",
     "GET /health",
     "GET /health/live",
 ]

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -13,7 +15,9 @@ from typing import Any
 
 import httpx
 
+from core.redis_client import redis_client
 from core.settings import Settings
+from queries.notifications import channel_for
 from tests.conftest import Tenant, onboard, own_api
 
 
@@ -166,3 +170,63 @@ async def test_an_idle_stream_pings(settings: Settings, http: httpx.AsyncClient)
         elapsed = asyncio.get_running_loop().time() - started
     assert all(p.comments == ["ping"] and not p.data and p.id is None for p in pings), pings
     assert 0.4 <= elapsed < 3, elapsed
+
+
+def _slow_client(port: int, key: str) -> socket.socket:
+    """A client that asks for the stream with a small receive window, then reads nothing."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.connect(("127.0.0.1", port))
+    sock.sendall(f"GET /notifications HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n".encode())
+    return sock
+
+
+def _read_to_end(sock: socket.socket) -> bytes:
+    sock.settimeout(20)
+    received = bytearray()
+    while not received.endswith(b"\r\n0\r\n\r\n"):  # the chunked body's end: the server closed it
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        received += chunk
+    return bytes(received)
+
+
+async def test_a_client_too_slow_for_its_notifications_is_told_and_its_stream_closed(
+    settings: Settings, http: httpx.AsyncClient
+) -> None:
+    tenant = await onboard(http, "Slow Reader")
+    channel = channel_for(tenant.account_id)
+    async with own_api(settings, notification_backlog=20) as client:
+        port = int(str(client.base_url).rsplit(":", 1)[1].rstrip("/"))
+        sock = await asyncio.to_thread(_slow_client, port, tenant.api_key)
+        try:
+            redis = redis_client(settings.redis_url)
+            try:
+                for _ in range(200):
+                    if (await redis.pubsub_numsub(channel))[0][1] >= 1:
+                        break
+                    await asyncio.sleep(0.05)
+                # Far more than the socket's buffers and the backlog hold, while the client reads nothing.
+                for start in range(1, 20_001, 5_000):
+                    async with redis.pipeline(transaction=False) as pipe:
+                        for p in range(start, start + 5_000):
+                            pipe.publish(
+                                channel, f'{{"Projection":"orders","StreamType":"Order","Position":{p}}}'
+                            )
+                        await pipe.execute()
+            finally:
+                await redis.aclose()
+            received = (await asyncio.to_thread(_read_to_end, sock)).decode()
+        finally:
+            sock.close()
+    assert received.startswith("HTTP/1.1 200"), received[:200]
+    assert received.endswith("\r\n0\r\n\r\n"), "the server did not close the stream"
+    positions = [int(p) for p in re.findall(r'"Position":(\d+)', received)]
+    # Positions are cumulative (a read model at 870 shows 1 to 869 too): the stream may skip some,
+    # never go back, and stops telling once its backlog overflowed.
+    assert positions and positions == sorted(set(positions)), positions[:50]
+    assert positions[-1] < 20_000
+    assert "event: overflow" in received
+    told = re.findall(r"id: (\S+)\r\nevent: overflow", received)
+    assert told == [f"orders.Order={positions[-1]}"], "the overflow's id is the last position told"

@@ -58,11 +58,12 @@ class NotificationController(Controller):
     @post(
         "/tickets",
         summary="A ticket to open the stream without headers",
-        responses=problem_responses(401, 503),
+        responses=problem_responses(401, 429, 503),
     )
     async def ticket(
-        self, tenant: NamedDependency[Route], tickets: NamedDependency[StreamTickets]
+        self, command_tenant: NamedDependency[Route], tickets: NamedDependency[StreamTickets]
     ) -> TicketIssued:
-        """A single-use ticket for `GET /notifications?Ticket=…`, good for about a minute."""
-        issued = await tickets.issue(tenant)
+        """A single-use ticket for `GET /notifications?Ticket=…`, good for about a minute. It counts as
+        a command against the account's rate limit, which bounds the tickets Redis holds for it."""
+        issued = await tickets.issue(command_tenant)
         return TicketIssued(issued.ticket, datetime.fromtimestamp(issued.expires_at, UTC))

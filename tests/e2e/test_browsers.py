@@ -179,3 +179,15 @@ async def test_a_ticket_works_on_another_api_process_and_expires(
         await asyncio.sleep(1.6)
         expired = await elsewhere.get("/notifications", params={"Ticket": late["Ticket"]})
         assert expired.status_code == 401, expired.text
+
+
+async def test_tickets_count_against_the_accounts_rate_limit(
+    settings: Settings, http: httpx.AsyncClient
+) -> None:
+    tenant = await onboard(http, "Many Tickets")
+    async with own_api(settings, command_rate=1, command_burst=3) as client:
+        answers = [(await client.post("/notifications/tickets", headers=tenant.headers)) for _ in range(5)]
+    assert [a.status_code for a in answers][:3] == [201, 201, 201]
+    refused = [a for a in answers if a.status_code == 429]
+    assert refused, [a.status_code for a in answers]
+    assert all(int(a.headers["retry-after"]) >= 1 for a in refused)

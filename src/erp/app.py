@@ -38,7 +38,7 @@ from workflows.http import ProjectionController
 ALLOWED_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
 """What a browser may send across origins: a key, a JSON body, a command's idempotency key, and an
 EventSource's Last-Event-ID (sent on its reconnects)."""
-EXPOSED_HEADERS = ["Retry-After", "WWW-Authenticate", "Content-Encoding"]
+EXPOSED_HEADERS = ["Retry-After", "WWW-Authenticate"]
 """What a browser's script may read of an answer besides the safelisted headers: when to retry
 (429, 503) and why a key was refused (401)."""
 COMPRESSED_FROM = 1024

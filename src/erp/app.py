@@ -30,7 +30,7 @@ from queries.http import QueryController, query_routes
 from queries.sse import NotificationController
 from tenancy.auth import operator_guard, tenant_guard
 from tenancy.http import AccountController
-from workflows.http import ProjectionController
+from workflows.http import OperationController, ProjectionController
 
 
 class AfterChannels(InitPluginProtocol):
@@ -63,7 +63,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
 
     operators = Router(
         "/",
-        route_handlers=[AccountController, ProjectionController],
+        route_handlers=[AccountController, ProjectionController, OperationController],
         guards=[operator_guard(settings.operator_token, container.auth_failures)],
     )
     # Its typed body is decoded before its dependencies run: the key is checked first.

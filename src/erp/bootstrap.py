@@ -51,6 +51,7 @@ from tenancy.routing import Databases
 from workflows.activities import ErpActivities
 from workflows.deps import workflow_dependencies
 from workflows.operations import ProjectionOperations
+from workflows.running import OperatorWorkflows
 from workflows.starters import TemporalMoves, TemporalOffboarding, TemporalOnboarding
 
 
@@ -102,6 +103,8 @@ class Container:
         self.projections = ProjectionOperations(
             self.databases, self.catalog, self.temporal, self.store.feed, retired_grace=settings.retired_grace
         )
+        self.operations = OperatorWorkflows(self.temporal, self.projections, self.moves)
+        """The builds, rebuilds and moves running or lately ended (the console's progress bars)."""
         self.health = HealthChecks(self.databases, self.redis, self.temporal)
 
     @cached_property
@@ -181,7 +184,7 @@ class Container:
             ),
             **command_dependencies(self.commands),
             **query_dependencies(self.read_models, self.byte_budget),
-            **workflow_dependencies(self.projections),
+            **workflow_dependencies(self.projections, self.operations),
             "health_checks": Provide(lambda: self.health, use_cache=True, sync_to_thread=False),
         }
 

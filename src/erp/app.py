@@ -25,6 +25,7 @@ from core.problems import problem_details_plugin
 from core.settings import Settings
 from core.telemetry import configure_logging, configure_telemetry
 from erp.bootstrap import Container
+from erp.console import console
 from erp.health import health, live
 from queries.http import QueryController, query_routes
 from queries.sse import NotificationController
@@ -82,6 +83,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
             NotificationController,
             health,
             live,
+            console,  # the operators' page: it asks for the token, which every call it makes carries
         ],
         dependencies=container.http_dependencies(),
         plugins=[

@@ -1,16 +1,34 @@
-"""The operator endpoints the console reads that had none: GET /accounts (every account, its status
-and database) and GET /operations (builds, rebuilds and moves with their progress)."""
+"""The operator console in a real browser (headless Chromium through Playwright), against the real
+API and worker: the page is served without data; it asks for the token (a wrong one is refused),
+then shows the accounts, each projection's lag per database with its sparkline refreshed live, a
+parked event retried with its button, and a rebuild started with a click whose progress bar goes to
+done. Also the endpoints it reads that the console added: GET /accounts and GET /operations.
+
+ERP_CONSOLE_SCREENSHOT=<file> keeps a screenshot of the console there as well.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import os
+import tempfile
 import time
+from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
+from playwright.async_api import expect
 
-from tests.conftest import Tenant
+from tests.conftest import OPERATOR_TOKEN, Tenant, onboard
+from tests.e2e.browser import chromium, installed
 from tests.e2e.test_http_contract import assert_problem, order_body
+from tests.e2e.test_parked_events_api import park_an_order, refused_name
+
+__all__ = ["refused_name"]  # the fixture, used here as in test_parked_events_api
+
+SECONDS = 1000.0
+"""Playwright's timeouts are in milliseconds."""
 
 
 async def place_orders(http: httpx.AsyncClient, tenant: Tenant, count: int) -> None:
@@ -64,3 +82,114 @@ async def test_accounts_and_operations_are_listed_for_operators_only(
     assert "StartedAt" in seen and "ClosedAt" in seen, seen
     assert_problem(await http.get("/operations"), 401)
     assert_problem(await http.get("/operations", headers=tenant.headers), 401)
+
+
+async def test_the_page_is_served_without_the_token_and_holds_no_data(http: httpx.AsyncClient) -> None:
+    page = await http.get("/console")
+    assert page.status_code == 200 and page.headers["content-type"].startswith("text/html"), page.text
+    policy = page.headers["content-security-policy"]
+    assert "script-src 'self'" in policy and "connect-src 'self'" in policy and "default-src 'none'" in policy
+    assert '<script src="/console/console.js"' in page.text and 'AccountId"' not in page.text
+    script = await http.get("/console/console.js")
+    assert script.status_code == 200 and script.headers["content-type"].startswith("text/javascript")
+    assert "Authorization: `Bearer ${token}`" in script.text
+    style = await http.get("/console/console.css")
+    assert style.status_code == 200 and style.headers["content-type"].startswith("text/css")
+    assert "/console" not in (await http.get("/schema/openapi.json")).text
+
+
+async def test_an_operator_signs_in_sees_lag_retries_a_parked_event_and_rebuilds(
+    api: str,
+    http: httpx.AsyncClient,
+    operator: dict[str, str],
+    pool: asyncpg.Pool[Any],
+    refused_name: tuple[str, str],
+) -> None:
+    installed()  # before any set-up: without Chromium the test fails at once, naming the fix
+    constraint, name = refused_name
+    tenant = await onboard(http, "Console Tenant")
+    await place_orders(http, tenant, 20)
+    order_id, parked = await park_an_order(http, operator, tenant, name)
+    assert len(parked) == 2
+
+    shots = Path(tempfile.mkdtemp(prefix="erp-console-"))
+    async with chromium() as browser:
+        page = await browser.new_page(viewport={"width": 1500, "height": 1100})
+        errors: list[str] = []
+        page.on("pageerror", lambda error: errors.append(str(error)))
+        page.on("console", lambda m: m.type == "error" and "401" not in m.text and errors.append(m.text))
+        await page.goto(f"{api}/console")
+        await expect(page.locator("#sign-in")).to_be_visible()
+        assert await page.evaluate("sessionStorage.length") == 0
+
+        await page.fill("#token", "not-the-operator-token")
+        await page.click("#sign-in-button")
+        await expect(page.locator("#sign-in-error")).to_have_text(
+            "The token was refused.", timeout=10 * SECONDS
+        )
+        await expect(page.locator("#console")).to_be_hidden()
+
+        await page.fill("#token", OPERATOR_TOKEN)
+        await page.click("#sign-in-button")
+        await expect(page.locator("#console")).to_be_visible()
+        assert await page.evaluate("sessionStorage.getItem('erp-operator-token')") == OPERATOR_TOKEN
+
+        account = page.locator(f"#accounts tr[data-account-id='{tenant.account_id}']")
+        await expect(account).to_contain_text("Console Tenant", timeout=10 * SECONDS)
+        await expect(account).to_contain_text("Active")
+        orders = page.locator("#projections tr[data-projection='orders'][data-database='main']")
+        await expect(orders).to_be_visible()
+        await expect(orders.locator("svg.spark polyline")).to_have_count(1)
+        # Refreshed live: the sparkline gathers a point a look.
+        await expect(orders.locator("svg.spark[data-points='3']")).to_have_count(1, timeout=10 * SECONDS)
+
+        stream = f"Order-{order_id}"
+        refused = page.locator("#parked tr", has_text=stream).filter(has=page.locator("button.retry"))
+        await expect(refused).to_contain_text("CheckViolation", timeout=10 * SECONDS)
+        await expect(page.locator("#parked tr", has_text=stream)).to_have_count(2)
+        await page.screenshot(path=shots / "parked.png", full_page=True)
+        await pool.execute(f"ALTER TABLE rm_order DROP CONSTRAINT {constraint}")
+        await refused.locator("button.retry").click()
+        await expect(page.locator("#notice")).to_contain_text(
+            f"{stream}: applied 2, skipped 0, still parked 0"
+        )
+        await expect(page.locator("#parked tr", has_text=stream)).to_have_count(0)
+
+        # A new version of the orders read model, built beside the live one and switched in.
+        await orders.locator("button.rebuild").click()
+        await expect(page.locator("#rebuild-result")).to_contain_text("Started erp-")
+        build = page.locator("#operations tr[data-kind='Build'][data-projection='orders']").first
+        bar = build.locator("[role=progressbar]")
+        seen: list[str] = []
+        deadline = time.monotonic() + 120
+        while await build.get_attribute("data-status", timeout=30 * SECONDS) != "Completed":
+            status, percent = (
+                await build.get_attribute("data-status"),
+                await bar.get_attribute("aria-valuenow"),
+            )
+            seen.append(f"{status} {percent}%")
+            assert time.monotonic() < deadline, seen
+            await asyncio.sleep(0.1)
+        await expect(bar).to_have_attribute("aria-valuenow", "100")
+        await expect(orders).to_contain_text("Completed, done", timeout=10 * SECONDS)
+        print(f"the build's progress as the console showed it: {sorted(set(seen))}")
+
+        # One account's read model, in place, chosen in the form.
+        await page.select_option("#rebuild-projection", "customers")
+        await page.select_option("#rebuild-account", str(tenant.account_id))
+        await page.click("#rebuild-start")
+        rebuild = page.locator("#operations tr[data-kind='Rebuild'][data-projection='customers']").first
+        await expect(rebuild).to_have_attribute("data-status", "Completed", timeout=60 * SECONDS)
+        await expect(rebuild).to_contain_text(f"account {str(tenant.account_id)[:8]}")
+        await expect(rebuild.locator("[role=progressbar]")).to_have_attribute("aria-valuenow", "100")
+
+        shot = shots / "console.png"
+        await page.screenshot(path=shot, full_page=True)
+        print(f"screenshots of the console: {shots}")
+        if extra := os.environ.get("ERP_CONSOLE_SCREENSHOT"):
+            await page.screenshot(path=extra, full_page=True)
+
+        await page.click("#sign-out")
+        await expect(page.locator("#sign-in")).to_be_visible()
+        assert await page.evaluate("sessionStorage.length") == 0
+        assert errors == [], errors

@@ -2,7 +2,9 @@
 API and worker: the page is served without data; it asks for the token (a wrong one is refused),
 then shows the accounts, each projection's lag per database with its sparkline refreshed live, a
 parked event retried with its button, and a rebuild started with a click whose progress bar goes to
-done. Also the endpoints it reads that the console added: GET /accounts and GET /operations.
+done. The browser test runs on a stack of its own (database, Temporal, worker, API): its build
+switches the orders read model to a new version. Also the endpoints the console added: GET /accounts
+and GET /operations.
 
 ERP_CONSOLE_SCREENSHOT=<file> keeps a screenshot of the console there as well.
 """
@@ -13,19 +15,22 @@ import asyncio
 import os
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
+import pytest
 from playwright.async_api import expect
 
-from tests.conftest import OPERATOR_TOKEN, Tenant, onboard
+from core.db import create_pool
+from core.settings import Settings
+from tests.conftest import OPERATOR_TOKEN, Tenant, onboard, private_stack
 from tests.e2e.browser import chromium, installed
 from tests.e2e.test_http_contract import assert_problem, order_body
-from tests.e2e.test_parked_events_api import park_an_order, refused_name
-
-__all__ = ["refused_name"]  # the fixture, used here as in test_parked_events_api
+from tests.e2e.test_parked_events_api import park_an_order
 
 SECONDS = 1000.0
 """Playwright's timeouts are in milliseconds."""
@@ -98,15 +103,33 @@ async def test_the_page_is_served_without_the_token_and_holds_no_data(http: http
     assert "/console" not in (await http.get("/schema/openapi.json")).text
 
 
+@dataclass
+class Stack:
+    api: str
+    http: httpx.AsyncClient
+    pool: asyncpg.Pool[Any]
+
+
+@pytest.fixture
+async def stack() -> AsyncIterator[Stack]:
+    """A database, Temporal, worker and API of the test's own: the build it starts switches the
+    orders read model to a new version, which the rest of the suite's database need not see."""
+    async with private_stack("console") as (api, url):
+        pool = await create_pool(Settings(database_url=url), min_size=1, max_size=2)
+        try:
+            async with httpx.AsyncClient(base_url=api, timeout=30) as http:
+                yield Stack(api, http, pool)
+        finally:
+            await pool.close()
+
+
 async def test_an_operator_signs_in_sees_lag_retries_a_parked_event_and_rebuilds(
-    api: str,
-    http: httpx.AsyncClient,
-    operator: dict[str, str],
-    pool: asyncpg.Pool[Any],
-    refused_name: tuple[str, str],
+    stack: Stack, operator: dict[str, str]
 ) -> None:
-    installed()  # before any set-up: without Chromium the test fails at once, naming the fix
-    constraint, name = refused_name
+    installed()  # before any work: without Chromium the test fails at once, naming the fix
+    api, http, pool = stack.api, stack.http, stack.pool
+    constraint, name = "test_refuse_console", "Refused by the console test"
+    await pool.execute(f"ALTER TABLE rm_order ADD CONSTRAINT {constraint} CHECK (customer_name <> '{name}')")
     tenant = await onboard(http, "Console Tenant")
     await place_orders(http, tenant, 20)
     order_id, parked = await park_an_order(http, operator, tenant, name)

@@ -134,6 +134,9 @@ async def test_an_operator_signs_in_sees_lag_retries_a_parked_event_and_rebuilds
     await place_orders(http, tenant, 20)
     order_id, parked = await park_an_order(http, operator, tenant, name)
     assert len(parked) == 2
+    other = await onboard(http, "Console Other")  # a second stream to skip rather than retry
+    other_order_id, parked = await park_an_order(http, operator, other, name)
+    assert len(parked) == 2
 
     shots = Path(tempfile.mkdtemp(prefix="erp-console-"))
     async with chromium() as browser:
@@ -171,6 +174,16 @@ async def test_an_operator_signs_in_sees_lag_retries_a_parked_event_and_rebuilds
         await expect(refused).to_contain_text("CheckViolation", timeout=10 * SECONDS)
         await expect(page.locator("#parked tr", has_text=stream)).to_have_count(2)
         await page.screenshot(path=shots / "parked.png", full_page=True)
+        # Skipped while the cause remains: the refused event is passed by, the cancel behind it applied.
+        skipped_stream = f"Order-{other_order_id}"
+        skipped = page.locator("#parked tr", has_text=skipped_stream).filter(has=page.locator("button.skip"))
+        await skipped.locator("button.skip").click()
+        await expect(page.locator("#notice")).to_contain_text(
+            f"{skipped_stream}: applied 1, skipped 1, still parked 0"
+        )
+        await expect(page.locator("#parked tr", has_text=skipped_stream)).to_have_count(0)
+        await expect(page.locator("#parked tr", has_text=stream)).to_have_count(2)
+        # Retried once the cause is gone: both applied, in order.
         await pool.execute(f"ALTER TABLE rm_order DROP CONSTRAINT {constraint}")
         await refused.locator("button.retry").click()
         await expect(page.locator("#notice")).to_contain_text(

@@ -312,9 +312,9 @@ class OperationView(msgspec.Struct, rename="pascal", omit_defaults=True):
     source: str | None = msgspec.field(default=None, name="From")
     target: str | None = msgspec.field(default=None, name="To")
     phase: str = ""
-    done: int | None = None
+    events_done: int | None = None
     """Events replayed (or copied) so far."""
-    total: int | None = None
+    events_total: int | None = None
     """Events to replay (or copy), when known."""
     error: str | None = None
 
@@ -347,8 +347,8 @@ class OperationController(Controller):
         responses=problem_responses(401, 503),
     )
     async def listed(self, operations: NamedDependency[OperatorWorkflows]) -> list[OperationView]:
-        """The latest started first, at most 50, each with its phase and progress (`Done` of `Total`
-        events, when known)."""
+        """The latest started first, at most 50, each with its phase and progress (`EventsDone` of
+        `EventsTotal`, when known)."""
         return [OperationView.of(seen) for seen in await operations.listed()]
 
 

@@ -83,7 +83,7 @@ async def test_accounts_and_operations_are_listed_for_operators_only(
         await asyncio.sleep(0.2)
     assert seen["Kind"] == "Rebuild" and seen["Projection"] == "orders", seen
     assert seen["AccountId"] == str(tenant.account_id) and seen["Phase"] == "done", seen
-    assert seen["Done"] == seen["Total"] == 3, seen
+    assert seen["EventsDone"] == seen["EventsTotal"] == 3, seen
     assert "StartedAt" in seen and "ClosedAt" in seen, seen
     assert_problem(await http.get("/operations"), 401)
     assert_problem(await http.get("/operations", headers=tenant.headers), 401)

@@ -337,7 +337,7 @@ async def test_a_move_over_http(moving: Moving) -> None:
         "main",
         "big",
     ), move
-    assert (move["Phase"], move["Done"], move["Total"]) == ("done", 1, 1), move
+    assert (move["Phase"], move["EventsDone"], move["EventsTotal"]) == ("done", 1, 1), move
 
 
 async def test_a_cancelled_move_leaves_the_account_where_it_was(moving: Moving) -> None:

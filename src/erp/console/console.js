@@ -156,7 +156,7 @@ async function showOperations() {
     else if (o.AccountId) of += ` (account ${short(o.AccountId)})`;
     else if (o.Kind === "Rebuild") of += " (every account)";
     const tr = row([o.Kind, of, o.Error ? `${o.Status}: ${o.Error}` : o.Status, o.Phase || "",
-      bar(o.Status, o.Done, o.Total), o.StartedAt ? new Date(o.StartedAt).toLocaleTimeString() : ""]);
+      bar(o.Status, o.EventsDone, o.EventsTotal), o.StartedAt ? new Date(o.StartedAt).toLocaleTimeString() : ""]);
     tr.dataset.kind = o.Kind;
     tr.dataset.workflowId = o.WorkflowId;
     tr.dataset.status = o.Status;

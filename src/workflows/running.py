@@ -19,7 +19,7 @@ from temporalio.client import WorkflowExecution, WorkflowExecutionStatus
 from core.temporal import TemporalGateway
 from tenancy.moves import AccountMoves
 from workflows.operations import ProjectionOperations
-from workflows.starters import rebuild_progress
+from workflows.starters import rebuild_of, rebuild_progress
 from workflows.workflows import BuildProjectionWorkflow, MoveAccountWorkflow, RebuildProjectionWorkflow
 
 KINDS = {
@@ -121,12 +121,7 @@ class OperatorWorkflows:
         )
 
     async def _rebuild(self, seen: OperatorWorkflow, execution: WorkflowExecution) -> OperatorWorkflow:
-        # <name>-<account id or "all">-<8 hex digits>, after "<deployment>-rebuild-"
-        rest = execution.id.removeprefix(self._temporal.deployment.name + "-rebuild-")[: -len("-01234567")]
-        if rest.endswith("-all"):
-            projection, account_id = rest.removesuffix("-all"), None
-        else:
-            projection, account_id = rest[: -len("-" + str(UUID(int=0)))], UUID(rest[-36:])
+        projection, account_id = rebuild_of(self._temporal.deployment, execution.id)
         seen = replace(seen, projection=projection, account_id=account_id)
         client = await self._temporal.client()
         handle = client.get_workflow_handle_for(RebuildProjectionWorkflow.run, execution.id)

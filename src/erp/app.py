@@ -28,12 +28,13 @@ from core.secret_query import telemetry_plugin
 from core.settings import Settings
 from core.telemetry import configure_logging, configure_telemetry
 from erp.bootstrap import Container
+from erp.console import console
 from erp.health import health, live
 from queries.http import QueryController, query_routes
 from queries.sse import NOT_COMPRESSED, NotificationController
 from tenancy.auth import operator_guard, tenant_guard
 from tenancy.http import AccountController
-from workflows.http import ProjectionController
+from workflows.http import OperationController, ProjectionController
 
 ALLOWED_HEADERS = ["authorization", "content-type", "idempotency-key", "last-event-id"]
 """What a browser may send across origins: a key, a JSON body, a command's idempotency key, and an
@@ -104,7 +105,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
 
     operators = Router(
         "/",
-        route_handlers=[AccountController, ProjectionController],
+        route_handlers=[AccountController, ProjectionController, OperationController],
         guards=[operator_guard(settings.operator_token, container.auth_failures)],
     )
     # Its typed body is decoded before its dependencies run: the key is checked first.
@@ -123,6 +124,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
             NotificationController,
             health,
             live,
+            console,  # the operators' page: it asks for the token, which every call it makes carries
         ],
         dependencies=container.http_dependencies(),
         plugins=[

@@ -55,6 +55,7 @@ from tenancy.tickets import StreamTickets
 from workflows.activities import ErpActivities
 from workflows.deps import workflow_dependencies
 from workflows.operations import ProjectionOperations
+from workflows.running import OperatorWorkflows
 from workflows.starters import TemporalMoves, TemporalOffboarding, TemporalOnboarding
 
 
@@ -106,6 +107,8 @@ class Container:
         self.projections = ProjectionOperations(
             self.databases, self.catalog, self.temporal, self.store.feed, retired_grace=settings.retired_grace
         )
+        self.operations = OperatorWorkflows(self.temporal, self.projections, self.moves)
+        """The builds, rebuilds and moves running or lately ended (the console's progress bars)."""
         self.health = HealthChecks(self.databases, self.redis, self.temporal)
         self.draining = asyncio.Event()
         """Set once the API server begins to stop: its notification streams end (`erp.cli.serve`)."""
@@ -193,7 +196,7 @@ class Container:
                 self.byte_budget,
                 NotificationStreams(self.channels, self.databases, self.settings.sse_ping, self.draining),
             ),
-            **workflow_dependencies(self.projections),
+            **workflow_dependencies(self.projections, self.operations),
             "health_checks": Provide(lambda: self.health, use_cache=True, sync_to_thread=False),
         }
 

@@ -179,8 +179,10 @@ class AccountCatalog:
             raise UnknownAccount(account_id)
         return account
 
-    async def list(self) -> list[Account]:
-        return [_account(r) for r in await self._pool.fetch(f"{_ACCOUNT} ORDER BY created_at")]
+    async def list(self, limit: int | None = None) -> list[Account]:
+        """Accounts in the order they were opened: every one, or the first `limit`."""
+        rows = await self._pool.fetch(f"{_ACCOUNT} ORDER BY created_at LIMIT $1", limit)
+        return [_account(r) for r in rows]
 
     async def register_many(
         self,

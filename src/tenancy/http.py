@@ -1,4 +1,4 @@
-"""Operator API for accounts (the app guards it): POST /accounts, POST /accounts/import, GET
+"""Operator API for accounts (the app guards it): GET and POST /accounts, POST /accounts/import, GET
 /accounts/{AccountId}, GET /accounts/imports/{ImportId}, and POST and GET /accounts/{AccountId}/move
 and /accounts/{AccountId}/offboard."""
 
@@ -12,7 +12,7 @@ import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
 from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
-from litestar.params import FromPath, JSONBody
+from litestar.params import FromPath, JSONBody, QueryParameter
 
 from core.problems import problem, problem_responses
 from core.strict_body import StrictBody
@@ -25,6 +25,9 @@ from tenancy.onboarding import Onboarding
 
 MAX_IMPORT_BODY = 16 * 1024 * 1024
 """An import's body: 100,000 accounts as JSON lines fit."""
+
+MAX_LISTED = 10_000
+"""Accounts GET /accounts lists at most (its Limit's ceiling)."""
 
 
 class CreateAccount(msgspec.Struct, forbid_unknown_fields=True, rename="pascal"):
@@ -41,6 +44,13 @@ class AccountView(msgspec.Struct, rename="pascal"):
     account_id: UUID
     name: str
     status: str
+
+
+class ListedAccountView(msgspec.Struct, rename="pascal"):
+    account_id: UUID
+    name: str
+    status: str
+    database: str
 
 
 class ImportedAccountView(msgspec.Struct, rename="pascal"):
@@ -183,6 +193,26 @@ class AccountController(Controller):
             raise problem(422, "Name must not be blank")
         account, api_key, status = await onboarding.open(name)
         return CreatedAccount(account.account_id, api_key, status)
+
+    @get(
+        "/",
+        summary="List accounts, their status and database",
+        responses=problem_responses(401, 422, 503),
+    )
+    async def list_accounts(
+        self,
+        catalog: NamedDependency[AccountCatalog],
+        limit: Annotated[
+            int,
+            QueryParameter(
+                name="Limit", ge=1, le=MAX_LISTED, description="At most this many (the oldest first)."
+            ),
+        ] = 1000,
+    ) -> list[ListedAccountView]:
+        """Accounts in the order they were opened, at most `Limit` (1,000 by default, 10,000 at most)."""
+        return [
+            ListedAccountView(a.account_id, a.name, a.status, a.database) for a in await catalog.list(limit)
+        ]
 
     @post(
         "/import",

@@ -1,7 +1,8 @@
 """Operator API for projections: GET /projections (status, lag, versions and builds), POST
 /projections/{Name}/rebuild (a new version built blue/green, or one account's in place) and /abort,
 GET /projections/parked (the events read models refused, and those held behind them), and POST
-/projections/{Name}/parked/retry and /skip (one stream's).
+/projections/{Name}/parked/retry and /skip (one stream's); GET /operations (the builds, rebuilds and
+moves running or lately ended, with their progress).
 
 The app guards these with the operator token.
 """
@@ -23,6 +24,7 @@ from core.text import NO_NUL
 from queries.projector.parking import NothingParked
 from tenancy.catalog import UnknownAccount
 from workflows.operations import Building, ProjectionOperations, UnknownProjection
+from workflows.running import OperatorWorkflow, OperatorWorkflows
 from workflows.starters import BuildRefused, BuildSeen
 
 MAX_PARKED = 1000
@@ -294,6 +296,60 @@ class ProjectionController(Controller):
             raise problem(404, str(error)) from None
         except BuildRefused as error:
             raise problem(409, str(error)) from None
+
+
+class OperationView(msgspec.Struct, rename="pascal", omit_defaults=True):
+    """A build, a rebuild or a move: what it works on and how far it is."""
+
+    kind: str
+    """Build (a projection's new version), Rebuild (one account's read model in place) or Move."""
+    workflow_id: str
+    status: str
+    started_at: str | None = None
+    closed_at: str | None = None
+    projection: str | None = None
+    account_id: UUID | None = None
+    source: str | None = msgspec.field(default=None, name="From")
+    target: str | None = msgspec.field(default=None, name="To")
+    phase: str = ""
+    events_done: int | None = None
+    """Events replayed (or copied) so far."""
+    events_total: int | None = None
+    """Events to replay (or copy), when known."""
+    error: str | None = None
+
+    @classmethod
+    def of(cls, seen: OperatorWorkflow) -> OperationView:
+        return cls(
+            seen.kind,
+            seen.workflow_id,
+            seen.status,
+            seen.started_at.isoformat() if seen.started_at else None,
+            seen.closed_at.isoformat() if seen.closed_at else None,
+            seen.projection,
+            seen.account_id,
+            seen.source,
+            seen.target,
+            seen.phase,
+            seen.done,
+            seen.total,
+            seen.error,
+        )
+
+
+class OperationController(Controller):
+    path = "/operations"
+    tags = ["operators"]
+
+    @get(
+        "/",
+        summary="List the builds, rebuilds and moves running, or ended in the last ten minutes",
+        responses=problem_responses(401, 503),
+    )
+    async def listed(self, operations: NamedDependency[OperatorWorkflows]) -> list[OperationView]:
+        """The latest started first, at most 50, each with its phase and progress (`EventsDone` of
+        `EventsTotal`, when known)."""
+        return [OperationView.of(seen) for seen in await operations.listed()]
 
 
 def _account(account: str | None) -> UUID | None:

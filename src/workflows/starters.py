@@ -330,13 +330,25 @@ async def start_rebuild(
     """Rebuild one account's read model (pass its database) or every account's in `databases`."""
     client = await temporal.client()
     deployment = temporal.deployment
-    scope = str(account_id) if account_id else "all"
     return await client.start_workflow(
         RebuildProjectionWorkflow.run,
         RebuildInput(projection, databases, str(account_id) if account_id else None, deployment.name),
-        id=deployment.workflow_id("rebuild", projection, scope, uuid.uuid4().hex[:8]),
+        id=rebuild_workflow_id(deployment, projection, account_id, uuid.uuid4().hex[:8]),
         task_queue=temporal.task_queue,
     )
+
+
+def rebuild_workflow_id(deployment: Deployment, projection: str, account_id: UUID | None, suffix: str) -> str:
+    """`<deployment>-rebuild-<projection>-<account id, or all>-<suffix of 8 hex digits>`."""
+    return deployment.workflow_id("rebuild", projection, str(account_id) if account_id else "all", suffix)
+
+
+def rebuild_of(deployment: Deployment, workflow_id: str) -> tuple[str, UUID | None]:
+    """The projection and the account (None: every account) of a rebuild's `rebuild_workflow_id`."""
+    rest = workflow_id.removeprefix(deployment.workflow_id("rebuild", ""))[: -len("-01234567")]
+    if rest.endswith("-all"):
+        return rest.removesuffix("-all"), None
+    return rest[: -len("-" + str(UUID(int=0)))], UUID(rest[-36:])
 
 
 async def rebuild_progress(

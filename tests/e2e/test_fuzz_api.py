@@ -79,6 +79,7 @@ SSE = "GET /notifications"
 COMMAND_LABELS = [f"POST /commands/{name}" for name in COMMANDS]
 QUERY_LABELS = [f"GET /queries/{name}" for name in QUERIES]
 SERVED = [
+    "GET /accounts",
     "POST /accounts",
     "POST /accounts/import",
     "GET /accounts/imports/{import_id}",
@@ -95,6 +96,7 @@ SERVED = [
     "GET /projections/parked",
     "POST /projections/{name}/parked/retry",
     "POST /projections/{name}/parked/skip",
+    "GET /operations",
     "GET /customisations",
     "POST /customisations",
     "POST /notifications/tickets",

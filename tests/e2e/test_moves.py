@@ -320,6 +320,24 @@ async def test_a_move_over_http(moving: Moving) -> None:
     assert (progress["Status"], progress["Phase"], progress["EventsCopied"]) == ("Completed", "done", 1)
     assert await rows_of(moving.main, tenant.account_id) == {}
     assert (await read_orders(http, tenant, placed.json()["ConsistencyToken"])).status_code == 200
+    # The operators' lists (the console's) show where it went, and the move among the operations.
+    accounts = (await http.get("/accounts", headers=OPERATOR)).json()
+    assert {
+        "AccountId": str(tenant.account_id),
+        "Name": "Over HTTP",
+        "Status": "Active",
+        "Database": "big",
+    } in accounts
+    listed = (await http.get("/operations", headers=OPERATOR)).json()
+    move = next(o for o in listed if o["WorkflowId"] == body["WorkflowId"])
+    assert (move["Kind"], move["Status"], move["AccountId"], move["From"], move["To"]) == (
+        "Move",
+        "Completed",
+        str(tenant.account_id),
+        "main",
+        "big",
+    ), move
+    assert (move["Phase"], move["EventsDone"], move["EventsTotal"]) == ("done", 1, 1), move
 
 
 async def test_a_cancelled_move_leaves_the_account_where_it_was(moving: Moving) -> None:

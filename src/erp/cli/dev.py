@@ -85,7 +85,8 @@ def _print_demo(settings: Settings, api_key: str) -> None:
     base = f"http://{settings.http_host}:{settings.http_port}"
     order_id = "0b81b458-7671-4e9b-844b-9934255f5406"
     console.print(f"\n[bold]ERP API on {base}[/]  (OpenAPI: {base}/schema/openapi.json)")
-    console.print(f"demo account API key: [bold]{api_key}[/]\n")
+    console.print(f"demo account API key: [bold]{api_key}[/]")
+    console.print(f"operator console: {base}/console (it asks for ERP_OPERATOR_TOKEN)\n", markup=False)
     console.print("# place an order (the seed's PlaceOrderCommand):", markup=False)
     console.print(
         f"curl -s -X POST {base}/commands/PlaceOrder -H 'Authorization: Bearer {api_key}' "

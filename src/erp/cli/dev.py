@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +13,7 @@ import typer
 
 from core.settings import Settings
 from core.stopping import STOP_SIGNALS
-from erp.cli.common import console, running
+from erp.cli.common import console, require_services, running
 from erp.cli.migrate import migrate
 from erp.cli.serve import api_server
 
@@ -25,22 +28,43 @@ def dev(
     """Start everything for local work: Temporal (if none answers), migrations, worker and API."""
     from core.telemetry import configure_logging, configure_telemetry
     from erp.devserver import answers, start_temporal
-    from erp.worker import run_worker
+    from erp.embedded import local_services
 
     configure_logging()
     configure_telemetry("erp-dev")
-    settings = Settings()
-    temporal = None
-    if not answers(settings.temporal_address):
-        Path(".erp").mkdir(exist_ok=True)
-        ui = f"its UI on http://127.0.0.1:{TEMPORAL_UI_PORT}" if temporal_ui else "no UI"
-        console.print(f"starting a Temporal dev server on {settings.temporal_address} ({ui})")
-        temporal = start_temporal(
-            settings.temporal_address,
-            ui_port=TEMPORAL_UI_PORT if temporal_ui else None,
-            db_file=".erp/temporal.db",
-        )
-    migrate()
+    for signal_number in STOP_SIGNALS:  # until the API's loop takes them over: stop what started so far
+        signal.signal(signal_number, _interrupt)
+    with contextlib.ExitStack() as stack:  # what it started is stopped in reverse order, however it ends
+        # Postgres and Redis: the machine's if they answer (or the configured ones), else embedded.
+        stack.enter_context(local_services(Path(".erp"), lambda line: console.print(line, markup=False)))
+        settings = Settings()
+        require_services(settings, command="erp dev")
+        if not answers(settings.temporal_address):
+            Path(".erp").mkdir(exist_ok=True)
+            ui = f"its UI on http://127.0.0.1:{TEMPORAL_UI_PORT}" if temporal_ui else "no UI"
+            console.print(f"starting a Temporal dev server on {settings.temporal_address} ({ui})")
+            temporal = start_temporal(
+                settings.temporal_address,
+                ui_port=TEMPORAL_UI_PORT if temporal_ui else None,
+                db_file=".erp/temporal.db",
+            )
+            stack.callback(_stop, temporal)
+        migrate()
+        _serve(settings)
+
+
+def _interrupt(signal_number: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    process.wait(timeout=30)
+
+
+def _serve(settings: Settings) -> None:
+    """The worker and the API in this process, until a signal stops them (the API first)."""
+    from erp.worker import run_worker
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -63,11 +87,7 @@ def dev(
             stop.set()
             await worker_task
 
-    try:
-        asyncio.run(main())
-    finally:
-        if temporal is not None:
-            temporal.terminate()
+    asyncio.run(main())
 
 
 async def _demo_account(settings: Settings) -> str:

@@ -11,6 +11,7 @@ import uvicorn
 import uvloop
 
 from core.settings import Settings
+from erp.cli.common import require_services
 from erp.http_protocol import ProblemHttpProtocol
 
 
@@ -53,6 +54,7 @@ def api(
     except ValueError as error:
         typer.echo(f"erp api: {error}", err=True)
         raise typer.Exit(2) from None
+    require_services(settings, command="erp api")
     if workers == 1:
         api_server(settings).run()
         return
@@ -76,4 +78,6 @@ def worker() -> None:
 
     configure_logging()
     configure_telemetry("erp-worker")
-    uvloop.run(run_worker(Settings()))
+    settings = Settings()
+    require_services(settings, command="erp worker")
+    uvloop.run(run_worker(settings))

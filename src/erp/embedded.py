@@ -95,6 +95,7 @@ class EmbeddedPostgres:
     fast: bool = False
     """No fsync (for test sessions, whose data is thrown away)."""
     _user: str | None = field(default=None, init=False)
+    _group: int | None = field(default=None, init=False)
 
     def url(self, database: str = "erp") -> str:
         return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
@@ -108,6 +109,7 @@ class EmbeddedPostgres:
             _traversable(self.data_dir)
             entry = pwd.getpwnam(self._user)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
+            self._group = entry.pw_gid
         self.data_dir.chmod(0o700)
         if not (self.data_dir / "PG_VERSION").exists():
             data = str(self.data_dir)
@@ -118,14 +120,10 @@ class EmbeddedPostgres:
         options += " -c max_connections=200"  # the test session's pools and processes need more than 100
         if self.fast:
             options += " -c fsync=off -c synchronous_commit=off -c full_page_writes=off"
-        try:
-            self._run(
-                "pg_ctl", "start", "-w", "-t", str(int(START_TIMEOUT)), "-D", str(self.data_dir),
-                "-l", str(self.data_dir / "server.log"), "-o", options,
-            )  # fmt: skip
-        except subprocess.CalledProcessError:
-            log = self.data_dir / "server.log"
-            raise RuntimeError(f"embedded PostgreSQL did not start; see {log}") from None
+        self._run(
+            "pg_ctl", "start", "-w", "-t", str(int(START_TIMEOUT)), "-D", str(self.data_dir),
+            "-l", str(self.data_dir / "server.log"), "-o", options,
+        )  # fmt: skip
 
     def stop(self) -> None:
         """A fast shutdown (open sessions are ended), waited for."""
@@ -136,6 +134,8 @@ class EmbeddedPostgres:
         done = subprocess.run(
             [str(postgres_bin() / program), *args],
             user=self._user,
+            group=self._group,  # not root's group, whose rights a root-owned directory of 0700 denies
+            extra_groups=[] if self._user else None,
             cwd=self.data_dir,  # the system user may not be allowed into ours
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
@@ -143,7 +143,10 @@ class EmbeddedPostgres:
             check=False,
         )
         if check and done.returncode != 0:
-            raise subprocess.CalledProcessError(done.returncode, program, stderr=done.stderr)
+            said = done.stderr.decode(errors="replace").strip()
+            raise RuntimeError(
+                f"embedded PostgreSQL: {program} failed: {said} (log: {self.data_dir}/server.log)"
+            )
         return done.returncode
 
 

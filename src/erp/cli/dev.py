@@ -36,7 +36,11 @@ def dev(
         signal.signal(signal_number, _interrupt)
     with contextlib.ExitStack() as stack:  # what it started is stopped in reverse order, however it ends
         # Postgres and Redis: the machine's if they answer (or the configured ones), else embedded.
-        stack.enter_context(local_services(Path(".erp"), lambda line: console.print(line, markup=False)))
+        try:
+            stack.enter_context(local_services(Path(".erp"), lambda line: console.print(line, markup=False)))
+        except RuntimeError as error:  # an embedded server that would not start says why, in one line
+            typer.echo(f"erp dev: {error}", err=True)
+            raise typer.Exit(1) from None
         settings = Settings()
         require_services(settings, command="erp dev")
         if not answers(settings.temporal_address):

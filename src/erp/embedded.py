@@ -105,7 +105,7 @@ class EmbeddedPostgres:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
             self._user = POSTGRES_SYSTEM_USER
-            _system_user(self._user)
+            system_user(self._user)
             _traversable(self.data_dir)
             entry = pwd.getpwnam(self._user)
             os.chown(self.data_dir, entry.pw_uid, entry.pw_gid)
@@ -244,7 +244,7 @@ def local_services(root: Path, say: Callable[[str], None]) -> Iterator[None]:
         yield
 
 
-def _system_user(name: str) -> None:
+def system_user(name: str) -> None:
     """The system user `name`, created (no login shell, no home) if missing."""
     try:
         pwd.getpwnam(name)

@@ -50,6 +50,8 @@ def dev(
                     db_file=".erp/temporal.db",
                 )
                 stack.callback(_stop, temporal)
+        except typer.Exit:  # a RuntimeError too, in click; said already
+            raise
         except RuntimeError as error:  # a server that would not start says why, in one line
             typer.echo(f"erp dev: {error}", err=True)
             raise typer.Exit(1) from None

@@ -37,18 +37,20 @@ needs_namespaces = pytest.mark.skipif(
 )
 
 
-def _ours(marker: str) -> list[str]:
-    """Command lines of running processes that mention `marker` (the test's directory)."""
+def _ours(directory: Path) -> list[str]:
+    """Running processes that work in `directory` or below, or name it: what `erp dev` started there
+    (redis-server rewrites its command line, but works in `.erp/redis`; Postgres in `.erp/postgres`)."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
         try:
             command = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            cwd = os.readlink(entry / "cwd")
         except OSError:
             continue
-        if marker in command:
-            found.append(f"{entry.name}: {command}")
+        if cwd.startswith(str(directory)) or str(directory) in command:
+            found.append(f"{entry.name} (in {cwd}): {command}")
     return found
 
 
@@ -171,8 +173,11 @@ def test_erp_dev_serves_on_embedded_services_and_leaves_nothing_running(
         os.killpg(notifications.pid, signal.SIGKILL)
         notifications.wait()
 
+    started_here = " ".join(_ours(tmp_path))
+    for server in ("postgres", "redis-server", "temporal"):  # so the check below would see them
+        assert server in started_here, started_here
     assert dev.stop() == 0, dev.said()
-    left = _ours(str(tmp_path))
+    left = _ours(tmp_path)
     assert left == [], f"still running after erp dev stopped (ready after {ready_after:.1f} s): {left}"
 
 

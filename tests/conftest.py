@@ -1,8 +1,11 @@
 """Shared fixtures: a fresh database, a real Temporal dev server, the worker and the API.
 
-Everything here talks to the real Postgres (127.0.0.1:5432), Redis
-(127.0.0.1:6379) and a Temporal dev server that the session starts itself.
-Each session migrates its own database under a fresh name and drops it at the end.
+Everything here talks to a real Postgres, Redis and a Temporal dev server that the session starts
+itself. Postgres is ERP_TEST_DATABASE_URL's, else the machine's on 127.0.0.1:5432; Redis is
+REDIS_URL's, else the machine's on 127.0.0.1:6379. When one of them does not answer there, or
+with ERP_TEST_EMBEDDED=1 (CI's proof of the embedded path), the session starts an embedded one
+(`erp.embedded`: PostgreSQL 18, Redis 6.2) on a free port in a temporary directory, and removes
+both at the end. Each session migrates its own database under a fresh name and drops it at the end.
 """
 
 from __future__ import annotations
@@ -10,11 +13,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -30,14 +36,48 @@ from core.db import create_pool
 from core.settings import Settings
 from core.telemetry import configure_telemetry
 from erp.app import create_app
-from erp.devserver import create_database, drop_database, free_port, start_temporal, with_database
+from erp.devserver import answers, create_database, drop_database, free_port, start_temporal, with_database
+from erp.embedded import embedded_postgres, embedded_redis
 from erp.http_protocol import ProblemHttpProtocol
 from erp.migrate import upgrade_async
 from erp.worker import run_worker
-from tests.redis_cluster import ClusterNodes, redis_cluster
+from tests.redis_cluster import REDIS_SERVER, ClusterNodes, redis_cluster
 
 OPERATOR_TOKEN = "test-operator-token"
 BASE_DATABASE_URL = os.environ.get("ERP_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres")
+"""Where the session's databases are made; an embedded server's when `pytest_configure` starts one."""
+EMBEDDED = os.environ.get("ERP_TEST_EMBEDDED", "").lower() in {"1", "true", "yes"}
+"""Embedded Postgres and Redis even though the machine's answer (`.ci/run` shows that path works)."""
+_EMBEDDED_SERVICES = contextlib.ExitStack()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Embedded Postgres and Redis for the session where needed (see the module's docstring), before
+    any test module is imported: some read `Settings().redis_url` or BASE_DATABASE_URL at import."""
+    global BASE_DATABASE_URL
+    need_postgres = EMBEDDED or (
+        not os.environ.get("ERP_TEST_DATABASE_URL") and not answers("127.0.0.1:5432")
+    )
+    need_redis = EMBEDDED or (not os.environ.get("REDIS_URL") and not answers("127.0.0.1:6379"))
+    if not (need_postgres or need_redis):
+        return
+    root = Path(tempfile.mkdtemp(prefix="erp-test-services-"))
+    _EMBEDDED_SERVICES.callback(shutil.rmtree, root, ignore_errors=True)  # the last to run
+    try:
+        if need_postgres:
+            postgres = _EMBEDDED_SERVICES.enter_context(embedded_postgres(root / "postgres", fast=True))
+            BASE_DATABASE_URL = postgres.url("postgres")
+            os.environ["ERP_TEST_DATABASE_URL"] = BASE_DATABASE_URL
+        if need_redis:
+            redis = _EMBEDDED_SERVICES.enter_context(embedded_redis(root / "redis"))
+            os.environ["REDIS_URL"] = redis.url()  # Settings() and the processes tests start read it
+    except BaseException:
+        _EMBEDDED_SERVICES.close()
+        raise
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    _EMBEDDED_SERVICES.close()
 
 
 SPANS = InMemorySpanExporter()
@@ -88,6 +128,8 @@ def temporal_address() -> Iterator[str]:
 @pytest.fixture(scope="session")
 def cluster_nodes() -> Iterator[ClusterNodes]:
     """A three-node Redis Cluster of the session's own, on free ports (never the machine's 6379)."""
+    if not os.access(REDIS_SERVER, os.X_OK):  # no wheel ships a Redis >= 7 (sharded pub/sub)
+        pytest.skip(f"the cluster tests need the machine's Redis >= 7 ({REDIS_SERVER}, redis-cli)")
     with redis_cluster() as nodes:
         yield nodes
 

@@ -83,13 +83,21 @@ def start_temporal(
         env=os.environ.copy(),
     )
     deadline = time.monotonic() + wait
-    while not answers(address):
-        if process.poll() is not None:
-            raise RuntimeError(f"temporal dev server exited with {process.returncode}")
-        if time.monotonic() > deadline:
+    try:
+        while not answers(address):
+            if process.poll() is not None:
+                raise RuntimeError(f"temporal dev server exited with {process.returncode}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"temporal dev server did not answer on {address} within {wait} s")
+            time.sleep(0.2)
+    except BaseException:  # a Ctrl-C or SIGTERM while it starts too: never leave it running
+        process.terminate()  # gently first: killed mid-start, it may leave its database file unusable
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             process.kill()
-            raise RuntimeError(f"temporal dev server did not answer on {address} within {wait} s")
-        time.sleep(0.2)
+            process.wait()
+        raise
     return process
 
 

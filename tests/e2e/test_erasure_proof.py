@@ -25,6 +25,7 @@ import pytest
 
 from core.settings import Settings
 from erp.devserver import drop_database, free_port
+from erp.embedded import postgres_bin
 from tests.conftest import OPERATOR_TOKEN, Tenant, fresh_database
 from tests.e2e.test_bulk_onboarding import run_cli
 
@@ -158,9 +159,10 @@ async def customer(http: httpx.AsyncClient, tenant: Tenant, customer_id: str, to
 
 
 def dump(settings: Settings) -> str:
-    """The whole database as pg_dump writes it (data and schema)."""
+    """The whole database as pg_dump writes it (data and schema): the embedded wheel's pg_dump 18, which
+    dumps a PostgreSQL 15 and 18 alike (a machine's pg_dump 15 refuses a newer server)."""
     done = subprocess.run(
-        ["pg_dump", "--no-owner", f"--dbname={settings.database_url}"],
+        [str(postgres_bin() / "pg_dump"), "--no-owner", f"--dbname={settings.database_url}"],
         capture_output=True,
         text=True,
         timeout=120,

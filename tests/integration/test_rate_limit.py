@@ -184,7 +184,9 @@ async def test_a_look_at_redis_costs_one_round_trip_for_every_account(limiters: 
     await limiter.sync()
     after = (await client.info("stats"))["total_commands_processed"]
     await client.aclose()
-    assert after - before <= 3 * len(accounts) + 2  # INCRBY, EXPIRE, GET each, in one pipeline
+    # INCRBY, EXPIRE, GET each, in one pipeline; beyond them the INFO and the connection's handshake
+    # (Redis < 7, as the embedded 6.2, counts the CLIENT SETINFO it refuses too).
+    assert after - before <= 3 * len(accounts) + 4
     assert len(limiter) == 500
 
 

@@ -10,7 +10,7 @@ from uuid import UUID
 import typer
 from rich.console import Console
 
-from core.settings import Settings
+from core.settings import MAIN_DATABASE, Settings
 
 if TYPE_CHECKING:
     from erp.bootstrap import Container
@@ -23,6 +23,23 @@ def running(settings: Settings) -> AbstractAsyncContextManager[Container]:
     from erp.bootstrap import Container  # imported when a command runs, not for --help
 
     return Container(settings, min_pool=1, max_pool=4).running()
+
+
+def require_services(settings: Settings, *, command: str, redis: bool = True) -> None:
+    """Exit with status 1 and one line per service (its URL, never a password) when a tenant
+    database or Redis the settings name does not answer: rather than a connection's traceback."""
+    from erp.embedded import unreachable
+
+    problems = [
+        unreachable("PostgreSQL" if name == MAIN_DATABASE else f"PostgreSQL (database {name})", url, 5432)
+        for name, url in settings.databases.items()
+    ]
+    if redis:
+        problems.append(unreachable("Redis", settings.redis_url, 6379))
+    lines = [f"{command}: {problem}" for problem in problems if problem is not None]
+    if lines:
+        typer.echo("\n".join(lines), err=True)
+        raise typer.Exit(1)
 
 
 def account_option(value: str | None) -> UUID | None:

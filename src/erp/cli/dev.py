@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import signal
+import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -10,7 +13,7 @@ import typer
 
 from core.settings import Settings
 from core.stopping import STOP_SIGNALS
-from erp.cli.common import console, running
+from erp.cli.common import console, require_services, running
 from erp.cli.migrate import migrate
 from erp.cli.serve import api_server
 
@@ -22,25 +25,63 @@ def dev(
         bool, typer.Option("--temporal-ui/--no-temporal-ui", help="the Temporal dev server's web UI on :8233")
     ] = True,
 ) -> None:
-    """Start everything for local work: Temporal (if none answers), migrations, worker and API."""
+    """Start everything for local work: Postgres, Redis and Temporal (embedded or dev servers, if none
+    answers), migrations, worker and API."""
     from core.telemetry import configure_logging, configure_telemetry
     from erp.devserver import answers, start_temporal
-    from erp.worker import run_worker
+    from erp.embedded import local_services
 
     configure_logging()
     configure_telemetry("erp-dev")
-    settings = Settings()
-    temporal = None
-    if not answers(settings.temporal_address):
-        Path(".erp").mkdir(exist_ok=True)
-        ui = f"its UI on http://127.0.0.1:{TEMPORAL_UI_PORT}" if temporal_ui else "no UI"
-        console.print(f"starting a Temporal dev server on {settings.temporal_address} ({ui})")
-        temporal = start_temporal(
-            settings.temporal_address,
-            ui_port=TEMPORAL_UI_PORT if temporal_ui else None,
-            db_file=".erp/temporal.db",
-        )
-    migrate()
+    _interrupt_on_signals()  # until the API's loop takes them over: stop what started so far
+    with contextlib.ExitStack() as stack:  # what it started is stopped in reverse order, however it ends
+        # Postgres and Redis: the machine's if they answer (or the configured ones), else embedded.
+        try:
+            stack.enter_context(local_services(Path(".erp"), lambda line: console.print(line, markup=False)))
+            settings = Settings()
+            require_services(settings, command="erp dev")
+            if not answers(settings.temporal_address):
+                Path(".erp").mkdir(exist_ok=True)
+                ui = f"its UI on http://127.0.0.1:{TEMPORAL_UI_PORT}" if temporal_ui else "no UI"
+                console.print(f"starting a Temporal dev server on {settings.temporal_address} ({ui})")
+                temporal = start_temporal(
+                    settings.temporal_address,
+                    ui_port=TEMPORAL_UI_PORT if temporal_ui else None,
+                    db_file=".erp/temporal.db",
+                )
+                stack.callback(_stop, temporal)
+        except typer.Exit:  # a RuntimeError too, in click; said already
+            raise
+        except RuntimeError as error:  # a server that would not start says why, in one line
+            typer.echo(f"erp dev: {error}", err=True)
+            raise typer.Exit(1) from None
+        migrate()
+        _serve(settings)
+
+
+def _interrupt_on_signals() -> None:
+    """SIGTERM and a hang-up raise KeyboardInterrupt as Ctrl-C does, so the servers `dev` started
+    are stopped rather than left running (Python's default for them ends the process at once)."""
+
+    def interrupt(signal_number: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    for signal_number in STOP_SIGNALS:
+        signal.signal(signal_number, interrupt)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
+def _serve(settings: Settings) -> None:
+    """The worker and the API in this process, until a signal stops them (the API first)."""
+    from erp.worker import run_worker
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -63,11 +104,8 @@ def dev(
             stop.set()
             await worker_task
 
-    try:
-        asyncio.run(main())
-    finally:
-        if temporal is not None:
-            temporal.terminate()
+    asyncio.run(main())
+    _interrupt_on_signals()  # the loop's handlers went with it; the servers are still to stop
 
 
 async def _demo_account(settings: Settings) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from core.settings import Settings
-from erp.cli.common import console
+from erp.cli.common import console, require_services
 
 
 def migrate() -> None:
@@ -14,6 +14,7 @@ def migrate() -> None:
     from erp.migrate import upgrade
 
     settings = Settings()
+    require_services(settings, command="erp migrate", redis=False)
     for name, url in settings.databases.items():
         if asyncio.run(create_database(url)):
             console.print(f"created database {name}: {url}")

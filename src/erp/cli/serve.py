@@ -12,6 +12,7 @@ import uvicorn
 import uvloop
 
 from core.settings import Settings
+from erp.cli.common import require_services
 from erp.http_protocol import ProblemHttpProtocol
 
 
@@ -67,6 +68,7 @@ def api(
     except ValueError as error:
         typer.echo(f"erp api: {error}", err=True)
         raise typer.Exit(2) from None
+    require_services(settings, command="erp api")
     if workers == 1:
         api_server(settings).run()
         return
@@ -91,4 +93,6 @@ def worker() -> None:
 
     configure_logging()
     configure_telemetry("erp-worker")
-    uvloop.run(run_worker(Settings()))
+    settings = Settings()
+    require_services(settings, command="erp worker")
+    uvloop.run(run_worker(settings))

@@ -18,6 +18,7 @@ import httpx
 from core.redis_client import redis_client
 from core.settings import Settings
 from queries.notifications import channel_for
+from queries.sse import LAST_EVENT_ID, RETRY_MS
 from tests.conftest import Tenant, onboard, own_api
 
 
@@ -25,6 +26,7 @@ from tests.conftest import Tenant, onboard, own_api
 class Event:
     id: str | None = None
     event: str | None = None
+    retry: str | None = None
     data: list[str] = field(default_factory=list)
     comments: list[str] = field(default_factory=list)
 
@@ -51,6 +53,8 @@ async def events(stream: httpx.Response) -> AsyncIterator[Event]:
             current.id = value
         elif name == "event":
             current.event = value
+        elif name == "retry":
+            current.retry = value
         elif name == "data":
             current.data.append(value)
 
@@ -155,6 +159,47 @@ async def test_a_reconnect_with_last_event_id_hears_what_it_missed_then_live_eve
                 ("orders", "Order", again),
                 ("orders", "Person", registered),
             ]
+
+
+async def test_a_browser_resumes_with_a_new_ticket_and_last_event_id_in_the_query(
+    http: httpx.AsyncClient,
+) -> None:
+    """What a browser can send (no headers): a new ticket and `LastEventId`; the stream asks for
+    RETRY_MS between reconnects before anything else."""
+    tenant = await onboard(http, "Resumed By Query")
+    document = (await http.get("/schema/openapi.json")).json()
+    operation = document["paths"]["/notifications"]["get"]
+    assert ("query", LAST_EVENT_ID) in {(p["in"], p["name"]) for p in operation["parameters"]}
+    assert f"{LAST_EVENT_ID}=" in operation["description"], "the route says how a browser resumes"
+
+    async def ticket() -> str:
+        issued = await http.post("/notifications/tickets", headers=tenant.headers)
+        assert issued.status_code == 201, issued.text
+        value: str = issued.json()["Ticket"]
+        return value
+
+    async with asyncio.timeout(90):
+        async with http.stream("GET", "/notifications", params={"Ticket": await ticket()}) as stream:
+            first = await first_order_event(http, tenant, stream)
+        assert first.retry == str(RETRY_MS), "sent first, so it comes with the first event"
+        assert first.id == f"orders.Order={first.note['Position']}"
+        missed = (await place(http, tenant))["Positions"]["Order"]
+        await consistent(http, tenant, f"Order:{missed}")
+
+        params = {"Ticket": await ticket(), LAST_EVENT_ID: first.id}
+        async with http.stream("GET", "/notifications", params=params) as stream:
+            caught_up = await asyncio.wait_for(anext(events(stream)), 10)
+        assert caught_up.note == {"Projection": "orders", "StreamType": "Order", "Position": missed}
+        assert caught_up.id == f"orders.Order={missed}"
+
+        # Sent both ways, the header wins: told everything (header), nothing is caught up, though
+        # the query's id would have the stream tell `missed` again.
+        both = {**tenant.headers, "Last-Event-ID": caught_up.id}
+        async with http.stream(
+            "GET", "/notifications", headers=both, params={LAST_EVENT_ID: first.id}
+        ) as stream:
+            event = await first_order_event(http, tenant, stream)
+        assert event.note["Position"] > missed, event
 
 
 async def test_an_idle_stream_pings(settings: Settings, http: httpx.AsyncClient) -> None:

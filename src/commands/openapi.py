@@ -9,20 +9,31 @@ Litestar generates for the other routes, once, when it is first asked for.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
 import msgspec
-from litestar import Request
+from litestar import MediaType, Request, Response, get
+from litestar.handlers import HTTPRouteHandler
 from litestar.openapi.plugins import JsonRenderPlugin
+from litestar.params import FromPath
 
 from commands.handlers import CommandSpec
+from commands.model.wire import CUSTOM_DESCRIPTION
 from commands.service import CommandResult
+from core.openapi import document_part, tags_of, with_problems
+from core.problems import problem
+from tenancy.auth import TENANT_SECURITY
+
+PARTS_PATH = "/schema/openapi"
 
 REF = "#/components/schemas/{name}"
 ERRORS = (400, 401, 404, 409, 413, 422, 429, 503)
 MAX_IDEMPOTENCY_KEY = 200
+MAX_PARTS = 64
+"""Parts of the document kept rendered (`DocumentWithCommands.part`), the most recently asked."""
 
 IDEMPOTENCY_KEY = {
     "name": "Idempotency-Key",
@@ -33,15 +44,41 @@ IDEMPOTENCY_KEY = {
     "schema": {"type": "string", "minLength": 1, "maxLength": MAX_IDEMPOTENCY_KEY},
 }
 
+CUSTOM_SCHEMA = {
+    "title": "Custom",
+    "type": "object",
+    "description": CUSTOM_DESCRIPTION,
+    "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]},
+}
+"""Every command's `Custom`, once: the account's own attributes, which the document cannot know."""
+
 
 def _json(schema: dict[str, Any], description: str, media_type: str = "application/json") -> dict[str, Any]:
     return {"description": description, "content": {media_type: {"schema": schema}}}
 
 
+def operation_id(name: str) -> str:
+    """`PlaceOrder` is `placeOrder`: a generated client's `place_order`."""
+    return name[:1].lower() + name[1:]
+
+
+def _shared_custom(schema: dict[str, Any]) -> dict[str, Any]:
+    properties = schema.get("properties")
+    if not properties or "Custom" not in properties:
+        return schema
+    custom = {"anyOf": [{"$ref": REF.format(name="Custom")}, {"type": "null"}], "default": None}
+    return {**schema, "properties": {**properties, "Custom": custom}}
+
+
 def command_operations(commands: Mapping[str, CommandSpec]) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Each command's path item, and the component schemas their bodies and answers refer to."""
+    """Each command's path item, and the component schemas their bodies and answers refer to.
+
+    Each command is tagged with its element (`Order`), so a part of the document is one element's
+    commands (`GET /schema/openapi/Order.json`) and a generated client has a module per element."""
     types: Sequence[Any] = [spec.message for spec in commands.values()]
     _, schemas = msgspec.json.schema_components([*types, CommandResult], ref_template=REF)
+    schemas = {name: _shared_custom(schema) for name, schema in schemas.items()}
+    schemas["Custom"] = CUSTOM_SCHEMA
     problem = {"$ref": REF.format(name="ProblemDetails")}
     responses = {
         "200": _json({"$ref": REF.format(name=CommandResult.__name__)}, "The command's stream and positions"),
@@ -50,10 +87,11 @@ def command_operations(commands: Mapping[str, CommandSpec]) -> tuple[dict[str, A
     paths = {
         f"/commands/{spec.name}": {
             "post": {
-                "tags": ["commands"],
+                "tags": [spec.element or "commands"],
                 "summary": spec.name,
                 **({"description": spec.description} if spec.description else {}),
-                "operationId": spec.name,
+                "operationId": operation_id(spec.name),
+                "security": TENANT_SECURITY,
                 "parameters": [IDEMPOTENCY_KEY],
                 "requestBody": {
                     "required": True,
@@ -70,22 +108,69 @@ def command_operations(commands: Mapping[str, CommandSpec]) -> tuple[dict[str, A
 
 
 class DocumentWithCommands(JsonRenderPlugin):
-    """Serves `/schema/openapi.json`: Litestar's document plus every command's operation."""
+    """Serves `/schema/openapi.json`: Litestar's document plus every command's operation, every error
+    as problem+json; and its parts by tag (`part`)."""
 
     def __init__(self, commands: Mapping[str, CommandSpec]) -> None:
         super().__init__()
         self._commands = commands
+        self._document: dict[str, Any] | None = None
         self._rendered: bytes | None = None
+        self._parts: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
 
-    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
-        if self._rendered is None:
+    def document(self, openapi_schema: dict[str, Any]) -> dict[str, Any]:
+        """The whole document, made once."""
+        if self._document is None:
             paths, schemas = command_operations(self._commands)
             components = openapi_schema.get("components", {})
             document = {
                 **openapi_schema,
                 "paths": {**openapi_schema.get("paths", {}), **paths},
-                # Litestar's ProblemDetails (and any other name it already has) wins.
+                # Litestar's schemas (and any other name it already has) win.
                 "components": {**components, "schemas": {**schemas, **components.get("schemas", {})}},
             }
-            self._rendered = self.render_json(request, document)
+            self._document = with_problems(document)
+        return self._document
+
+    def render(self, request: Request[Any, Any, Any], openapi_schema: dict[str, Any]) -> bytes:
+        if self._rendered is None:
+            self._rendered = msgspec.json.encode(self.document(openapi_schema))
         return self._rendered
+
+    def part(self, openapi_schema: dict[str, Any], tags: Sequence[str]) -> bytes | None:
+        """The operations of these tags and the schemas they use, rendered; None if a tag is unknown."""
+        key = tuple(sorted(set(tags)))
+        rendered = self._parts.get(key)
+        if rendered is not None:
+            self._parts.move_to_end(key)
+            return rendered
+        document = self.document(openapi_schema)
+        if not key or not set(key) <= set(tags_of(document)):
+            return None
+        rendered = msgspec.json.encode(document_part(document, key))
+        self._parts[key] = rendered
+        if len(self._parts) > MAX_PARTS:
+            self._parts.popitem(last=False)
+        return rendered
+
+    def tags(self, openapi_schema: dict[str, Any]) -> list[str]:
+        return tags_of(self.document(openapi_schema))
+
+
+def parts_route(document: DocumentWithCommands) -> HTTPRouteHandler:
+    """`GET /schema/openapi/{Tags}.json`: the part of the document with the operations of these tags
+    (comma-separated: `Order,queries`), for a client of part of a big model."""
+
+    @get(f"{PARTS_PATH}/{{part:str}}", include_in_schema=False, sync_to_thread=False)
+    def part(request: Request[Any, Any, Any], part: FromPath[str]) -> Response[bytes]:
+        schema = request.app.openapi_schema.to_schema()
+        tags = [tag for tag in part.removesuffix(".json").split(",") if tag]
+        rendered = document.part(schema, tags) if part.endswith(".json") else None
+        if rendered is None:
+            known = ", ".join(document.tags(schema))
+            raise problem(
+                404, f"there is no part {part!r} of the document: ask for <tags>.json, tags among {known}"
+            )
+        return Response(rendered, media_type=MediaType.JSON)
+
+    return part

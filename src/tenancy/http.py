@@ -5,13 +5,13 @@ and /accounts/{AccountId}/offboard."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody
 
 from core.problems import problem, problem_responses
@@ -31,16 +31,27 @@ class CreateAccount(msgspec.Struct, forbid_unknown_fields=True, rename="pascal")
     name: Name
 
 
+AccountState = Literal["Onboarding", "Active", "Offboarding"]
+"""An account's status (`tenancy.catalog.AccountStatus`): an enum in the OpenAPI document."""
+Onboarded = Literal["Onboarding", "Active"]
+"""How far an onboarding is."""
+
+
+def _state(status: str) -> Any:
+    """The catalog's status column, which holds only `AccountStatus`'s values, as an AccountState."""
+    return status
+
+
 class CreatedAccount(msgspec.Struct, rename="pascal"):
     account_id: UUID
     api_key: str
-    status: str
+    status: Onboarded
 
 
 class AccountView(msgspec.Struct, rename="pascal"):
     account_id: UUID
     name: str
-    status: str
+    status: AccountState
 
 
 class ImportedAccountView(msgspec.Struct, rename="pascal"):
@@ -54,7 +65,7 @@ class ImportView(msgspec.Struct, rename="pascal"):
     import_id: UUID
     workflow_id: str | None
     """None if the workflow could not be started yet (the worker's sweep starts it)."""
-    status: str
+    status: Onboarded
     """Active once every account is; Onboarding while the workflow goes on (GET the import)."""
     accounts: list[ImportedAccountView]
 
@@ -63,11 +74,11 @@ class ImportStateView(msgspec.Struct, rename="pascal"):
     import_id: UUID
     accounts: int
     active: int
-    status: str
+    status: Onboarded
 
     @classmethod
     def of(cls, state: ImportState) -> ImportStateView:
-        status = AccountStatus.ACTIVE if state.finished else AccountStatus.ONBOARDING
+        status: Onboarded = AccountStatus.ACTIVE if state.finished else AccountStatus.ONBOARDING
         return cls(state.import_id, state.accounts, state.active, status)
 
 
@@ -149,23 +160,27 @@ class ImportOperation(Operation):
     def __post_init__(self) -> None:
         self.request_body = RequestBody(
             content={
-                "text/plain": OpenAPIMediaType(
-                    schema=Schema(type=OpenAPIType.STRING, max_length=MAX_IMPORT_BODY)
-                )
+                # The file as it is, whatever its Content-Type (text/plain too): documented as bytes,
+                # which client generators send as they are (text/plain they do not know).
+                "application/octet-stream": OpenAPIMediaType(
+                    schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+                ),
             },
-            description='One account name a line, or JSON lines ({"Name": "Acme"}); blank lines are skipped.',
+            description="The import file, UTF-8, at most 16 MiB: one account name a line, or JSON lines "
+            '({"Name": "Acme"}); blank lines are skipped. Any Content-Type is read as the file.',
             required=True,
         )
 
 
 class AccountController(Controller):
     path = "/accounts"
-    tags = ["operators"]
+    tags = ["accounts"]
 
     @post(
         "/",
         status_code=201,
         summary="Onboard an account",
+        operation_id="createAccount",
         responses=problem_responses(400, 401, 422, 503),
         dto=StrictBody[CreateAccount],
         return_dto=None,
@@ -182,12 +197,13 @@ class AccountController(Controller):
         if not name:
             raise problem(422, "Name must not be blank")
         account, api_key, status = await onboarding.open(name)
-        return CreatedAccount(account.account_id, api_key, status)
+        return CreatedAccount(account.account_id, api_key, _state(status))
 
     @post(
         "/import",
         status_code=201,
         summary="Onboard many accounts (one workflow)",
+        operation_id="importAccounts",
         responses=problem_responses(401, 413, 422, 503),
         request_max_body_size=MAX_IMPORT_BODY,
         operation_class=ImportOperation,
@@ -221,6 +237,7 @@ class AccountController(Controller):
     @get(
         "/imports/{import_id:uuid}",
         summary="How far an import is",
+        operation_id="getImport",
         responses=problem_responses(400, 401, 404, 503),
     )
     async def show_import(
@@ -235,6 +252,7 @@ class AccountController(Controller):
         "/{account_id:uuid}/move",
         status_code=202,
         summary="Move an account to another tenant database (a workflow)",
+        operation_id="moveAccount",
         responses=problem_responses(400, 401, 404, 409, 422, 503),
         dto=StrictBody[MoveAccount],
         return_dto=None,
@@ -257,6 +275,7 @@ class AccountController(Controller):
     @get(
         "/{account_id:uuid}/move",
         summary="How far an account's latest move is",
+        operation_id="getMove",
         responses=problem_responses(400, 401, 404, 503),
     )
     async def show_move(self, account_id: FromPath[UUID], moves: NamedDependency[AccountMoves]) -> MoveView:
@@ -269,6 +288,7 @@ class AccountController(Controller):
         "/{account_id:uuid}/offboard",
         status_code=202,
         summary="Offboard an account: revoke its keys, export its events, remove it (a workflow)",
+        operation_id="offboardAccount",
         responses=problem_responses(400, 401, 404, 409, 503),
     )
     async def offboard(
@@ -288,6 +308,7 @@ class AccountController(Controller):
     @get(
         "/{account_id:uuid}/offboard",
         summary="How far an account's offboarding is",
+        operation_id="getOffboard",
         responses=problem_responses(400, 401, 404, 503),
     )
     async def show_offboard(
@@ -298,9 +319,14 @@ class AccountController(Controller):
             raise problem(404, f"account {account_id} has not been offboarded")
         return OffboardView.of(progress)
 
-    @get("/{account_id:uuid}", summary="Show an account", responses=problem_responses(400, 401, 404, 503))
+    @get(
+        "/{account_id:uuid}",
+        summary="Show an account",
+        operation_id="getAccount",
+        responses=problem_responses(400, 401, 404, 503),
+    )
     async def show(self, account_id: FromPath[UUID], catalog: NamedDependency[AccountCatalog]) -> AccountView:
         account = await catalog.get(account_id)
         if account is None:
             raise problem(404, f"there is no account {account_id}")
-        return AccountView(account.account_id, account.name, account.status)
+        return AccountView(account.account_id, account.name, _state(account.status))

@@ -183,7 +183,7 @@ def operations(document: dict[str, Any]) -> dict[str, dict[str, Any]]:
 
 
 def headers_for(operation: dict[str, Any], tenant: Tenant) -> dict[str, str]:
-    if "operators" in operation.get("tags", []):
+    if {"OperatorToken": []} in operation.get("security", []):
         return {"Authorization": f"Bearer {OPERATOR_TOKEN}"}
     return dict(tenant.headers)
 

@@ -989,6 +989,8 @@ async def test_the_openapi_document_declares_money_and_dates_as_accepted(http: h
     customer = document["components"]["schemas"]["CustomerView"]["properties"]
     assert customer["OverLimit"]["type"] == "boolean"
     custom = document["components"]["schemas"]["MakeCustomer"]["properties"]["Custom"]
+    assert custom["anyOf"][0] == {"$ref": "#/components/schemas/Custom"}  # one schema, every command's
+    custom = document["components"]["schemas"]["Custom"]
     assert "YYYY-MM-DD" in json.dumps(custom) and "10.00" in json.dumps(custom)
 
 

@@ -257,3 +257,20 @@ async def test_every_error_is_a_problem(
     assert body["status"] == status and body["detail"]
     if status == 422:
         assert body["errors"] == [{"detail": body["detail"], "parameter": "AccountId"}]
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [(None, 404), (b"  \n", 404), (b"{}", 404), (b"{", 400), (b'{"AccountId": 1}', 422)],
+    ids=["none", "blank", "empty object", "not JSON", "wrong type"],
+)
+async def test_the_rebuild_body_may_be_left_out(
+    http: httpx.AsyncClient, operator: dict[str, str], body: bytes | None, status: int
+) -> None:
+    """The documented optional body: none (or blank) reads as `{}`, so an unknown projection is
+    still the answer; a body that is there is read strictly."""
+    response = await http.post("/projections/no-such-projection/rebuild", content=body, headers=operator)
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/problem+json")
+    if status == 422:
+        assert response.json()["errors"][0]["pointer"] == "/AccountId"

@@ -53,7 +53,8 @@ IdempotencyKey = Annotated[
 
 def _check_key(key: str | None) -> None:
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
-        raise problem(422, f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
+        detail = f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters"
+        raise problem(422, detail, errors=[FieldError(detail, parameter="Idempotency-Key")])
 
 
 class CommandController(Controller):

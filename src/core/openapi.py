@@ -51,7 +51,7 @@ def with_problems(document: dict[str, Any]) -> dict[str, Any]:
 def _problems_in(operation: dict[str, Any]) -> dict[str, Any]:
     responses = dict(operation.get("responses", {}))
     for code, response in responses.items():
-        if not code.isdigit() or int(code) < 400:
+        if not code.isdigit() or int(code) < 400 or "$ref" in response:  # a shared response of ours
             continue
         content = response.get("content") or {}
         if PROBLEM_JSON in content:
@@ -82,8 +82,9 @@ def document_part(document: Mapping[str, Any], tags: Iterable[str]) -> dict[str,
         if wanted.intersection(operation.get("tags", ())):
             paths.setdefault(path, {})[method] = operation
     schemas = document.get("components", {}).get("schemas", {})
+    others = {kind: found for kind, found in document.get("components", {}).items() if kind != "schemas"}
     kept: dict[str, Any] = {}
-    pending = list(_refs(paths))
+    pending = [*_refs(paths), *_refs(others)]  # shared responses and parameters refer to schemas too
     while pending:
         name = pending.pop()
         if name in kept or name not in schemas:

@@ -59,6 +59,7 @@ def _document() -> dict[str, Any]:
                     "content": {"application/json": {"schema": {"type": "object"}}},
                 },
                 "503": {"description": "Down", "content": {"application/json": {"schema": {"$ref": "#/x"}}}},
+                "409": {"$ref": "#/components/responses/Conflict"},  # shared: left as it is
             },
         }
 
@@ -70,8 +71,15 @@ def _document() -> dict[str, Any]:
                 "Outer": {"properties": {"Inner": {"$ref": "#/components/schemas/Inner"}}},
                 "Inner": {"type": "object"},
                 "Other": {"type": "object"},
+                "Shared": {"type": "object"},
             },
             "securitySchemes": {"Key": {"type": "http", "scheme": "bearer"}},
+            "responses": {
+                "Conflict": {
+                    "description": "Conflict",
+                    "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Shared"}}},
+                }
+            },
         },
     }
 
@@ -81,6 +89,7 @@ def test_made_up_error_responses_become_problems() -> None:
     responses = document["paths"]["/a"]["post"]["responses"]
     assert responses["400"] == {"description": "Bad", "content": PROBLEM_REF}
     assert responses["503"]["content"] == {"application/json": {"schema": {"$ref": "#/x"}}}  # a shape of ours
+    assert responses["409"] == {"$ref": "#/components/responses/Conflict"}
     schemas = document["components"]["schemas"]
     assert schemas["ProblemDetails"]["properties"]["errors"]["items"] == {
         "$ref": "#/components/schemas/FieldError"
@@ -92,5 +101,5 @@ def test_a_part_holds_its_tags_operations_and_the_schemas_they_reach() -> None:
     assert tags_of(document) == ["A", "B"]
     part = document_part(document, ["A"])
     assert list(part["paths"]) == ["/a"]
-    assert set(part["components"]["schemas"]) == {"Outer", "Inner", "ProblemDetails", "FieldError"}
+    assert set(part["components"]["schemas"]) == {"Outer", "Inner", "ProblemDetails", "FieldError", "Shared"}
     assert part["components"]["securitySchemes"] == document["components"]["securitySchemes"]

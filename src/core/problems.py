@@ -197,7 +197,13 @@ def _validation_detail(exc: ValidationException) -> str:
     return "; ".join(parts) or exc.detail
 
 
+_MISSING = re.compile(r"^Missing required \w+ parameter '(?P<name>[^']+)'")
+
+
 def _parameter_errors(exc: ValidationException) -> list[FieldError] | None:
+    missing = _MISSING.match(exc.detail)
+    if missing is not None:  # Litestar says so in its detail alone
+        return [FieldError(exc.detail, parameter=missing["name"])]
     extra = exc.extra if isinstance(exc.extra, list) else []
     found = [
         FieldError(str(item.get("message", "")), parameter=str(item["key"]))

@@ -48,7 +48,9 @@ CUSTOM_SCHEMA = {
     "title": "Custom",
     "type": "object",
     "description": CUSTOM_DESCRIPTION,
-    "additionalProperties": {"anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}]},
+    "additionalProperties": {
+        "anyOf": [{"type": "string"}, {"type": "integer"}, {"type": "boolean"}, {"type": "null"}]
+    },
 }
 """Every command's `Custom`, once: the account's own attributes, which the document cannot know."""
 
@@ -146,7 +148,14 @@ class DocumentWithCommands(JsonRenderPlugin):
                 "components": {
                     **components,
                     **{kind: {**shared, **components.get(kind, {})} for kind, shared in COMPONENTS.items()},
-                    "schemas": {**schemas, **components.get("schemas", {})},
+                    # The query results' Custom is the commands' too.
+                    "schemas": {
+                        **schemas,
+                        **{
+                            name: _shared_custom(found)
+                            for name, found in components.get("schemas", {}).items()
+                        },
+                    },
                 },
             }
             self._document = with_problems(document)

@@ -52,7 +52,7 @@ class ProblemDetails(msgspec.Struct, omit_defaults=True):
 PROBLEM_EXAMPLE = {
     "type": "about:blank",
     "status": 422,
-    "title": "Unprocessable Content",
+    "title": HTTPStatus(422).phrase,  # as every answer's title: this Python's phrase
     "detail": "PlaceOrder: UnitPrice must be an amount of money, a string of digits with at most 2 decimals, "
     "from 0 to 1000000000000, such as \"10.00\"; got '1e3' - at `$.OrderLines[0]`",
     "errors": [

@@ -14,7 +14,7 @@ from litestar.di import NamedDependency
 from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody
 
-from core.problems import problem, problem_responses
+from core.problems import FieldError, problem, problem_responses
 from core.strict_body import StrictBody
 from core.text import Name
 from tenancy.catalog import AccountCatalog, AccountStatus, ImportState
@@ -220,8 +220,11 @@ class AccountController(Controller):
         try:
             entries = parse_import(await request.body())
         except BadImport as error:
-            errors = [{"Line": line, "Detail": detail} for line, detail in error.problems[:MAX_REPORTED]]
-            raise problem(422, str(error), extra={"Errors": errors}) from None
+            reported = error.problems[:MAX_REPORTED]
+            errors = [{"Line": line, "Detail": detail} for line, detail in reported]
+            # `Errors` names the lines as numbers; `errors`, as every 422's, says them as text.
+            said = [FieldError(f"line {line}: {detail}") for line, detail in reported]
+            raise problem(422, str(error), extra={"Errors": errors}, errors=said) from None
         imported = await onboarding.import_accounts(entries)
         done = await onboarding.wait_import(imported.import_id)
         return ImportView(

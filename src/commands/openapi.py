@@ -9,8 +9,9 @@ Litestar generates for the other routes, once, when it is first asked for.
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -33,6 +34,9 @@ REF = "#/components/schemas/{name}"
 ERRORS = (400, 401, 404, 409, 413, 422, 429, 503)
 MAX_IDEMPOTENCY_KEY = 200
 MAX_PARTS = 64
+"""Parts of the document kept rendered (`DocumentWithCommands.part`), the most recently asked."""
+MAX_TAGS_SHOWN = 30
+"""Tags an unknown part's 404 names (the seed's model has thousands)."""
 """Parts of the document kept rendered (`DocumentWithCommands.part`), the most recently asked."""
 
 IDEMPOTENCY_KEY = {
@@ -135,6 +139,8 @@ class DocumentWithCommands(JsonRenderPlugin):
         self._document: dict[str, Any] | None = None
         self._rendered: bytes | None = None
         self._parts: OrderedDict[tuple[str, ...], bytes] = OrderedDict()
+        self._tags: list[str] | None = None
+        self._lock = threading.RLock()
 
     def document(self, openapi_schema: dict[str, Any]) -> dict[str, Any]:
         """The whole document, made once."""
@@ -166,39 +172,53 @@ class DocumentWithCommands(JsonRenderPlugin):
             self._rendered = msgspec.json.encode(self.document(openapi_schema))
         return self._rendered
 
-    def part(self, openapi_schema: dict[str, Any], tags: Sequence[str]) -> bytes | None:
-        """The operations of these tags and the schemas they use, rendered; None if a tag is unknown."""
+    def part(self, openapi_schema: Callable[[], dict[str, Any]], tags: Sequence[str]) -> bytes | None:
+        """The operations of these tags and the schemas they use, rendered; None if a tag is unknown.
+        `openapi_schema` gives Litestar's document, asked for only if the whole one is not made yet."""
         key = tuple(sorted(set(tags)))
-        rendered = self._parts.get(key)
-        if rendered is not None:
-            self._parts.move_to_end(key)
+        with self._lock:  # served from threads
+            rendered = self._parts.get(key)
+            if rendered is not None:
+                self._parts.move_to_end(key)
+                return rendered
+            if not key or not set(key) <= set(self.tags(openapi_schema)):
+                return None
+            rendered = msgspec.json.encode(document_part(self._whole(openapi_schema), key))
+            self._parts[key] = rendered
+            if len(self._parts) > MAX_PARTS:
+                self._parts.popitem(last=False)
             return rendered
-        document = self.document(openapi_schema)
-        if not key or not set(key) <= set(tags_of(document)):
-            return None
-        rendered = msgspec.json.encode(document_part(document, key))
-        self._parts[key] = rendered
-        if len(self._parts) > MAX_PARTS:
-            self._parts.popitem(last=False)
-        return rendered
 
-    def tags(self, openapi_schema: dict[str, Any]) -> list[str]:
-        return tags_of(self.document(openapi_schema))
+    def tags(self, openapi_schema: Callable[[], dict[str, Any]]) -> list[str]:
+        """Every tag of the document, in the order they first appear."""
+        if self._tags is None:
+            self._tags = tags_of(self._whole(openapi_schema))
+        return self._tags
+
+    def _whole(self, openapi_schema: Callable[[], dict[str, Any]]) -> dict[str, Any]:
+        return self._document if self._document is not None else self.document(openapi_schema())
 
 
 def parts_route(document: DocumentWithCommands) -> HTTPRouteHandler:
     """`GET /schema/openapi/{Tags}.json`: the part of the document with the operations of these tags
     (comma-separated: `Order,queries`), for a client of part of a big model."""
 
-    @get(f"{PARTS_PATH}/{{part:str}}", include_in_schema=False, sync_to_thread=False)
+    # In a thread: the first part asked for makes the whole document (13 s at the seed's scale).
+    @get(f"{PARTS_PATH}/{{part:str}}", include_in_schema=False, sync_to_thread=True)
     def part(request: Request[Any, Any, Any], part: FromPath[str]) -> Response[bytes]:
-        schema = request.app.openapi_schema.to_schema()
+        def schema() -> dict[str, Any]:
+            return request.app.openapi_schema.to_schema()
+
         tags = [tag for tag in part.removesuffix(".json").split(",") if tag]
         rendered = document.part(schema, tags) if part.endswith(".json") else None
         if rendered is None:
-            known = ", ".join(document.tags(schema))
+            known = document.tags(schema)
+            shown = ", ".join(known[:MAX_TAGS_SHOWN]) + (
+                f", ... ({len(known)} in all)" if len(known) > MAX_TAGS_SHOWN else ""
+            )
             raise problem(
-                404, f"there is no part {part!r} of the document: ask for <tags>.json, tags among {known}"
+                404,
+                f"there is no part {part[:100]!r} of the document: ask for <tags>.json, tags among {shown}",
             )
         return Response(rendered, media_type=MediaType.JSON)
 

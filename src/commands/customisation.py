@@ -39,31 +39,32 @@ class CustomAttribute:
         """The value as it is stored (money with two decimals, "10.00"); InvalidCommand naming the
         attribute when it does not fit. Money and dates follow the model's grammar exactly."""
         where = f"Custom.{self.attribute}"
+        pointer = f"/Custom/{self.attribute}"
         if value is None:
             if self.required:
-                raise InvalidCommand(f"{where} is required")
+                raise InvalidCommand(f"{where} is required", pointer)
             return None
         if self.type == "string":
             if not isinstance(value, str) or "\x00" in value:
-                raise InvalidCommand(f"{where} must be a string (without U+0000)")
+                raise InvalidCommand(f"{where} must be a string (without U+0000)", pointer)
             if len(value) > (self.max_length or 200):
-                raise InvalidCommand(f"{where} is longer than {self.max_length or 200} characters")
+                raise InvalidCommand(f"{where} is longer than {self.max_length or 200} characters", pointer)
         elif self.type == "integer":
             if not isinstance(value, int) or isinstance(value, bool):
-                raise InvalidCommand(f"{where} must be an integer")
+                raise InvalidCommand(f"{where} must be an integer", pointer)
         elif self.type == "boolean":
             if not isinstance(value, bool):
-                raise InvalidCommand(f"{where} must be true or false")
+                raise InvalidCommand(f"{where} must be true or false", pointer)
         elif self.type == "money":
             try:
                 return money_text(parse_money(value, where))
             except ValueError as error:
-                raise InvalidCommand(str(error)) from None
+                raise InvalidCommand(str(error), pointer) from None
         elif self.type == "date":
             try:
                 parse_date(value, where)
             except ValueError as error:
-                raise InvalidCommand(str(error)) from None
+                raise InvalidCommand(str(error), pointer) from None
         return value
 
 
@@ -170,7 +171,8 @@ class Customisations:
                 known = ", ".join(sorted(definitions)) or "none"
                 raise InvalidCommand(
                     f"Custom.{name}: {element} has no custom attribute {name} in this account "
-                    f"(defined: {known})"
+                    f"(defined: {known})",
+                    f"/Custom/{name}",
                 )
         stored: dict[str, Any] = {}
         for definition in definitions.values():

@@ -18,6 +18,13 @@ class MalformedCommand(CommandError):
 class InvalidCommand(CommandError):
     """The body is JSON but a field is missing, unknown, of the wrong type or out of range."""
 
+    def __init__(self, detail: str, pointer: str | None = None, reason: str | None = None) -> None:
+        super().__init__(detail)
+        self.pointer = pointer
+        """The field, as a JSON Pointer into the body (`/OrderLines/0/UnitPrice`), when one is at fault."""
+        self.reason = reason or detail
+        """What is wrong with that field."""
+
 
 class StreamNotFound(CommandError):
     """The command addresses a stream that does not exist."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import builtins
 from collections.abc import Callable
 from typing import Annotated, Any, Literal
 
@@ -25,8 +26,9 @@ from commands.errors import (
 from commands.openapi import MAX_IDEMPOTENCY_KEY
 from commands.service import CommandResult, CommandService
 from commands.store.event_store import ConcurrencyConflict
-from core.problems import problem, problem_responses
+from core.problems import FieldError, problem, problem_responses
 from core.strict_body import StrictBody
+from tenancy.auth import TENANT_SECURITY
 from tenancy.bulkhead import HEAVY_BODY
 from tenancy.fences import AccountElsewhere
 from tenancy.routing import Route
@@ -35,7 +37,7 @@ ERRORS: dict[type[Exception], Callable[[Any], ProblemDetailsException]] = {
     UnknownCommand: lambda e: problem(404, str(e)),
     StreamNotFound: lambda e: problem(404, str(e)),
     MalformedCommand: lambda e: problem(400, str(e)),
-    InvalidCommand: lambda e: problem(422, str(e)),
+    InvalidCommand: lambda e: problem(422, str(e), errors=[FieldError(e.reason, e.pointer)]),
     BusinessRuleViolation: lambda e: problem(422, str(e)),
     IdempotencyKeyReused: lambda e: problem(422, str(e)),
     ConcurrencyConflict: lambda e: problem(409, str(e)),
@@ -51,7 +53,8 @@ IdempotencyKey = Annotated[
 
 def _check_key(key: str | None) -> None:
     if key is not None and not (0 < len(key) <= MAX_IDEMPOTENCY_KEY):
-        raise problem(422, f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters")
+        detail = f"Idempotency-Key must have 1 to {MAX_IDEMPOTENCY_KEY} characters"
+        raise problem(422, detail, errors=[FieldError(detail, parameter="Idempotency-Key")])
 
 
 class CommandController(Controller):
@@ -110,12 +113,14 @@ class CustomisationController(Controller):
     """An account's own attributes on the model's elements (no restart needed)."""
 
     path = "/customisations"
-    tags = ["customisation"]
+    tags = ["customisations"]
+    security = TENANT_SECURITY
 
     @post(
         "/",
         status_code=201,
         summary="Add a custom attribute to an element",
+        operation_id="defineAttribute",
         responses=problem_responses(400, 401, 409, 422, 429, 503),
         dto=StrictBody[DefineAttribute],  # strict, as command bodies: "MaxLength": "10" is a 422
         return_dto=None,
@@ -141,10 +146,15 @@ class CustomisationController(Controller):
             )
         return AttributeView(data.element, data.attribute, data.type, data.required, data.max_length)
 
-    @get("/", summary="The account's custom attributes", responses=problem_responses(401, 429, 503))
+    @get(
+        "/",
+        summary="The account's custom attributes",
+        operation_id="listAttributes",
+        responses=problem_responses(401, 429, 503),
+    )
     async def list(
         self, tenant: NamedDependency[Route], customisations: NamedDependency[Customisations]
-    ) -> list[AttributeView]:
+    ) -> builtins.list[AttributeView]:  # `list` here is this method
         definitions = await customisations.for_account(tenant.account_id)
         return [
             AttributeView(d.element, d.attribute, d.type, d.required, d.max_length)

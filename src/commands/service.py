@@ -40,6 +40,7 @@ from commands.store.wakeup import ProjectorWakeup
 from commands.stream_cache import StreamCache
 from commands.unit_of_work import Store, UnitOfWork
 from core import bodies, metrics
+from core.problems import field_error
 from core.telemetry import traced
 from core.tokens import encode_token
 
@@ -147,7 +148,8 @@ class CommandService:
         except bodies.MalformedBody as error:
             raise MalformedCommand(str(error)) from None
         except bodies.InvalidBody as error:
-            raise InvalidCommand(f"{name}: {error}") from None
+            found = field_error(str(error))
+            raise InvalidCommand(f"{name}: {error}", found.pointer, found.detail) from None
         return self.prepare(name, message)
 
     def prepare(self, name: str, message: Command) -> ParsedCommand:

@@ -53,6 +53,9 @@ class Settings:
     operator_token: str = field(default_factory=lambda: _env("ERP_OPERATOR_TOKEN", DEV_OPERATOR_TOKEN))
     http_port: int = field(default_factory=lambda: int(_env("ERP_HTTP_PORT", "8000")))
     http_host: str = field(default_factory=lambda: _env("ERP_HTTP_HOST", "127.0.0.1"))
+    api_docs: bool = field(default_factory=lambda: _flag("ERP_API_DOCS"))
+    """Serve Swagger UI (/schema/swagger) and ReDoc (/schema/redoc). Off by default: their pages load
+    scripts from public CDNs. The OpenAPI document itself is always served."""
     partitions: int = field(default_factory=lambda: int(_env("ERP_PARTITIONS", "16")))
     """Partitions of each table that grows with events, in a database migrated from scratch (read by
     migration 0009 only: a database keeps the number it was made with)."""

@@ -13,9 +13,11 @@ as Litestar's own schema for it (a component, referenced), so nothing about the 
 from __future__ import annotations
 
 from collections.abc import Generator
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from litestar.dto import AbstractDTO
+from litestar.openapi.spec import Operation, RequestBody
 from litestar.typing import FieldDefinition
 
 from core.bodies import decode
@@ -58,3 +60,33 @@ class StrictBody(AbstractDTO[T]):
     @classmethod
     def detect_nested_field(cls, field_definition: FieldDefinition) -> bool:
         return False
+
+
+class OptionalStrictBody(StrictBody[T]):
+    """`StrictBody` for a body that may be left out: none (or only whitespace) is `None`, and the
+    OpenAPI document shows the body as optional.
+
+    @post("/", dto=OptionalStrictBody[RebuildRequest], return_dto=None,
+          operation_class=OptionalBodyOperation)
+    async def rebuild(self, data: RebuildRequest | None = None) -> ...
+    """
+
+    def decode_bytes(self, value: bytes) -> Any:
+        return None if not value.strip() else decode(value, self.model_type)
+
+    @classmethod
+    def create_openapi_schema(
+        cls, field_definition: FieldDefinition, handler_id: str, schema_creator: SchemaCreator
+    ) -> Reference | Schema:
+        """`T`'s schema, not `T | None`'s: leaving the body out is what makes it absent
+        (`OptionalBodyOperation` documents it as not required)."""
+        return schema_creator.for_field_definition(FieldDefinition.from_annotation(cls.model_type))
+
+
+@dataclass
+class OptionalBodyOperation(Operation):
+    """An operation whose request body may be left out (`operation_class=` beside OptionalStrictBody)."""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.request_body, RequestBody):
+            self.request_body.required = False

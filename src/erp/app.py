@@ -6,24 +6,25 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Callable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 
-from litestar import Litestar, Router
+from litestar import Litestar, Router, get
 from litestar.config.app import AppConfig
 from litestar.config.compression import CompressionConfig
 from litestar.config.cors import CORSConfig
 from litestar.datastructures import State
 from litestar.openapi import OpenAPIConfig
 from litestar.openapi.plugins import RedocRenderPlugin, SwaggerRenderPlugin
+from litestar.openapi.spec import Components
 from litestar.plugins import InitPluginProtocol
 
 from commands.handlers import command_specs
 from commands.http import ERRORS as COMMAND_ERRORS
 from commands.http import CommandController, CustomisationController
 from commands.model import Model
-from commands.openapi import DocumentWithCommands
+from commands.openapi import DocumentWithCommands, parts_route
 from commands.registry import COMMANDS
 from core.bodies import MAX_BODY
 from core.heap import freeze_startup
-from core.problems import problem_details_plugin
+from core.problems import problem, problem_details_plugin
 from core.secret_query import telemetry_plugin
 from core.settings import Settings
 from core.telemetry import configure_logging, configure_telemetry
@@ -32,7 +33,7 @@ from erp.console import console
 from erp.health import health, live
 from queries.http import QueryController, query_routes
 from queries.sse import NOT_COMPRESSED, NotificationController
-from tenancy.auth import operator_guard, tenant_guard
+from tenancy.auth import OPERATOR_SECURITY, SECURITY_SCHEMES, operator_guard, tenant_guard
 from tenancy.http import AccountController
 from workflows.http import OperationController, ProjectionController
 
@@ -75,6 +76,30 @@ def begin_draining(app: object) -> None:
         app = getattr(app, "app", None)
 
 
+DESCRIPTION = """A multi-tenant, event-sourced ERP. Tenants send their API key as a bearer token
+(TenantApiKey), operators the operator token (OperatorToken). Every error is
+`application/problem+json` (ProblemDetails); a 422 lists what is wrong in `errors`, each with a
+JSON Pointer into the body. Money is a string of digits with at most two decimals.
+
+The whole document is `/schema/openapi.json`; `/schema/openapi/{Tags}.json` is the part of it with
+the operations of some tags (comma-separated: `Order,Customer,queries`), for a client of part of a
+big model."""
+
+
+@get(
+    [f"/schema/{page}" for page in ("swagger", "redoc", "elements", "rapidoc", "stoplight", "scalar")],
+    include_in_schema=False,
+    sync_to_thread=False,
+)
+def pages_off() -> None:
+    """The documentation pages while they are off: a problem (Litestar's own 404 here is HTML)."""
+    raise problem(
+        404,
+        "the API's documentation pages are off (ERP_API_DOCS=1 serves them); "
+        "the OpenAPI document is /schema/openapi.json",
+    )
+
+
 class AfterChannels(InitPluginProtocol):
     """Adds a lifespan after the plugins before it (the channels plugin), so it is entered once they
     have started and left before they stop."""
@@ -107,6 +132,7 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         "/",
         route_handlers=[AccountController, ProjectionController, OperationController],
         guards=[operator_guard(settings.operator_token, container.auth_failures)],
+        security=OPERATOR_SECURITY,
     )
     # Its typed body is decoded before its dependencies run: the key is checked first.
     customisations = Router(
@@ -114,8 +140,13 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         route_handlers=[CustomisationController],
         guards=[tenant_guard(container.keys, container.auth_failures)],
     )
+    document = DocumentWithCommands(commands)
+    # Swagger UI and ReDoc load their scripts from public CDNs: served only when asked for.
+    pages = [RedocRenderPlugin(), SwaggerRenderPlugin()] if settings.api_docs else []
     return Litestar(
         route_handlers=[
+            parts_route(document),
+            *([] if settings.api_docs else [pages_off]),
             operators,
             CommandController,
             customisations,
@@ -146,7 +177,9 @@ def create_app(settings: Settings | None = None, model: Model | None = None) -> 
         openapi_config=OpenAPIConfig(
             title="ERP",
             version="0.1.0",
-            render_plugins=[RedocRenderPlugin(), SwaggerRenderPlugin(), DocumentWithCommands(commands)],
+            description=DESCRIPTION,
+            render_plugins=[*pages, document],
+            components=Components(security_schemes=SECURITY_SCHEMES),
         ),
     )
 

@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from litestar import Response, get
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from redis.asyncio.cluster import RedisCluster
 
 from core.redis_client import RedisClient
@@ -82,7 +83,13 @@ class HealthChecks:
         return checks
 
 
-@get("/health", tags=["health"], summary="Health of the API's dependencies")
+@get(
+    "/health",
+    tags=["health"],
+    summary="Health of the API's dependencies",
+    operation_id="health",
+    responses={503: ResponseSpec(Health, description="A dependency is down", generate_examples=False)},
+)
 async def health(health_checks: NamedDependency[HealthChecks]) -> Response[Health]:
     checks = await health_checks.run()
     down = [name for name, state in checks.items() if state != "up"]
@@ -92,6 +99,11 @@ async def health(health_checks: NamedDependency[HealthChecks]) -> Response[Healt
     return Response(Health("ok", checks))
 
 
-@get("/health/live", tags=["health"], summary="Whether the API process serves (no dependency is asked)")
+@get(
+    "/health/live",
+    tags=["health"],
+    summary="Whether the API process serves (no dependency is asked)",
+    operation_id="live",
+)
 async def live() -> Health:
     return Health("ok", {})

@@ -13,13 +13,14 @@ from litestar.di import NamedDependency
 from litestar.handlers import HTTPRouteHandler
 from litestar.params import FromPath, QueryParameter
 
-from core.problems import problem, problem_responses
+from core.problems import FieldError, field_error, problem, problem_responses
 from core.tokens import InvalidToken, decode_token
 from queries.paging import InvalidCursor, Page
 from queries.reader import TenantReader
 from queries.registry import WAITABLE
 from queries.shown import Scope
 from queries.views import QUERIES, ListParams, QuerySpec
+from tenancy.auth import TENANT_SECURITY
 
 SCOPES = {spec.name: spec.scope for spec in QUERIES.values() if spec.scope is not None}
 """The queries whose wait looks at a scope of their own (`QuerySpec.reads`), computed once."""
@@ -50,7 +51,8 @@ def _timeout(raw: str | None) -> float:
     except ValueError:
         value = -1.0
     if not 0 <= value <= MAX_TIMEOUT:
-        raise problem(422, f"Timeout must be a number of seconds from 0 to {MAX_TIMEOUT:g}, got {raw!r}")
+        detail = f"Timeout must be a number of seconds from 0 to {MAX_TIMEOUT:g}, got {raw!r}"
+        raise problem(422, detail, errors=[FieldError(detail, parameter="Timeout")])
     return value
 
 
@@ -62,17 +64,21 @@ async def run_query(spec: QuerySpec, request: Request[Any, Any, Any], reader: Te
     try:
         params = msgspec.convert(raw, spec.params, strict=False)
     except msgspec.ValidationError as error:
-        raise problem(422, f"{spec.name}: {error}") from None
+        found = field_error(str(error))
+        wrong = FieldError(found.detail, parameter=found.pointer.lstrip("/") if found.pointer else None)
+        raise problem(422, f"{spec.name}: {error}", errors=[wrong]) from None
     if isinstance(params, ListParams):
         try:
             params.seek()  # a cursor this query did not give is refused here, before any SQL
         except InvalidCursor as error:
-            raise problem(422, f"{spec.name}: {error}") from None
+            raise _bad_cursor(spec, error) from None
     if token is not None:
         try:
             targets = decode_token(token)
         except InvalidToken as error:
-            raise problem(422, str(error)) from None
+            raise problem(
+                422, str(error), errors=[FieldError(str(error), parameter="ConsistentWith")]
+            ) from None
         deadline = time.monotonic() + timeout
         scope = SCOPES.get(spec.name)
         waits = (
@@ -87,9 +93,21 @@ async def run_query(spec: QuerySpec, request: Request[Any, Any, Any], reader: Te
                     {"Retry-After": "1"},
                 )
     try:
-        return await reader.run(spec, params)
+        page = await reader.run(spec, params)
     except InvalidCursor as error:
-        raise problem(422, f"{spec.name}: {error}") from None
+        raise _bad_cursor(spec, error) from None
+    if not page.items and not isinstance(params, ListParams):
+        # One element by its id (GetCustomer): none is a 404, as an unknown resource is.
+        raise problem(404, f"{spec.name}: {_asked(raw)} is not in the read model (yet: see ConsistentWith)")
+    return page
+
+
+def _bad_cursor(spec: QuerySpec, error: InvalidCursor) -> Exception:
+    return problem(422, f"{spec.name}: {error}", errors=[FieldError(str(error), parameter="After")])
+
+
+def _asked(raw: dict[str, str]) -> str:
+    return ", ".join(f"{name} {value}" for name, value in raw.items()) or "nothing"
 
 
 CONSISTENT_WITH = Annotated[
@@ -136,12 +154,14 @@ def query_route(spec: QuerySpec) -> HTTPRouteHandler:
     handler.__signature__ = inspect.Signature(parameters, return_annotation=result)  # type: ignore[attr-defined]
     handler.__annotations__ = {p.name: p.annotation for p in parameters} | {"return": result}
     handler.__name__ = f"query_{spec.name}"
+    single = not issubclass(spec.params, ListParams)
     return get(
         f"/queries/{spec.name}",
         summary=spec.name,
-        operation_id=spec.name,
+        operation_id=spec.name[0].lower() + spec.name[1:],  # getOrders: a generated client's get_orders
         tags=["queries"],
-        responses=problem_responses(400, 401, 422, 429, 503),
+        security=TENANT_SECURITY,
+        responses=problem_responses(400, 401, *((404,) if single else ()), 422, 429, 503),
     )(handler)
 
 

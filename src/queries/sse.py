@@ -16,11 +16,13 @@ from typing import Annotated
 import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency
+from litestar.openapi import ResponseSpec
 from litestar.params import HeaderParameter, QueryParameter
 from litestar.response import ServerSentEvent
 
 from core.problems import problem_responses
 from queries.notification_stream import NotificationStreams
+from tenancy.auth import TENANT_SECURITY
 from tenancy.routing import Route
 from tenancy.tickets import StreamTickets
 
@@ -53,13 +55,25 @@ class TicketIssued(msgspec.Struct, frozen=True, rename="pascal"):
 
 class NotificationController(Controller):
     path = "/notifications"
-    tags = ["queries"]
+    tags = ["notifications"]
+    security = TENANT_SECURITY
 
     @get(
         "/",
         summary="Stream read-model notifications (SSE)",
         description=STREAM,
-        responses=problem_responses(401, 503),
+        operation_id="streamNotifications",
+        media_type="text/event-stream",
+        responses={
+            200: ResponseSpec(
+                str,
+                description='Server-Sent Events, `data: {"Projection","StreamType","Position"}` each, with '
+                "`id:`; the stream does not end (read it as a stream, not as one body)",
+                media_type="text/event-stream",
+                generate_examples=False,
+            ),
+            **problem_responses(401, 429, 503),
+        },
         opt={NOT_COMPRESSED: True},
     )
     async def stream(
@@ -91,6 +105,7 @@ class NotificationController(Controller):
     @post(
         "/tickets",
         summary="A ticket to open the stream without headers",
+        operation_id="issueStreamTicket",
         responses=problem_responses(401, 429, 503),
     )
     async def ticket(

@@ -12,12 +12,13 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from typing import Annotated, Any, ClassVar
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from uuid import UUID
 
 import asyncpg
 import msgspec
 
+from commands.erp_model import ERP
 from commands.model import MONEY_PATTERN, Money, money_text
 from core.text import Name
 from queries.paging import DEFAULT_LIMIT, MAX_LIMIT, Limit, Page, decode_cursor, fetch_page
@@ -79,6 +80,19 @@ class GetDeliveries(ListParams):
     workarea_id: UUID
 
 
+def _statuses(element: str) -> Any:
+    """The statuses the model's element can be in, as a Literal: an enum in the OpenAPI document."""
+    return Literal[ERP.elements[element].statuses]
+
+
+if TYPE_CHECKING:
+    OrderStatus = str
+    CustomerStatus = str
+else:
+    OrderStatus = _statuses("Order")
+    CustomerStatus = _statuses("Customer")
+
+
 class View(msgspec.Struct, rename="pascal", omit_defaults=True):
     """Base of every item; optional fields are left out when empty."""
 
@@ -92,7 +106,7 @@ class OrderLineView(View):
 class OrderView(View):
     order_id: UUID
     customer_name: str
-    status: str
+    status: OrderStatus
     total: Money
     order_lines: list[OrderLineView]
     customer_id: UUID | None = None
@@ -107,7 +121,7 @@ class CustomerView(View):
     customer_id: UUID
     party_id: UUID
     name: str | None
-    status: str
+    status: CustomerStatus
     workarea_id: UUID
     spending_limit: Money
     open_amount: Money

@@ -9,6 +9,7 @@ from typing import Any
 
 from litestar.connection import ASGIConnection
 from litestar.handlers.base import BaseRouteHandler
+from litestar.openapi.spec import Reference, SecurityScheme
 from litestar.plugins.problem_details import ProblemDetailsException
 from litestar.types import Guard
 
@@ -121,6 +122,24 @@ def tenant_guard(keys: KeyCache, failures: AuthFailures | None = None) -> Guard:
 
 
 OPERATOR_ONLY = "this endpoint needs the operator token"
+
+TENANT_API_KEY = "TenantApiKey"
+OPERATOR_TOKEN = "OperatorToken"
+SECURITY_SCHEMES: dict[str, SecurityScheme | Reference] = {
+    TENANT_API_KEY: SecurityScheme(
+        type="http",
+        scheme="bearer",
+        description="A tenant's API key (POST /accounts answers the first): the caller's account.",
+    ),
+    OPERATOR_TOKEN: SecurityScheme(
+        type="http",
+        scheme="bearer",
+        description="The operator token (ERP_OPERATOR_TOKEN): accounts and projections.",
+    ),
+}
+"""The OpenAPI document's security schemes: each operation names the one it takes (health none)."""
+TENANT_SECURITY: list[dict[str, list[str]]] = [{TENANT_API_KEY: []}]
+OPERATOR_SECURITY: list[dict[str, list[str]]] = [{OPERATOR_TOKEN: []}]
 
 
 def operator_guard(token: str, failures: AuthFailures | None = None) -> Guard:

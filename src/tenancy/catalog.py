@@ -12,7 +12,7 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Final
 from uuid import UUID
 
 import asyncpg
@@ -24,9 +24,9 @@ KEY_PREFIX = "erp_"
 
 
 class AccountStatus:
-    ONBOARDING = "Onboarding"
-    ACTIVE = "Active"
-    OFFBOARDING = "Offboarding"
+    ONBOARDING: Final = "Onboarding"
+    ACTIVE: Final = "Active"
+    OFFBOARDING: Final = "Offboarding"
     """Its keys are revoked and its rows are being removed (`tenancy.offboarding`)."""
 
 

@@ -5,16 +5,16 @@ and /accounts/{AccountId}/offboard."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from uuid import UUID
 
 import msgspec
 from litestar import Controller, Request, get, post
 from litestar.di import NamedDependency
-from litestar.openapi.spec import OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
+from litestar.openapi.spec import OpenAPIFormat, OpenAPIMediaType, OpenAPIType, Operation, RequestBody, Schema
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from core.problems import problem, problem_responses
+from core.problems import FieldError, problem, problem_responses
 from core.strict_body import StrictBody
 from core.text import Name
 from tenancy.catalog import AccountCatalog, AccountStatus, ImportState
@@ -34,22 +34,33 @@ class CreateAccount(msgspec.Struct, forbid_unknown_fields=True, rename="pascal")
     name: Name
 
 
+AccountState = Literal["Onboarding", "Active", "Offboarding"]
+"""An account's status (`tenancy.catalog.AccountStatus`): an enum in the OpenAPI document."""
+Onboarded = Literal["Onboarding", "Active"]
+"""How far an onboarding is."""
+
+
+def _state(status: str) -> Any:
+    """The catalog's status column, which holds only `AccountStatus`'s values, as an AccountState."""
+    return status
+
+
 class CreatedAccount(msgspec.Struct, rename="pascal"):
     account_id: UUID
     api_key: str
-    status: str
+    status: Onboarded
 
 
 class AccountView(msgspec.Struct, rename="pascal"):
     account_id: UUID
     name: str
-    status: str
+    status: AccountState
 
 
 class ListedAccountView(msgspec.Struct, rename="pascal"):
     account_id: UUID
     name: str
-    status: str
+    status: AccountState
     database: str
 
 
@@ -64,7 +75,7 @@ class ImportView(msgspec.Struct, rename="pascal"):
     import_id: UUID
     workflow_id: str | None
     """None if the workflow could not be started yet (the worker's sweep starts it)."""
-    status: str
+    status: Onboarded
     """Active once every account is; Onboarding while the workflow goes on (GET the import)."""
     accounts: list[ImportedAccountView]
 
@@ -73,11 +84,11 @@ class ImportStateView(msgspec.Struct, rename="pascal"):
     import_id: UUID
     accounts: int
     active: int
-    status: str
+    status: Onboarded
 
     @classmethod
     def of(cls, state: ImportState) -> ImportStateView:
-        status = AccountStatus.ACTIVE if state.finished else AccountStatus.ONBOARDING
+        status: Onboarded = AccountStatus.ACTIVE if state.finished else AccountStatus.ONBOARDING
         return cls(state.import_id, state.accounts, state.active, status)
 
 
@@ -159,23 +170,27 @@ class ImportOperation(Operation):
     def __post_init__(self) -> None:
         self.request_body = RequestBody(
             content={
-                "text/plain": OpenAPIMediaType(
-                    schema=Schema(type=OpenAPIType.STRING, max_length=MAX_IMPORT_BODY)
-                )
+                # The file as it is, whatever its Content-Type (text/plain too): documented as bytes,
+                # which client generators send as they are (text/plain they do not know).
+                "application/octet-stream": OpenAPIMediaType(
+                    schema=Schema(type=OpenAPIType.STRING, format=OpenAPIFormat.BINARY)
+                ),
             },
-            description='One account name a line, or JSON lines ({"Name": "Acme"}); blank lines are skipped.',
+            description="The import file, UTF-8, at most 16 MiB: one account name a line, or JSON lines "
+            '({"Name": "Acme"}); blank lines are skipped. Any Content-Type is read as the file.',
             required=True,
         )
 
 
 class AccountController(Controller):
     path = "/accounts"
-    tags = ["operators"]
+    tags = ["accounts"]
 
     @post(
         "/",
         status_code=201,
         summary="Onboard an account",
+        operation_id="createAccount",
         responses=problem_responses(400, 401, 422, 503),
         dto=StrictBody[CreateAccount],
         return_dto=None,
@@ -192,11 +207,12 @@ class AccountController(Controller):
         if not name:
             raise problem(422, "Name must not be blank")
         account, api_key, status = await onboarding.open(name)
-        return CreatedAccount(account.account_id, api_key, status)
+        return CreatedAccount(account.account_id, api_key, _state(status))
 
     @get(
         "/",
         summary="List accounts, their status and database",
+        operation_id="listAccounts",
         responses=problem_responses(401, 422, 503),
     )
     async def list_accounts(
@@ -211,13 +227,15 @@ class AccountController(Controller):
     ) -> list[ListedAccountView]:
         """Accounts in the order they were opened, at most `Limit` (1,000 by default, 10,000 at most)."""
         return [
-            ListedAccountView(a.account_id, a.name, a.status, a.database) for a in await catalog.list(limit)
+            ListedAccountView(a.account_id, a.name, _state(a.status), a.database)
+            for a in await catalog.list(limit)
         ]
 
     @post(
         "/import",
         status_code=201,
         summary="Onboard many accounts (one workflow)",
+        operation_id="importAccounts",
         responses=problem_responses(401, 413, 422, 503),
         request_max_body_size=MAX_IMPORT_BODY,
         operation_class=ImportOperation,
@@ -234,8 +252,11 @@ class AccountController(Controller):
         try:
             entries = parse_import(await request.body())
         except BadImport as error:
-            errors = [{"Line": line, "Detail": detail} for line, detail in error.problems[:MAX_REPORTED]]
-            raise problem(422, str(error), extra={"Errors": errors}) from None
+            reported = error.problems[:MAX_REPORTED]
+            errors = [{"Line": line, "Detail": detail} for line, detail in reported]
+            # `Errors` names the lines as numbers; `errors`, as every 422's, says them as text.
+            said = [FieldError(f"line {line}: {detail}") for line, detail in reported]
+            raise problem(422, str(error), extra={"Errors": errors}, errors=said) from None
         imported = await onboarding.import_accounts(entries)
         done = await onboarding.wait_import(imported.import_id)
         return ImportView(
@@ -251,6 +272,7 @@ class AccountController(Controller):
     @get(
         "/imports/{import_id:uuid}",
         summary="How far an import is",
+        operation_id="getImport",
         responses=problem_responses(400, 401, 404, 503),
     )
     async def show_import(
@@ -265,6 +287,7 @@ class AccountController(Controller):
         "/{account_id:uuid}/move",
         status_code=202,
         summary="Move an account to another tenant database (a workflow)",
+        operation_id="moveAccount",
         responses=problem_responses(400, 401, 404, 409, 422, 503),
         dto=StrictBody[MoveAccount],
         return_dto=None,
@@ -287,6 +310,7 @@ class AccountController(Controller):
     @get(
         "/{account_id:uuid}/move",
         summary="How far an account's latest move is",
+        operation_id="getMove",
         responses=problem_responses(400, 401, 404, 503),
     )
     async def show_move(self, account_id: FromPath[UUID], moves: NamedDependency[AccountMoves]) -> MoveView:
@@ -299,6 +323,7 @@ class AccountController(Controller):
         "/{account_id:uuid}/offboard",
         status_code=202,
         summary="Offboard an account: revoke its keys, export its events, remove it (a workflow)",
+        operation_id="offboardAccount",
         responses=problem_responses(400, 401, 404, 409, 503),
     )
     async def offboard(
@@ -318,6 +343,7 @@ class AccountController(Controller):
     @get(
         "/{account_id:uuid}/offboard",
         summary="How far an account's offboarding is",
+        operation_id="getOffboard",
         responses=problem_responses(400, 401, 404, 503),
     )
     async def show_offboard(
@@ -328,9 +354,14 @@ class AccountController(Controller):
             raise problem(404, f"account {account_id} has not been offboarded")
         return OffboardView.of(progress)
 
-    @get("/{account_id:uuid}", summary="Show an account", responses=problem_responses(400, 401, 404, 503))
+    @get(
+        "/{account_id:uuid}",
+        summary="Show an account",
+        operation_id="getAccount",
+        responses=problem_responses(400, 401, 404, 503),
+    )
     async def show(self, account_id: FromPath[UUID], catalog: NamedDependency[AccountCatalog]) -> AccountView:
         account = await catalog.get(account_id)
         if account is None:
             raise problem(404, f"there is no account {account_id}")
-        return AccountView(account.account_id, account.name, account.status)
+        return AccountView(account.account_id, account.name, _state(account.status))

@@ -9,17 +9,16 @@ The app guards these with the operator token.
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, Request, get, post
+from litestar import Controller, get, post
 from litestar.di import NamedDependency
 from litestar.params import FromPath, JSONBody, QueryParameter
 
-from core.bodies import decode
-from core.problems import problem, problem_responses
-from core.strict_body import StrictBody
+from core.problems import FieldError, problem, problem_responses
+from core.strict_body import OptionalBodyOperation, OptionalStrictBody, StrictBody
 from core.text import NO_NUL
 from queries.projector.parking import NothingParked
 from tenancy.catalog import UnknownAccount
@@ -130,11 +129,12 @@ def _build(build: BuildSeen | None) -> BuildView | None:
 
 class ProjectionController(Controller):
     path = "/projections"
-    tags = ["operators"]
+    tags = ["projections"]
 
     @get(
         "/",
         summary="List projections with status and lag",
+        operation_id="listProjections",
         responses=problem_responses(401, 404, 422, 503),
     )
     async def status(
@@ -176,6 +176,7 @@ class ProjectionController(Controller):
     @get(
         "/parked",
         summary="List parked events: those a read model refused, and those held behind them",
+        operation_id="listParkedEvents",
         responses=problem_responses(401, 404, 422, 503),
     )
     async def parked(
@@ -214,6 +215,7 @@ class ProjectionController(Controller):
         "/{name:str}/parked/retry",
         status_code=200,
         summary="Apply one stream's parked events again, in order",
+        operation_id="retryParkedEvents",
         responses=problem_responses(400, 401, 404, 422, 503),
         dto=StrictBody[ReleaseRequest],
         return_dto=None,
@@ -231,6 +233,7 @@ class ProjectionController(Controller):
         "/{name:str}/parked/skip",
         status_code=200,
         summary="Skip one stream's refused event, and apply those held behind it",
+        operation_id="skipParkedEvent",
         responses=problem_responses(400, 401, 404, 422, 503),
         dto=StrictBody[ReleaseRequest],
         return_dto=None,
@@ -248,13 +251,17 @@ class ProjectionController(Controller):
         "/{name:str}/rebuild",
         status_code=202,
         summary="Rebuild a projection: a new version beside the live one, or one account's in place",
+        operation_id="rebuildProjection",
         responses=problem_responses(400, 401, 404, 409, 422, 503),
+        dto=OptionalStrictBody[RebuildRequest],  # none: every account; by the same strict decoder
+        return_dto=None,
+        operation_class=OptionalBodyOperation,
     )
     async def rebuild(
         self,
         name: FromPath[str],
         projections: NamedDependency[ProjectionOperations],
-        request: Request[Any, Any, Any],
+        data: JSONBody[RebuildRequest | None] = None,
     ) -> RebuildStarted:
         """Without a body (or without AccountId): a workflow builds a new version of the read model
         beside the live one, for every account, and switches queries to it once it has caught up;
@@ -264,11 +271,7 @@ class ProjectionController(Controller):
             projections.projection(name)
         except UnknownProjection as error:
             raise problem(404, str(error)) from None
-        # The body is optional (none: every account), so it is read here rather than as `data`, but
-        # by the same strict decoder: MalformedBody is a 400, InvalidBody a 422 (core.problems).
-        body = await request.body()
-        data = decode(body, RebuildRequest) if body.strip() else RebuildRequest()
-        if data.account_id is None:
+        if data is None or data.account_id is None:
             try:
                 return RebuildStarted(await projections.build(name))
             except BuildRefused as error:
@@ -283,6 +286,7 @@ class ProjectionController(Controller):
         "/{name:str}/abort",
         status_code=202,
         summary="Abort the build of a projection's new version",
+        operation_id="abortBuild",
         responses=problem_responses(401, 404, 409, 503),
     )
     async def abort(
@@ -339,11 +343,12 @@ class OperationView(msgspec.Struct, rename="pascal", omit_defaults=True):
 
 class OperationController(Controller):
     path = "/operations"
-    tags = ["operators"]
+    tags = ["projections"]
 
     @get(
         "/",
         summary="List the builds, rebuilds and moves running, or ended in the last ten minutes",
+        operation_id="listOperations",
         responses=problem_responses(401, 503),
     )
     async def listed(self, operations: NamedDependency[OperatorWorkflows]) -> list[OperationView]:
@@ -358,7 +363,8 @@ def _account(account: str | None) -> UUID | None:
     try:
         return UUID(account)
     except ValueError:
-        raise problem(422, f"AccountId must be an account's id (a UUID), not {account!r}") from None
+        detail = f"AccountId must be an account's id (a UUID), not {account!r}"
+        raise problem(422, detail, errors=[FieldError(detail, parameter="AccountId")]) from None
 
 
 async def _release(

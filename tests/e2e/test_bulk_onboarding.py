@@ -88,6 +88,7 @@ async def test_a_bad_import_names_its_bad_lines_and_opens_nobody(
     assert response.headers["content-type"].startswith("application/problem+json")
     problem = response.json()
     assert [e["Line"] for e in problem["Errors"]] == [3, 4, 5]
+    assert [e["detail"].split(":")[0] for e in problem["errors"]] == ["line 3", "line 4", "line 5"]
     assert "line 3: 'Fine' is already on line 1" in problem["detail"]
     assert await opened(pool) == before
 

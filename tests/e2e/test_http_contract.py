@@ -942,7 +942,9 @@ async def test_openapi_document(http: httpx.AsyncClient) -> None:
     assert refs <= set(document["components"]["schemas"]), refs - set(document["components"]["schemas"])
     errors = paths["/commands/CancelOrder"]["post"]["responses"]
     assert {"200", "400", "401", "404", "409", "413", "422", "429", "503"} <= set(errors)
-    assert "application/problem+json" in errors["409"]["content"]
+    conflict = errors["409"]  # one response every command shares
+    assert conflict == {"$ref": "#/components/responses/Conflict"}
+    assert "application/problem+json" in document["components"]["responses"]["Conflict"]["content"]
     assert "429" in paths["/customisations"]["post"]["responses"]
 
 
@@ -989,6 +991,8 @@ async def test_the_openapi_document_declares_money_and_dates_as_accepted(http: h
     customer = document["components"]["schemas"]["CustomerView"]["properties"]
     assert customer["OverLimit"]["type"] == "boolean"
     custom = document["components"]["schemas"]["MakeCustomer"]["properties"]["Custom"]
+    assert custom["anyOf"][0] == {"$ref": "#/components/schemas/Custom"}  # one schema, every command's
+    custom = document["components"]["schemas"]["Custom"]
     assert "YYYY-MM-DD" in json.dumps(custom) and "10.00" in json.dumps(custom)
 
 

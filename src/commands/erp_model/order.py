@@ -29,7 +29,9 @@ async def place_order(ctx: RuleContext) -> None:
         Decimal(0),
     ).quantize(CENT)
     if total > MAX_MONEY:
-        raise InvalidCommand(f"OrderLines: the order's total {total} is over the largest amount, {MAX_MONEY}")
+        raise InvalidCommand(
+            f"OrderLines: the order's total {total} is over the largest amount, {MAX_MONEY}", "/OrderLines"
+        )
     ctx.payload["Total"] = str(total)
     customer_id = ctx.payload.get("CustomerId")
     if customer_id is None:

@@ -221,6 +221,11 @@ class Element:
     def all_events(self) -> tuple[EventDecl, ...]:
         return self.events + self.internal_events
 
+    @property
+    def statuses(self) -> tuple[str, ...]:
+        """Every status its events set, in the order they are declared: what its `Status` can be."""
+        return tuple(dict.fromkeys(e.change.status for e in self.all_events() if e.change.status))
+
     def attribute(self, name: str) -> Attr:
         for attr in self.attributes:
             if attr.name == name:

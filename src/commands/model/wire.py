@@ -115,13 +115,11 @@ def record_struct(name: str, attrs: Sequence[Attr], strict: bool = True) -> type
     )
 
 
-CUSTOM = Annotated[
-    dict[str, Any],
-    msgspec.Meta(
-        description="The account's own attributes (GET /customisations), by name: a string, an integer, "
-        f"true or false, money ({MONEY_RULE}; answered with two decimals) or a date (YYYY-MM-DD)."
-    ),
-]
+CUSTOM_DESCRIPTION = (
+    "The account's own attributes (GET /customisations), by name: a string, an integer, "
+    f"true or false, money ({MONEY_RULE}; answered with two decimals) or a date (YYYY-MM-DD)."
+)
+CUSTOM = Annotated[dict[str, Any], msgspec.Meta(description=CUSTOM_DESCRIPTION)]
 CUSTOM_FIELD = ("custom", CUSTOM | None, None)
 """Every command and event carries the account's own attributes under `Custom`."""
 

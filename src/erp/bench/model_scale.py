@@ -145,12 +145,52 @@ async def measure(elements: int, attributes: int) -> dict[str, Any]:
                 figures["openapi_status"] = response.status
             figures["openapi_s"] = time.monotonic() - document_started
             figures["openapi_mb"] = len(document) / 2**20
+            # One element's part of it, and a client generated from that part.
+            part_started = time.monotonic()
+            async with (
+                aiohttp.ClientSession() as session,
+                session.get(
+                    f"http://127.0.0.1:{settings.http_port}/schema/openapi/{element.name}.json"
+                ) as response,
+            ):
+                part = await response.read()
+                figures["openapi_part_status"] = response.status
+            figures["openapi_part_s"] = time.monotonic() - part_started
+            figures["openapi_part_kb"] = len(part) / 2**10
+            figures["client_part_s"] = await asyncio.to_thread(generation_seconds, part)
             figures["api_rss_mb"] = process.memory_info().rss / 2**20
             server.should_exit = True
             await serving
     finally:
         await drop_database(settings.database_url)
     return figures
+
+
+def generation_seconds(document: bytes) -> float | None:
+    """Seconds openapi-python-client (beside this Python) takes to generate a client from `document`;
+    None without it."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    generator = Path(sys.executable).with_name("openapi-python-client")
+    if not generator.exists():
+        return None
+    with tempfile.TemporaryDirectory() as where:
+        source, config = Path(where, "part.json"), Path(where, "config.yaml")
+        source.write_bytes(document)
+        config.write_text("post_hooks: []\n")
+        started = time.monotonic()
+        subprocess.run(
+            [
+                *(str(generator), "generate", "--path", str(source), "--meta", "none"),
+                *("--output-path", str(Path(where, "client")), "--config", str(config)),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=600,
+        )
+        return time.monotonic() - started
 
 
 def run_in_subprocess(elements: int = SEED_ELEMENTS, attributes: int = SEED_ATTRIBUTES) -> dict[str, Any]:
@@ -211,6 +251,13 @@ def report_model_scale(json_path: str | None = None) -> dict[str, Any]:
         f"{figures['openapi_s']:.1f} s",
         "",
     )
+    table.add_row(
+        f"one element's part of it (/schema/openapi/<Element>.json, {figures['openapi_part_kb']:.0f} KB)",
+        f"{figures['openapi_part_s']:.2f} s",
+        "",
+    )
+    if figures.get("client_part_s") is not None:
+        table.add_row("openapi-python-client on that part", f"{figures['client_part_s']:.1f} s", "")
     Console(width=120).print(table)
     Console(width=120).print(
         f"first command: HTTP {figures['first_command_status']}, read model row {figures['first_row']}"

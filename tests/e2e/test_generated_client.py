@@ -203,7 +203,7 @@ async def test_the_document_is_one_a_generator_likes(http: httpx.AsyncClient) ->
             None
             if label.startswith("GET /health")
             else [{"OperatorToken": []}]
-            if label.split()[1].startswith(("/accounts", "/projections"))
+            if label.split()[1].startswith(("/accounts", "/projections", "/operations"))
             else [{"TenantApiKey": []}]
         )
         assert operation.get("security") == expected, label
@@ -215,7 +215,7 @@ async def test_the_document_is_one_a_generator_likes(http: httpx.AsyncClient) ->
                     "application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemDetails"}}
                 }, (label, code)
         if label.startswith("POST"):
-            assert "requestBody" in operation or label.endswith(("/abort", "/offboard")), label
+            assert "requestBody" in operation or label.endswith(("/abort", "/offboard", "/tickets")), label
 
     problem = document["components"]["schemas"]["ProblemDetails"]
     assert problem["properties"]["errors"]["items"] == {"$ref": "#/components/schemas/FieldError"}

@@ -23,6 +23,7 @@ from commands.store.event_store import (
     AppendResult,
     CommandAlreadyLogged,
     CommandLogEntry,
+    CommandMetadata,
     ConcurrencyConflict,
     EventStore,
     PendingEvent,
@@ -238,13 +239,14 @@ async def test_a_transaction_that_appended_for_several_accounts_is_left_scoped_t
             await connection.execute("INSERT INTO streams VALUES ($1, 'Sneaky-1', 'Sneaky', 1)", ids[0])
 
 
-async def test_the_batch_function_takes_distinct_accounts_in_order_and_at_most_sixty(
+async def test_the_batch_function_takes_accounts_in_order_each_together_and_at_most_sixty(
     pool: asyncpg.Pool[Any],
 ) -> None:
     a, b = sorted(await accounts(pool, 2))
     sql = APPEND_BATCH
     for requests in ([request(b, write("Thing-1", 0)), request(a, write("Thing-1", 0))],
-                     [request(a, write("Thing-1", 0)), request(a, write("Thing-2", 0))]):  # fmt: skip
+                     [request(a, write("Thing-1", 0)), request(b, write("Thing-2", 0)),
+                      request(a, write("Thing-2", 0))]):  # fmt: skip
         with pytest.raises(asyncpg.InvalidParameterValueError):
             await pool.fetch(sql, *batch_arguments(requests))
     assert MAX_BATCH <= 60
@@ -252,3 +254,101 @@ async def test_the_batch_function_takes_distinct_accounts_in_order_and_at_most_s
     with pytest.raises(asyncpg.ProgramLimitExceededError):
         await pool.fetch(sql, *batch_arguments(many))
     assert await stream_revision(pool, a, "Thing-1") is None
+
+
+# --- several appends of one account in one batch ----------------------------------------------------
+
+
+def logged(command: CommandMetadata) -> tuple[CommandMetadata, CommandLogEntry]:
+    return command, CommandLogEntry("Do", b"h", {"Done": str(command.command_id)})
+
+
+async def empty_rows(pool: asyncpg.Pool[Any], account_id: UUID) -> list[str]:
+    """Streams at revision 0 and counters at 0: placeholders a batch should never leave behind."""
+    rows = await pool.fetch(
+        "SELECT stream_id AS name FROM streams WHERE account_id = $1 AND revision = 0 "
+        "UNION ALL SELECT stream_type FROM stream_sequences WHERE account_id = $1 AND last_sequence = 0",
+        account_id,
+    )
+    return [row["name"] for row in rows]
+
+
+async def test_an_accounts_appends_in_one_batch_run_in_arrival_order_each_answered_alone(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """One statement, two accounts with several appends each: each append sees the ones before it
+    (a stale revision because of an earlier one is a conflict; expecting the revision it left
+    succeeds), a refused one leaves nothing (not even the stream or counter it would have made),
+    a second append with a logged command id is a duplicate, and the numbers are consecutive."""
+    store = EventStore()
+    x, y = await accounts(pool, 2)
+    await store.append(pool, x, [write("Thing-1", 0, 1)], metadata())
+    command, log = logged(metadata())
+    refused_first, log_r = logged(metadata())
+    plan: list[tuple[AppendRequest, str]] = [
+        (request(x, write("Thing-1", 1, 2)), "ok"),  # Thing-1 -> 3
+        (request(y, write("Thing-1", 0, 1)), "ok"),
+        (request(x, write("Thing-1", 1, 1)), "conflict"),  # stale: the append before moved it
+        (request(x, write("Thing-1", 3, 1)), "ok"),  # expects what the first left -> 4
+        (request(x, write("Thing-2", 0), write("Thing-1", 3)), "conflict"),  # a pair, one stale
+        (request(y, write("Thing-1", 0, 1)), "conflict"),  # made by y's append before
+        (request(x, write("Thing-2", 0), write("Other-1", 0, 2, "Other")), "ok"),
+        (request(x, write("Ghost-1", 3, 1, "Ghost")), "conflict"),  # a stream, a type that are not
+        (AppendRequest(x, [write("Thing-3", 0)], command, log), "ok"),
+        (AppendRequest(x, [write("Thing-4", 0)], command, log), "duplicate"),  # same command id
+        (AppendRequest(x, [write("Thing-1", 1)], refused_first, log_r), "conflict"),
+        (AppendRequest(x, [write("Thing-5", 0)], refused_first, log_r), "ok"),  # the first wrote nothing
+        (request(x, write("Thing-1", 4, 1), write("Thing-6", 0, 1)), "ok"),
+        (request(y, write("Thing-1", 1, 2)), "ok"),
+    ]
+    outcomes = await store.append_batch(pool, [r for r, _ in plan])
+
+    kinds = {AppendResult: "ok", ConcurrencyConflict: "conflict", CommandAlreadyLogged: "duplicate"}
+    assert [kinds[type(o)] for o in outcomes] == [answer for _, answer in plan]
+    results = [o for o in outcomes if isinstance(o, AppendResult)]
+    assert [r.revisions for r in results] == [
+        {"Thing-1": 3},
+        {"Thing-1": 1},
+        {"Thing-1": 4},
+        {"Thing-2": 1, "Other-1": 2},
+        {"Thing-3": 1},
+        {"Thing-5": 1},
+        {"Thing-1": 5, "Thing-6": 1},
+        {"Thing-1": 3},
+    ]
+    assert [r.positions for r in results] == [
+        {"Thing": 3},
+        {"Thing": 1},
+        {"Thing": 4},
+        {"Thing": 5, "Other": 2},
+        {"Thing": 6},
+        {"Thing": 7},
+        {"Thing": 9},
+        {"Thing": 3},
+    ]
+    stale = outcomes[2]
+    assert isinstance(stale, ConcurrencyConflict)
+    assert (stale.stream_id, stale.expected, stale.actual) == ("Thing-1", 1, 3)
+    ghost = outcomes[7]
+    assert isinstance(ghost, ConcurrencyConflict) and (ghost.stream_id, ghost.actual) == ("Ghost-1", 0)
+
+    assert await revisions(pool, x, "Thing-1") == [1, 2, 3, 4, 5]
+    assert await revisions(pool, y, "Thing-1") == [1, 2, 3]
+    for stream in ("Thing-2", "Thing-3", "Thing-5", "Thing-6"):
+        assert await revisions(pool, x, stream) == [1], stream
+    for stream in ("Thing-4", "Ghost-1"):
+        assert await stream_revision(pool, x, stream) is None, f"a refused append left {stream}"
+    assert await counter(pool, x, "Ghost") is None, "a refused append left a counter"
+    assert await empty_rows(pool, x) == [] and await empty_rows(pool, y) == []
+    assert await sequence_numbers(pool, x, "Thing") == list(range(1, 10))
+    assert await sequence_numbers(pool, x, "Other") == [1, 2]
+    assert await counter(pool, x, "Thing") == 9
+    # The duplicate is answered from the log, as a retry would be: the first's result.
+    entries = await pool.fetch("SELECT command_id, result FROM command_log WHERE account_id = $1", x)
+    assert {row["command_id"]: row["result"] for row in entries} == {
+        command.command_id: {"Done": str(command.command_id), "Positions": {"Thing": 6}},
+        refused_first.command_id: {"Done": str(refused_first.command_id), "Positions": {"Thing": 7}},
+    }
+    # Every counter the batch advanced records its one (top-level) transaction.
+    changed = "SELECT count(DISTINCT changed) FROM stream_sequences WHERE account_id = ANY($1)"
+    assert await pool.fetchval(changed, [x, y]) == 1, "the batch's appends did not share one transaction"

@@ -32,6 +32,7 @@ from commands.store.event_store import (
     StreamWrite,
     batch_arguments,
 )
+from tenancy.fences import LEAVING, AccountElsewhere
 from tenancy.rls import tenant_transaction
 from tests.conftest import make_account
 from tests.integration.test_event_store import (
@@ -563,3 +564,22 @@ async def test_retries_of_one_command_in_one_batch_are_all_answered_with_the_fir
     assert answers[0].revision == 1
     assert await revisions(pool, account_id, f"Order-{order_id}") == [1]
     assert await empty_rows(pool, account_id) == []
+
+
+async def test_every_append_of_a_fenced_account_in_a_batch_is_refused_and_the_others_stored(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    fenced, other = await accounts(pool, 2)
+    await pool.execute("SELECT erp_fence_account($1, $2, $3, $4)", fenced, LEAVING, "elsewhere", uuid.uuid4())
+    batch = [
+        request(fenced, write("Thing-1", 0)),
+        request(other, write("Thing-1", 0)),
+        request(fenced, write("Thing-2", 0)),
+        request(other, write("Thing-1", 1)),
+    ]
+    outcomes = await EventStore().append_batch(pool, batch)
+    assert [type(o) for o in outcomes] == [AccountElsewhere, AppendResult, AccountElsewhere, AppendResult]
+    assert await revisions(pool, other, "Thing-1") == [1, 2]
+    assert await stream_revision(pool, fenced, "Thing-1") is None
+    assert await stream_revision(pool, fenced, "Thing-2") is None
+    assert await empty_rows(pool, fenced) == []

@@ -363,25 +363,31 @@ async def test_many_writers_on_one_account_never_show_a_reader_a_gap_and_store_e
     """Invariants 1-3 with an account's appends batched together: writers on one busy account (and
     two quiet ones) share a few hot streams across two stream types, append to pairs of them,
     race to create the same new streams, and race writers appending inside their own transactions
-    (random delay before commit, some rolled back). A polling reader per (account, stream type)
+    (random delay before commit, some rolled back); the batched writers are two processes (two
+    stores), so batches of one account race each other too. A polling reader per (account, stream type)
     only ever sees the next number: never one <= what it saw appearing later, never a gap. Each
     acknowledged append is stored exactly once, nothing refused is, revisions run 1..n per stream,
     no placeholder is left, no deadlock, and batches carried several appends of the busy account."""
     busy, *quiet = await accounts(pool, 3)
     types = ("Ticket", "Order")
     hot = [(f"{t}-hot{n}", t) for t in types for n in range(3)]
-    store = EventStore()
+    stores = [EventStore(), EventStore()]
     deadlocks: list[BaseException] = []
-    send = store.append_batch
 
-    async def watched(executor: Any, requests: Any) -> Any:
-        try:
-            return await send(executor, requests)
-        except asyncpg.DeadlockDetectedError as error:
-            deadlocks.append(error)
-            raise
+    def watch(store: EventStore) -> None:
+        send = store.append_batch
 
-    store.append_batch = watched  # type: ignore[method-assign]
+        async def watched(executor: Any, requests: Any) -> Any:
+            try:
+                return await send(executor, requests)
+            except asyncpg.DeadlockDetectedError as error:
+                deadlocks.append(error)
+                raise
+
+        store.append_batch = watched  # type: ignore[method-assign]
+
+    for store in stores:
+        watch(store)
     acknowledged: dict[UUID, list[str]] = {a: [] for a in (busy, *quiet)}
     refused = 0
     done = asyncio.Event()
@@ -417,7 +423,8 @@ async def test_many_writers_on_one_account_never_show_a_reader_a_gap_and_store_e
             account_id = busy if rng.random() < 0.8 else rng.choice(quiet)
             token = f"b{w}-{j}"
             try:
-                await store.append(pool, account_id, await writes_for(account_id, rng, token), metadata())
+                writes = await writes_for(account_id, rng, token)
+                await stores[w % 2].append(pool, account_id, writes, metadata())
             except ConcurrencyConflict:
                 refused += 1
                 continue
@@ -432,7 +439,7 @@ async def test_many_writers_on_one_account_never_show_a_reader_a_gap_and_store_e
             try:
                 async with tenant_transaction(pool, account_id) as connection:
                     writes = await writes_for(account_id, rng, token)
-                    await store.append(connection, account_id, writes, metadata())
+                    await stores[0].append(connection, account_id, writes, metadata())
                     await asyncio.sleep(rng.uniform(0, 0.006))  # commit late, holding the counters
                     if rng.random() < 0.2:
                         raise _Rollback

@@ -8,6 +8,7 @@ gap-free for readers, and no batch ever acts outside its appends' accounts.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import uuid
 from typing import Any
@@ -16,6 +17,7 @@ from uuid import UUID
 import asyncpg
 import pytest
 
+from commands.service import CommandService
 from commands.store.event_store import (
     APPEND_BATCH,
     MAX_BATCH,
@@ -23,12 +25,14 @@ from commands.store.event_store import (
     AppendResult,
     CommandAlreadyLogged,
     CommandLogEntry,
+    CommandMetadata,
     ConcurrencyConflict,
     EventStore,
     PendingEvent,
     StreamWrite,
     batch_arguments,
 )
+from tenancy.fences import LEAVING, AccountElsewhere
 from tenancy.rls import tenant_transaction
 from tests.conftest import make_account
 from tests.integration.test_event_store import (
@@ -238,13 +242,14 @@ async def test_a_transaction_that_appended_for_several_accounts_is_left_scoped_t
             await connection.execute("INSERT INTO streams VALUES ($1, 'Sneaky-1', 'Sneaky', 1)", ids[0])
 
 
-async def test_the_batch_function_takes_distinct_accounts_in_order_and_at_most_sixty(
+async def test_the_batch_function_takes_accounts_in_order_each_together_and_at_most_sixty(
     pool: asyncpg.Pool[Any],
 ) -> None:
     a, b = sorted(await accounts(pool, 2))
     sql = APPEND_BATCH
     for requests in ([request(b, write("Thing-1", 0)), request(a, write("Thing-1", 0))],
-                     [request(a, write("Thing-1", 0)), request(a, write("Thing-2", 0))]):  # fmt: skip
+                     [request(a, write("Thing-1", 0)), request(b, write("Thing-2", 0)),
+                      request(a, write("Thing-2", 0))]):  # fmt: skip
         with pytest.raises(asyncpg.InvalidParameterValueError):
             await pool.fetch(sql, *batch_arguments(requests))
     assert MAX_BATCH <= 60
@@ -252,3 +257,336 @@ async def test_the_batch_function_takes_distinct_accounts_in_order_and_at_most_s
     with pytest.raises(asyncpg.ProgramLimitExceededError):
         await pool.fetch(sql, *batch_arguments(many))
     assert await stream_revision(pool, a, "Thing-1") is None
+
+
+# --- several appends of one account in one batch ----------------------------------------------------
+
+
+def logged(command: CommandMetadata) -> tuple[CommandMetadata, CommandLogEntry]:
+    return command, CommandLogEntry("Do", b"h", {"Done": str(command.command_id)})
+
+
+async def empty_rows(pool: asyncpg.Pool[Any], account_id: UUID) -> list[str]:
+    """Streams at revision 0 and counters at 0: placeholders a batch should never leave behind."""
+    rows = await pool.fetch(
+        "SELECT stream_id AS name FROM streams WHERE account_id = $1 AND revision = 0 "
+        "UNION ALL SELECT stream_type FROM stream_sequences WHERE account_id = $1 AND last_sequence = 0",
+        account_id,
+    )
+    return [row["name"] for row in rows]
+
+
+async def test_an_accounts_appends_in_one_batch_run_in_arrival_order_each_answered_alone(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """One statement, two accounts with several appends each: each append sees the ones before it
+    (a stale revision because of an earlier one is a conflict; expecting the revision it left
+    succeeds), a refused one leaves nothing (not even the stream or counter it would have made),
+    a second append with a logged command id is a duplicate, and the numbers are consecutive."""
+    store = EventStore()
+    x, y = await accounts(pool, 2)
+    await store.append(pool, x, [write("Thing-1", 0, 1)], metadata())
+    command, log = logged(metadata())
+    refused_first, log_r = logged(metadata())
+    plan: list[tuple[AppendRequest, str]] = [
+        (request(x, write("Thing-1", 1, 2)), "ok"),  # Thing-1 -> 3
+        (request(y, write("Thing-1", 0, 1)), "ok"),
+        (request(x, write("Thing-1", 1, 1)), "conflict"),  # stale: the append before moved it
+        (request(x, write("Thing-1", 3, 1)), "ok"),  # expects what the first left -> 4
+        (request(x, write("Thing-2", 0), write("Thing-1", 3)), "conflict"),  # a pair, one stale
+        (request(y, write("Thing-1", 0, 1)), "conflict"),  # made by y's append before
+        (request(x, write("Thing-2", 0), write("Other-1", 0, 2, "Other")), "ok"),
+        (request(x, write("Ghost-1", 3, 1, "Ghost")), "conflict"),  # a stream, a type that are not
+        (AppendRequest(x, [write("Thing-3", 0)], command, log), "ok"),
+        (AppendRequest(x, [write("Thing-4", 0)], command, log), "duplicate"),  # same command id
+        (AppendRequest(x, [write("Thing-1", 1)], refused_first, log_r), "conflict"),
+        (AppendRequest(x, [write("Thing-5", 0)], refused_first, log_r), "ok"),  # the first wrote nothing
+        (request(x, write("Thing-1", 4, 1), write("Thing-6", 0, 1)), "ok"),
+        (request(y, write("Thing-1", 1, 2)), "ok"),
+    ]
+    outcomes = await store.append_batch(pool, [r for r, _ in plan])
+
+    kinds = {AppendResult: "ok", ConcurrencyConflict: "conflict", CommandAlreadyLogged: "duplicate"}
+    assert [kinds[type(o)] for o in outcomes] == [answer for _, answer in plan]
+    results = [o for o in outcomes if isinstance(o, AppendResult)]
+    assert [r.revisions for r in results] == [
+        {"Thing-1": 3},
+        {"Thing-1": 1},
+        {"Thing-1": 4},
+        {"Thing-2": 1, "Other-1": 2},
+        {"Thing-3": 1},
+        {"Thing-5": 1},
+        {"Thing-1": 5, "Thing-6": 1},
+        {"Thing-1": 3},
+    ]
+    assert [r.positions for r in results] == [
+        {"Thing": 3},
+        {"Thing": 1},
+        {"Thing": 4},
+        {"Thing": 5, "Other": 2},
+        {"Thing": 6},
+        {"Thing": 7},
+        {"Thing": 9},
+        {"Thing": 3},
+    ]
+    stale = outcomes[2]
+    assert isinstance(stale, ConcurrencyConflict)
+    assert (stale.stream_id, stale.expected, stale.actual) == ("Thing-1", 1, 3)
+    ghost = outcomes[7]
+    assert isinstance(ghost, ConcurrencyConflict) and (ghost.stream_id, ghost.actual) == ("Ghost-1", 0)
+
+    assert await revisions(pool, x, "Thing-1") == [1, 2, 3, 4, 5]
+    assert await revisions(pool, y, "Thing-1") == [1, 2, 3]
+    for stream in ("Thing-2", "Thing-3", "Thing-5", "Thing-6"):
+        assert await revisions(pool, x, stream) == [1], stream
+    for stream in ("Thing-4", "Ghost-1"):
+        assert await stream_revision(pool, x, stream) is None, f"a refused append left {stream}"
+    assert await counter(pool, x, "Ghost") is None, "a refused append left a counter"
+    assert await empty_rows(pool, x) == [] and await empty_rows(pool, y) == []
+    assert await sequence_numbers(pool, x, "Thing") == list(range(1, 10))
+    assert await sequence_numbers(pool, x, "Other") == [1, 2]
+    assert await counter(pool, x, "Thing") == 9
+    # The duplicate is answered from the log, as a retry would be: the first's result.
+    entries = await pool.fetch("SELECT command_id, result FROM command_log WHERE account_id = $1", x)
+    assert {row["command_id"]: row["result"] for row in entries} == {
+        command.command_id: {"Done": str(command.command_id), "Positions": {"Thing": 6}},
+        refused_first.command_id: {"Done": str(refused_first.command_id), "Positions": {"Thing": 7}},
+    }
+    # Every counter the batch advanced records its one (top-level) transaction.
+    changed = "SELECT count(DISTINCT changed) FROM stream_sequences WHERE account_id = ANY($1)"
+    assert await pool.fetchval(changed, [x, y]) == 1, "the batch's appends did not share one transaction"
+
+
+async def test_many_writers_on_one_account_never_show_a_reader_a_gap_and_store_each_acknowledged_append_once(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    """Invariants 1-3 with an account's appends batched together: writers on one busy account (and
+    two quiet ones) share a few hot streams across two stream types, append to pairs of them,
+    race to create the same new streams, and race writers appending inside their own transactions
+    (random delay before commit, some rolled back); the batched writers are two processes (two
+    stores), so batches of one account race each other too. A polling reader per (account, stream type)
+    only ever sees the next number: never one <= what it saw appearing later, never a gap. Each
+    acknowledged append is stored exactly once, nothing refused is, revisions run 1..n per stream,
+    no placeholder is left, no deadlock, and batches carried several appends of the busy account."""
+    busy, *quiet = await accounts(pool, 3)
+    types = ("Ticket", "Order")
+    hot = [(f"{t}-hot{n}", t) for t in types for n in range(3)]
+    stores = [EventStore(), EventStore()]
+    deadlocks: list[BaseException] = []
+
+    def watch(store: EventStore) -> None:
+        send = store.append_batch
+
+        async def watched(executor: Any, requests: Any) -> Any:
+            try:
+                return await send(executor, requests)
+            except asyncpg.DeadlockDetectedError as error:
+                deadlocks.append(error)
+                raise
+
+        store.append_batch = watched  # type: ignore[method-assign]
+
+    for store in stores:
+        watch(store)
+    acknowledged: dict[UUID, list[str]] = {a: [] for a in (busy, *quiet)}
+    refused = 0
+    done = asyncio.Event()
+    seen: dict[tuple[UUID, str], list[int]] = {(a, t): [] for a in (busy, *quiet) for t in types}
+    gaps: list[str] = []
+
+    async def revision_of(account_id: UUID, stream_id: str) -> int:
+        return await stream_revision(pool, account_id, stream_id) or 0
+
+    async def writes_for(account_id: UUID, rng: random.Random, token: str) -> list[StreamWrite]:
+        picks: list[tuple[str, str]] = []
+        kind = rng.random()
+        if kind < 0.4:
+            picks = [rng.choice(hot)]
+        elif kind < 0.7:
+            picks = rng.sample(hot, 2)
+        else:
+            new = f"{rng.choice(types)}-new{rng.randrange(30)}"  # several writers race for each
+            picks = [(new, new.split("-")[0])]
+            if kind > 0.85:
+                picks.append(rng.choice(hot))
+        chosen = []
+        for stream_id, stream_type in picks:
+            expected = await revision_of(account_id, stream_id)
+            pending = [PendingEvent("Happened", {"Token": token, "N": n}) for n in range(rng.randint(1, 2))]
+            chosen.append(StreamWrite(stream_id, stream_type, expected, pending))
+        return chosen
+
+    async def batched(w: int) -> None:
+        nonlocal refused
+        rng = random.Random(w)
+        for j in range(20):
+            account_id = busy if rng.random() < 0.8 else rng.choice(quiet)
+            token = f"b{w}-{j}"
+            try:
+                writes = await writes_for(account_id, rng, token)
+                await stores[w % 2].append(pool, account_id, writes, metadata())
+            except ConcurrencyConflict:
+                refused += 1
+                continue
+            acknowledged[account_id].append(token)
+
+    async def direct(w: int) -> None:
+        nonlocal refused
+        rng = random.Random(1000 + w)
+        for j in range(12):
+            account_id = busy if rng.random() < 0.7 else rng.choice(quiet)
+            token = f"d{w}-{j}"
+            try:
+                async with tenant_transaction(pool, account_id) as connection:
+                    writes = await writes_for(account_id, rng, token)
+                    await stores[0].append(connection, account_id, writes, metadata())
+                    await asyncio.sleep(rng.uniform(0, 0.006))  # commit late, holding the counters
+                    if rng.random() < 0.2:
+                        raise _Rollback
+            except (_Rollback, ConcurrencyConflict):
+                refused += 1
+                continue
+            acknowledged[account_id].append(token)
+
+    async def reader(account_id: UUID, stream_type: str) -> None:
+        mine = seen[(account_id, stream_type)]
+        async with pool.acquire() as connection:
+            while True:
+                finished = done.is_set()
+                last = mine[-1] if mine else 0
+                rows = await connection.fetch(
+                    "SELECT sequence_number FROM events WHERE account_id = $1 AND stream_type = $2 "
+                    "AND sequence_number > $3 ORDER BY sequence_number",
+                    account_id,
+                    stream_type,
+                    last,
+                )
+                numbers = [int(row[0]) for row in rows]
+                if numbers != list(range(last + 1, last + 1 + len(numbers))):
+                    gaps.append(f"{stream_type} after {last}: {numbers[:5]}")
+                mine += numbers
+                behind = await connection.fetchval(
+                    "SELECT count(*) FROM events WHERE account_id = $1 AND stream_type = $2 "
+                    "AND sequence_number <= $3",
+                    account_id,
+                    stream_type,
+                    mine[-1] if mine else 0,
+                )
+                if behind != len(mine):
+                    gaps.append(f"{stream_type}: {behind} events <= {mine[-1]}, saw {len(mine)}")
+                if finished:
+                    return
+                await asyncio.sleep(0)
+
+    async def write_all() -> None:
+        try:
+            await asyncio.gather(*(batched(w) for w in range(32)), *(direct(w) for w in range(6)))
+        finally:
+            done.set()
+
+    readers = [reader(a, t) for a, t in seen]
+    await asyncio.wait_for(asyncio.gather(write_all(), *readers), 80)
+
+    assert gaps == [], "a reader saw a gap, or an event appear behind what it had seen"
+    assert deadlocks == []
+    assert refused > 0, "no append was refused: the writers never raced"
+    for account_id in (busy, *quiet):
+        rows = await pool.fetch(
+            "SELECT stream_id, stream_revision, payload->>'Token' AS token, payload->>'N' AS n "
+            "FROM events WHERE account_id = $1",
+            account_id,
+        )
+        events = [(row["stream_id"], row["token"], row["n"]) for row in rows]
+        assert len(set(events)) == len(events), "an append's event stored twice"
+        tokens = sorted({(row["stream_id"], row["token"]) for row in rows})
+        per_append: dict[str, set[str]] = {}
+        for stream_id, token in tokens:
+            per_append.setdefault(token, set()).add(stream_id)
+        lost_or_refused = "an acknowledged append lost, or a refused one stored"
+        assert sorted(per_append) == sorted(acknowledged[account_id]), lost_or_refused
+        by_stream: dict[str, list[int]] = {}
+        for row in rows:
+            by_stream.setdefault(row["stream_id"], []).append(row["stream_revision"])
+        for stream_id, numbers in by_stream.items():
+            assert sorted(numbers) == list(range(1, len(numbers) + 1)), stream_id
+            assert await stream_revision(pool, account_id, stream_id) == len(numbers)
+        for stream_type in types:
+            assert seen[(account_id, stream_type)] == await sequence_numbers(pool, account_id, stream_type)
+            assert await counter(pool, account_id, stream_type) == len(seen[(account_id, stream_type)])
+        assert await empty_rows(pool, account_id) == []
+    assert len(acknowledged[busy]) > 100
+    # Several of the busy account's appends shared a transaction (appends without a subtransaction
+    # store their events under the batch's own xid).
+    shared = await pool.fetchval(
+        "SELECT max(n) FROM (SELECT count(DISTINCT command_id) AS n FROM events "
+        "WHERE account_id = $1 GROUP BY xmin::text) AS per_transaction",
+        busy,
+    )
+    assert shared > 1, "the busy account's appends never shared a batch"
+
+
+async def test_retries_of_one_command_in_one_batch_are_all_answered_with_the_first_ones_result(
+    pool: asyncpg.Pool[Any], account_id: UUID
+) -> None:
+    """Five concurrent tries of one PlaceOrder with one Idempotency-Key, held back until they ride in
+    one batch: one order is placed, and every try answers what the first one did."""
+    store = EventStore()
+    service = CommandService(pool, store)
+    batches: list[int] = []
+    sent = asyncio.Event()
+    send = store.append_batch
+
+    async def counted(executor: Any, requests: Any) -> Any:
+        batches.append(len(requests))
+        sent.set()
+        return await send(executor, requests)
+
+    store.append_batch = counted  # type: ignore[method-assign]
+    order_id, key = uuid.uuid4(), f"key-{uuid.uuid4()}"
+    body = json.dumps(
+        {
+            "OrderId": str(order_id),
+            "CustomerName": "Ada",
+            "OrderLines": [{"ProductCode": "P", "Quantity": 1, "UnitPrice": "1.00"}],
+        }
+    ).encode()
+    async with tenant_transaction(pool, account_id) as connection:
+        # Holds the account's Blocker counter: the lane's next batch waits for this transaction.
+        await store.append(connection, account_id, [write("Blocker-1", 0, 1, "Blocker")], metadata())
+        batches.clear()
+        sent.clear()
+        blocked = asyncio.ensure_future(
+            store.append(pool, account_id, [write("Blocker-2", 0, 1, "Blocker")], metadata())
+        )
+        await sent.wait()
+        tries = [
+            asyncio.ensure_future(service.execute(account_id, service.parse("PlaceOrder", body), key))
+            for _ in range(5)
+        ]
+        await asyncio.sleep(0.2)  # every try has decided and waits in the lane
+    await blocked
+    answers = await asyncio.gather(*tries)
+    assert batches[:2] == [1, 5], f"the tries did not ride in one batch: {batches}"
+    assert all(answer == answers[0] for answer in answers)
+    assert answers[0].revision == 1
+    assert await revisions(pool, account_id, f"Order-{order_id}") == [1]
+    assert await empty_rows(pool, account_id) == []
+
+
+async def test_every_append_of_a_fenced_account_in_a_batch_is_refused_and_the_others_stored(
+    pool: asyncpg.Pool[Any],
+) -> None:
+    fenced, other = await accounts(pool, 2)
+    await pool.execute("SELECT erp_fence_account($1, $2, $3, $4)", fenced, LEAVING, "elsewhere", uuid.uuid4())
+    batch = [
+        request(fenced, write("Thing-1", 0)),
+        request(other, write("Thing-1", 0)),
+        request(fenced, write("Thing-2", 0)),
+        request(other, write("Thing-1", 1)),
+    ]
+    outcomes = await EventStore().append_batch(pool, batch)
+    assert [type(o) for o in outcomes] == [AccountElsewhere, AppendResult, AccountElsewhere, AppendResult]
+    assert await revisions(pool, other, "Thing-1") == [1, 2]
+    assert await stream_revision(pool, fenced, "Thing-1") is None
+    assert await stream_revision(pool, fenced, "Thing-2") is None
+    assert await empty_rows(pool, fenced) == []

@@ -18,6 +18,7 @@ from commands.registry import COMMANDS
 from commands.service import CommandResult
 from erp.bench.bare import BareAnswer, BarePlaceOrder
 from erp.bench.load import order_body
+from erp.bench.report import Results, console, report_ceiling, report_one_account
 from erp.devserver import free_port
 
 
@@ -97,3 +98,26 @@ def test_it_refuses_a_bad_body_with_a_4xx(bare: str, body: bytes, status: int) -
         f"{bare}/commands/PlaceOrder", content=body, headers={"Content-Type": "application/json"}
     )
     assert answer.status_code == status, answer.text
+
+
+def test_the_report_gives_the_api_as_a_share_of_the_bare_app_and_one_account_of_all() -> None:
+    results = Results(
+        "m",
+        100,
+        ceiling_api_commands_per_s=1401.2,
+        bare_commands_per_s=5256.4,
+        ceiling_ratio=1401.2 / 5256.4,
+        one_account_commands_per_s=420.0,
+        every_account_commands_per_s=1400.0,
+        one_account_ratio=0.3,
+    )
+    with console.capture() as captured:
+        report_ceiling(results)
+        report_one_account(results)
+    shown = " ".join(captured.get().split())
+    assert "PlaceOrder on 100 accounts: 1,401/s = 0.27x the bare framework (5,256/s)" in shown
+    assert "all load clients on one account: 420/s" in shown
+    assert "= 0.30x the 100 accounts (1,400/s" in shown
+    with console.capture() as captured:
+        report_ceiling(Results("m", 100))  # not measured: nothing
+    assert not captured.get()

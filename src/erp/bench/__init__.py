@@ -16,23 +16,22 @@ of a phase (at least 2 s, not measured), then measures:
 
 With `--scale-to N` it then onboards accounts up to N in one more import and measures the same
 phases with the load spread over all N, in the same run, and prints the ratios (the seed's 10,000
-accounts against 100). Then every client on one account, against the same clients over all of
-them, on an API with the rate limit off, alternating, and their ratio (`ceiling`). Last, the
-neighbours: a quiet account's command and notification p99
-alone and while another account floods the API with 64 connections; and a light account's command
-and ConsistentWith read p99 alone and while another sends and reads the biggest orders it may. A
-neighbour's load is sent from a process of its own (`neighbour`), as another client's would be.
-Then what sealing personal data costs (`sealing`): person commands/s over HTTP against the API and
-against a second one on the stack with ERP_SEAL_PERSONAL_DATA=0, alternating, and their ratio. Then
-the rebuilds (`rebuild`): an account's notifications while the worker builds a new version of the
-orders read model, and 1,000,000 orders of one account rebuilt, beside Postgres's own bulk-insert
-rate.
+accounts against 100). Then every client on one account, against the same clients over all of them,
+on an API with the rate limit off, alternating, and their ratio (`ceiling`). Last, the neighbours: a
+quiet account's command and notification p99 alone and while another account floods the API with 64
+connections; and a light account's command and ConsistentWith read p99 alone and while another sends
+and reads the biggest orders it may. A neighbour's load is sent from a process of its own
+(`neighbour`), as another client's would be. Then what sealing personal data costs (`sealing`):
+person commands/s over HTTP against the API and against a second one on the stack with
+ERP_SEAL_PERSONAL_DATA=0, alternating, and their ratio. Then the rebuilds (`rebuild`): an account's
+notifications while the worker builds a new version of the orders read model, and 1,000,000 orders
+of one account rebuilt, beside Postgres's own bulk-insert rate.
 
 The pieces: `stack` (the processes), `load` (what is sent), `phases` (what is measured), `bare`
-and `ceiling` (the bare app and what is measured against it),
-`neighbour` (a load in a child process), `sealing` (sealed against clear), `rebuild` and `seed`
-(the rebuild lines and their million orders), `report` (the figures and their table), `soak`
-(`--soak`) and `model_scale` (`--model-scale`).
+and `ceiling` (the bare app and what is measured against it), `neighbour` (a load in a child
+process), `sealing` (sealed against clear), `rebuild` and `seed` (the rebuild lines and their
+million orders), `report` (the figures and their table), `soak` (`--soak`) and `model_scale`
+(`--model-scale`).
 """
 
 from __future__ import annotations

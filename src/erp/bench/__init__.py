@@ -5,7 +5,9 @@ processes, as in production), opens 30 accounts one at a time and the rest in on
 bulk import over HTTP (timing both), warms the API up with the same load for a fifth
 of a phase (at least 2 s, not measured), then measures:
 
-1. PlaceOrder commands/s over HTTP, with concurrent clients over all accounts;
+1. PlaceOrder commands/s over HTTP, with concurrent clients over all accounts; then the same load
+   against the API and a bare app of its shape with no I/O (`bare`), in alternating windows, and
+   the API's commands/s as a ratio to the bare app's (`ceiling`);
 2. command -> notification latency: one command at a time, from sending the HTTP request
    to receiving the account's Redis notification that covers its position;
 3. events/s appended through the event store directly, concurrent writers over all accounts:
@@ -14,20 +16,22 @@ of a phase (at least 2 s, not measured), then measures:
 
 With `--scale-to N` it then onboards accounts up to N in one more import and measures the same
 phases with the load spread over all N, in the same run, and prints the ratios (the seed's 10,000
-accounts against 100). Last, the neighbours: a quiet account's command and notification p99
-alone and while another account floods the API with 64 connections; and a light account's command
-and ConsistentWith read p99 alone and while another sends and reads the biggest orders it may. A
-neighbour's load is sent from a process of its own (`neighbour`), as another client's would be.
-Then what sealing personal data costs (`sealing`): person commands/s over HTTP against the API and
-against a second one on the stack with ERP_SEAL_PERSONAL_DATA=0, alternating, and their ratio. Then
-the rebuilds (`rebuild`): an account's notifications while the worker builds a new version of the
-orders read model, and 1,000,000 orders of one account rebuilt, beside Postgres's own bulk-insert
-rate.
+accounts against 100). Then every client on one account, against the same clients over all of them,
+on an API with the rate limit off, alternating, and their ratio (`ceiling`). Last, the neighbours: a
+quiet account's command and notification p99 alone and while another account floods the API with 64
+connections; and a light account's command and ConsistentWith read p99 alone and while another sends
+and reads the biggest orders it may. A neighbour's load is sent from a process of its own
+(`neighbour`), as another client's would be. Then what sealing personal data costs (`sealing`):
+person commands/s over HTTP against the API and against a second one on the stack with
+ERP_SEAL_PERSONAL_DATA=0, alternating, and their ratio. Then the rebuilds (`rebuild`): an account's
+notifications while the worker builds a new version of the orders read model, and 1,000,000 orders
+of one account rebuilt, beside Postgres's own bulk-insert rate.
 
-The pieces: `stack` (the processes), `load` (what is sent), `phases` (what is measured),
-`neighbour` (a load in a child process), `sealing` (sealed against clear), `rebuild` and `seed`
-(the rebuild lines and their million orders), `report` (the figures and their table), `soak`
-(`--soak`) and `model_scale` (`--model-scale`).
+The pieces: `stack` (the processes), `load` (what is sent), `phases` (what is measured), `bare`
+and `ceiling` (the bare app and what is measured against it), `neighbour` (a load in a child
+process), `sealing` (sealed against clear), `rebuild` and `seed` (the rebuild lines and their
+million orders), `report` (the figures and their table), `soak` (`--soak`) and `model_scale`
+(`--model-scale`).
 """
 
 from __future__ import annotations
@@ -43,6 +47,7 @@ from uuid import UUID
 import aiohttp
 
 from commands.erp_model.common import MAX_ORDER_LINES
+from erp.bench.ceiling import SideBySide, api_and_bare, one_account
 from erp.bench.load import BULK, onboard, open_accounts
 from erp.bench.phases import (
     appends_then_catch_up,
@@ -69,6 +74,7 @@ from erp.bench.report import (
     report,
     report_heavy_neighbour,
     report_noisy_neighbour,
+    report_one_account,
     report_rebuild,
     report_scale,
     report_sealing,
@@ -124,6 +130,11 @@ async def run_bench(
                 console.print(f"the first {accounts:,} accounts again ...")
                 await measure(stack, session, tenants, seconds, again)
                 measured.append(again)
+            console.print(
+                "PlaceOrder, every client on one account against all the accounts, alternating, on an API "
+                "with the rate limit off ..."
+            )
+            record_one_account(measured[0], await one_account(stack, session, tenants, tenants[-1], seconds))
             console.print("noisy neighbour: one account floods, another measures ...")
             await noisy_neighbour(
                 session, stack.base, stack.container.channels, tenants[0], tenants[1], measured[0]
@@ -157,6 +168,7 @@ async def run_bench(
         await stack.stop()
     for results in measured:
         report(results)
+    report_one_account(measured[0])
     report_noisy_neighbour(measured[0])
     report_heavy_neighbour(measured[0], HEAVY_LINES)
     report_sealing(measured[0])
@@ -168,6 +180,34 @@ async def run_bench(
         document = [asdict(r) for r in measured]
         await asyncio.to_thread(Path(json_path).write_text, json.dumps(document, indent=2))
     return measured
+
+
+def record_ceiling(results: Results, measured: SideBySide) -> None:
+    api, bare = measured.first, measured.second
+    results.ceiling_api_commands_per_s = api.per_s
+    results.ceiling_api_p50_ms = api.p50_ms
+    results.ceiling_api_p99_ms = api.p99_ms
+    results.bare_commands_per_s = bare.per_s
+    results.bare_p50_ms = bare.p50_ms
+    results.bare_p99_ms = bare.p99_ms
+    results.bare_errors = bare.errors
+    results.ceiling_ratio = measured.ratio
+    results.ceiling_window_s = measured.window_s
+    results.ceiling_rounds = measured.rounds
+
+
+def record_one_account(results: Results, measured: SideBySide) -> None:
+    one, every = measured.first, measured.second
+    results.one_account_commands_per_s = one.per_s
+    results.one_account_p50_ms = one.p50_ms
+    results.one_account_p99_ms = one.p99_ms
+    results.one_account_errors = one.errors + every.errors
+    results.every_account_commands_per_s = every.per_s
+    results.every_account_p50_ms = every.p50_ms
+    results.every_account_p99_ms = every.p99_ms
+    results.one_account_ratio = measured.ratio
+    results.one_account_window_s = measured.window_s
+    results.one_account_rounds = measured.rounds
 
 
 def record_cold_orders(results: Results, cold: ColdOrders) -> None:
@@ -225,6 +265,8 @@ async def measure(
     say(f"PlaceOrder over HTTP for {seconds:g} s")
     heads = await http_commands(session, stack.base, tenants, seconds, results)
     await wait_projected(pool, heads)
+    say(f"PlaceOrder, the API and the bare framework in alternating windows, {seconds:g} s of each")
+    record_ceiling(results, await api_and_bare(stack, session, tenants, seconds))
     say("command -> notification latency")
     await notification_latency(session, stack.base, stack.container.channels, random.choice(tenants), results)
     account_ids = [a for a, _ in tenants]

@@ -34,16 +34,27 @@ from queries.projector import Checkpoints
 from queries.projector.checkpoints import Pair
 
 
-async def http_commands(
+@dataclass
+class Window:
+    """PlaceOrders sent for a while: each 200's answer time, the other answers, the seconds taken,
+    and the last position each (account, Order) reached."""
+
+    latencies: list[float]
+    errors: int
+    seconds: float
+    heads: dict[Pair, int]
+
+
+async def place_orders(
     session: aiohttp.ClientSession,
     base: str,
     tenants: list[tuple[UUID, str]],
     seconds: float,
-    results: Results,
     clients: int = 48,
-) -> dict[Pair, int]:
-    """PlaceOrder over HTTP from `clients` concurrent clients, each to a random account; the last
-    position each (account, Order) reached."""
+) -> Window:
+    """PlaceOrder over HTTP to `base` from `clients` concurrent clients for `seconds`, each to a
+    random account of `tenants`. The bench's one load of PlaceOrders: the API, the bare app
+    (`erp.bench.bare`) and one account alone are all sent it."""
     latencies: list[float] = []
     errors = 0
     heads: dict[Pair, int] = {}
@@ -66,12 +77,27 @@ async def http_commands(
                 errors += 1
 
     elapsed = await run_for(seconds, clients, step)
+    return Window(latencies, errors, elapsed, heads)
+
+
+async def http_commands(
+    session: aiohttp.ClientSession,
+    base: str,
+    tenants: list[tuple[UUID, str]],
+    seconds: float,
+    results: Results,
+    clients: int = 48,
+) -> dict[Pair, int]:
+    """PlaceOrder over HTTP from `clients` concurrent clients, each to a random account; the last
+    position each (account, Order) reached."""
+    window = await place_orders(session, base, tenants, seconds, clients)
+    latencies = window.latencies
     results.http_commands = len(latencies)
-    results.http_errors = errors
-    results.http_commands_per_s = len(latencies) / elapsed
+    results.http_errors = window.errors
+    results.http_commands_per_s = len(latencies) / window.seconds
     results.http_latency_p50_ms = percentile(latencies, 0.50) * 1000
     results.http_latency_p99_ms = percentile(latencies, 0.99) * 1000
-    return heads
+    return window.heads
 
 
 async def each_once(

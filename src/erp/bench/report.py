@@ -25,6 +25,33 @@ class Results:
     http_commands_per_s: float = 0.0
     http_latency_p50_ms: float = 0.0
     http_latency_p99_ms: float = 0.0
+    ceiling_api_commands_per_s: float = 0.0
+    """PlaceOrder commands/s of the API in the windows alternating with the bare app's (`ceiling`)."""
+    ceiling_api_p50_ms: float = 0.0
+    ceiling_api_p99_ms: float = 0.0
+    bare_commands_per_s: float = 0.0
+    """The same PlaceOrders from the same clients to the bare app of the API's shape, no I/O
+    (`erp.bench.bare`), served as the API is: the framework's ceiling on this machine."""
+    bare_p50_ms: float = 0.0
+    bare_p99_ms: float = 0.0
+    bare_errors: int = 0
+    ceiling_ratio: float = 0.0
+    """The API's commands/s over the bare app's, in the same alternating windows."""
+    ceiling_window_s: float = 0.0
+    ceiling_rounds: int = 0
+    one_account_commands_per_s: float = 0.0
+    """PlaceOrder commands/s with every client on one account (an API with the rate limit off)."""
+    one_account_p50_ms: float = 0.0
+    one_account_p99_ms: float = 0.0
+    one_account_errors: int = 0
+    every_account_commands_per_s: float = 0.0
+    """The same clients over all the accounts, on the same API, in the windows alternating with it."""
+    every_account_p50_ms: float = 0.0
+    every_account_p99_ms: float = 0.0
+    one_account_ratio: float = 0.0
+    """One account's commands/s over all the accounts' (target: none; what one account's commands share)."""
+    one_account_window_s: float = 0.0
+    one_account_rounds: int = 0
     appends_per_s: float = 0.0
     appended_events_per_s: float = 0.0
     projected_events_per_s: float = 0.0
@@ -170,6 +197,38 @@ def report(results: Results) -> None:
         f"HTTP commands: {results.http_commands} ok, {results.http_errors} errors; "
         f"RSS: API {results.api_rss_mb:.0f} MB, worker {results.worker_rss_mb:.0f} MB"
     )
+    report_ceiling(results)
+
+
+def report_ceiling(results: Results) -> None:
+    """The API's PlaceOrder commands/s as a ratio to the bare app's, measured side by side."""
+    if not results.bare_commands_per_s:
+        return  # not measured
+    console.print(
+        f"PlaceOrder on {results.accounts:,} accounts: {results.ceiling_api_commands_per_s:,.0f}/s = "
+        f"{results.ceiling_ratio:.2f}x the bare framework ({results.bare_commands_per_s:,.0f}/s); "
+        f"p50 {results.ceiling_api_p50_ms:,.1f} ms, p99 {results.ceiling_api_p99_ms:,.1f} ms "
+        f"(bare: p50 {results.bare_p50_ms:,.1f} ms, p99 {results.bare_p99_ms:,.1f} ms); "
+        f"{results.ceiling_rounds} alternating windows of {results.ceiling_window_s:g} s each, same clients "
+        "and body" + (f"; {results.bare_errors} bare answers not 200" if results.bare_errors else ""),
+        highlight=False,
+    )
+
+
+def report_one_account(results: Results) -> None:
+    """Every client on one account, as a ratio to the same clients over all the accounts."""
+    if not results.one_account_commands_per_s:
+        return  # not measured
+    console.print(
+        f"PlaceOrder, all load clients on one account: {results.one_account_commands_per_s:,.0f}/s, "
+        f"p50 {results.one_account_p50_ms:,.1f} ms, p99 {results.one_account_p99_ms:,.1f} ms = "
+        f"{results.one_account_ratio:.2f}x the {results.accounts:,} accounts "
+        f"({results.every_account_commands_per_s:,.0f}/s, p50 {results.every_account_p50_ms:,.1f} ms, "
+        f"p99 {results.every_account_p99_ms:,.1f} ms); an API with the rate limit off, "
+        f"{results.one_account_rounds} alternating windows of {results.one_account_window_s:g} s each"
+        + (f"; {results.one_account_errors} answers not 200" if results.one_account_errors else ""),
+        highlight=False,
+    )
 
 
 def report_noisy_neighbour(results: Results) -> None:
@@ -225,6 +284,7 @@ SCALE_TARGETS = (
     ("command -> notification p99 ms", "latency_p99_ms", False, 1.5),
     ("events appended/s, 10 per append", "bulk_appended_events_per_s", True, None),
     ("HTTP latency p99 ms (under load)", "http_latency_p99_ms", False, None),
+    ("PlaceOrder: the API / the bare framework", "ceiling_ratio", True, None),
     ("command -> notification p50 ms", "latency_p50_ms", False, None),
     ("accounts onboarded/s, one bulk import", "onboarded_per_s", True, None),
 )
@@ -260,8 +320,11 @@ def report_scale(small: Results, large: Results, again: Results) -> None:
                 "ok" if (ratio_value >= target if higher_is_better else ratio_value <= target) else "MISSED"
             )
         shown = "" if target is None else f"{'>=' if higher_is_better else '<='} {target}x"
-        later = f"{c:,.1f}" if c else ""
-        table.add_row(name, f"{a:,.1f}", f"{b:,.1f}", later, f"{ratio_value:.2f}x", shown, verdict)
+        digits = 2 if attribute.endswith("ratio") else 1
+        later = f"{c:,.{digits}f}" if c else ""
+        table.add_row(
+            name, f"{a:,.{digits}f}", f"{b:,.{digits}f}", later, f"{ratio_value:.2f}x", shown, verdict
+        )
     console.print(table)
 
 

@@ -1,6 +1,6 @@
 """The bench's own stack: a fresh database, a Temporal dev server, and the worker and API as separate
-processes (as in production), plus the bench's own view of them (a pool and Redis) from the
-composition root."""
+processes (as in production), the bare app of the API's shape beside them (`erp.bench.bare`, the
+ceiling), plus the bench's own view of them (a pool and Redis) from the composition root."""
 
 from __future__ import annotations
 
@@ -41,7 +41,7 @@ class Stack:
             os.environ.get("DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"),
             f"erp_bench_{uuid.uuid4().hex[:10]}",
         )
-        temporal_port, self.port = free_ports(2)
+        temporal_port, self.port, self.bare_port = free_ports(3)
         self.temporal_address = f"127.0.0.1:{temporal_port}"
         self.processes: list[subprocess.Popen[bytes]] = []
         self.logs = Path(tempfile.mkdtemp(prefix="erp-bench-logs-"))
@@ -60,11 +60,20 @@ class Stack:
     def base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
+    @property
+    def bare_base(self) -> str:
+        """The bare app's (`erp.bench.bare`): the API's shape, no I/O."""
+        return f"http://127.0.0.1:{self.bare_port}"
+
     def _spawn(
-        self, *args: str, env: Mapping[str, str] | None = None, log: str | None = None
+        self,
+        *args: str,
+        env: Mapping[str, str] | None = None,
+        log: str | None = None,
+        program: list[str] | None = None,
     ) -> subprocess.Popen[bytes]:
-        """`erp <args>` on this stack, with `env` over its environment, logging to `<log>.log` (by
-        default the command's name)."""
+        """`erp <args>` (or `<program> <args>`) on this stack, with `env` over its environment,
+        logging to `<log>.log` (by default the command's name)."""
         environment = {
             **os.environ,
             "DATABASE_URL": self.database_url,
@@ -75,9 +84,11 @@ class Stack:
             "ERP_LOG_LEVEL": "WARNING",
             **(env or {}),
         }
-        erp = str(Path(sys.executable).parent / "erp")
+        command = program or [str(Path(sys.executable).parent / "erp")]
         with (self.logs / f"{log or args[0]}.log").open("ab") as lines:
-            process = subprocess.Popen([erp, *args], env=environment, stdout=subprocess.DEVNULL, stderr=lines)
+            process = subprocess.Popen(
+                [*command, *args], env=environment, stdout=subprocess.DEVNULL, stderr=lines
+            )
         self.processes.append(process)
         return process
 
@@ -88,7 +99,17 @@ class Stack:
         self.processes.append(start_temporal(self.temporal_address))
         self.worker = self._spawn("worker")
         self.api = self._spawn("api", "--workers", str(self.api_workers))
+        # As many processes as the API's, served by uvicorn with the API's options (erp.bench.bare).
+        self.bare = self._spawn(
+            "--port",
+            str(self.bare_port),
+            "--workers",
+            str(self.api_workers),
+            log="bare",
+            program=[sys.executable, "-m", "erp.bench.bare"],
+        )
         await self._healthy(self.base, self.api, "api")
+        await self._healthy(self.bare_base, self.bare, "bare")
 
     async def _healthy(self, base: str, process: subprocess.Popen[bytes], log: str) -> None:
         """Until the API at `base` answers /health with 200; RuntimeError if it exits first or has

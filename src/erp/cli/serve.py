@@ -5,7 +5,7 @@ from __future__ import annotations
 import contextlib
 import socket
 from collections.abc import Iterator
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 import uvicorn
@@ -14,6 +14,16 @@ import uvloop
 from core.settings import Settings
 from erp.cli.common import require_services
 from erp.http_protocol import ProblemHttpProtocol
+
+SERVED_WITH: dict[str, Any] = {
+    "log_level": "warning",
+    "log_config": None,  # uvicorn's loggers propagate to the JSON handler
+    "access_log": False,
+    "http": ProblemHttpProtocol,  # what uvicorn cannot parse is a problem+json 400 too
+}
+"""uvicorn's options for the API, one process or many (the loop is uvicorn's default, uvloop when
+installed). `erp bench`'s bare app (`erp.bench.bare`) is served with them too, so that the two differ
+only in what the app does."""
 
 
 class DrainingServer(uvicorn.Server):
@@ -46,11 +56,8 @@ def api_server(settings: Settings, *, capture_signals: bool = True) -> uvicorn.S
         create_app(settings),
         host=settings.http_host,
         port=settings.http_port,
-        log_level="warning",
-        log_config=None,  # uvicorn's loggers propagate to the JSON handler
-        access_log=False,
-        http=ProblemHttpProtocol,  # what uvicorn cannot parse is a problem+json 400 too
         timeout_graceful_shutdown=settings.shutdown_timeout,
+        **SERVED_WITH,
     )
     return DrainingServer(config) if capture_signals else _SignalFreeServer(config)
 
@@ -78,11 +85,8 @@ def api(
         host=settings.http_host,
         port=settings.http_port,
         workers=workers,
-        log_level="warning",
-        log_config=None,
-        access_log=False,
-        http=ProblemHttpProtocol,
         timeout_graceful_shutdown=settings.shutdown_timeout,  # uvicorn's own workers: streams end then
+        **SERVED_WITH,
     )
 
 

@@ -376,6 +376,31 @@ async def empty_rows(pool: asyncpg.Pool[Any], account_id: UUID) -> list[str]:
     return [row["name"] for row in rows]
 
 
+async def test_a_tenant_session_may_delete_only_empty_streams_and_counters(
+    pool: asyncpg.Pool[Any], account_id: UUID
+) -> None:
+    """Migration 0020 lets the tenant role delete placeholders (revision 0, last sequence 0) and
+    nothing else: a tenant-scoped session (RLS on, as the API's) cannot drop a stream with events
+    nor reset a counter by deleting it."""
+    await EventStore().append(pool, account_id, [write("Thing-1", 0, 2)], metadata())
+    async with tenant_transaction(pool, account_id) as connection:
+        streams = "DELETE FROM streams WHERE account_id = $1 AND stream_id = $2"
+        counters = "DELETE FROM stream_sequences WHERE account_id = $1 AND stream_type = $2"
+        assert await connection.execute(streams, account_id, "Thing-1") == "DELETE 0"
+        assert await connection.execute(counters, account_id, "Thing") == "DELETE 0"
+        # A placeholder, though, it may delete (as erp_append_batch does with those left empty).
+        await connection.execute("INSERT INTO streams VALUES ($1, 'Empty-1', 'Empty', 0)", account_id)
+        await connection.execute(
+            "INSERT INTO stream_sequences (account_id, stream_type, last_sequence) VALUES ($1, 'Empty', 0)",
+            account_id,
+        )
+        assert await connection.execute(streams, account_id, "Empty-1") == "DELETE 1"
+        assert await connection.execute(counters, account_id, "Empty") == "DELETE 1"
+    assert await stream_revision(pool, account_id, "Thing-1") == 2
+    assert await counter(pool, account_id, "Thing") == 2
+    assert await revisions(pool, account_id, "Thing-1") == [1, 2]
+
+
 async def test_an_accounts_appends_in_one_batch_run_in_arrival_order_each_answered_alone(
     pool: asyncpg.Pool[Any],
 ) -> None:

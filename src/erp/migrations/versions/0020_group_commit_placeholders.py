@@ -8,8 +8,14 @@ never take a lock out of that order. A stream or counter that does not exist yet
 inserting it empty (revision 0, last sequence 0): a placeholder. The placeholders still empty
 once the account's appends are done (their appends were refused) are deleted before commit, so
 they are never seen. Revision 0 and last sequence 0 mean "no events": a restrictive policy lets
-the tenant role delete such rows only, so no tenant session can drop a stream that has events
-(the policy is the tenant role's only: a move's purge, as the owner, still deletes every row).
+the tenant role delete such rows only, so no tenant session can drop a stream that has events.
+
+The policy applies to every role with the tenant role's privileges, the owner included: 0001
+grants `erp_tenant` to the migrating user, and the tables FORCE row-level security. A move's
+purge (`tenancy.moving.purge_account`, which deletes an account's counters and streams as the
+pool's user, without switching roles) is unaffected only because that user bypasses row-level
+security (a superuser or BYPASSRLS, as the mover's COPY already requires), not because the
+policy names another role.
 
 Revision ID: 0020
 Revises: 0019

@@ -59,37 +59,15 @@ async def test_requests_arriving_while_a_batch_is_in_flight_leave_together() -> 
     assert sender.batches == [["a"], ["b", "c", "d"]]
 
 
-async def test_a_batch_holds_several_requests_of_a_key_in_the_order_they_came() -> None:
+async def test_a_batch_holds_one_request_per_key_and_keeps_each_keys_order() -> None:
     sender = Sender()
     commit = group(sender)
     sender.release.clear()
     tasks = [await started(commit.submit(request)) for request in [(9, "x"), (1, "a1"), (1, "a2"), (2, "b1")]]
     tasks.append(await started(commit.submit((1, "a3"))))
     sender.release.set()
-    assert await asyncio.gather(*tasks) == ["done x", "done a1", "done a2", "done b1", "done a3"]
-    assert sender.batches == [["x"], ["a1", "a2", "b1", "a3"]]
-
-
-async def test_a_keys_requests_beyond_max_batch_wait_for_the_next_batch_in_their_order() -> None:
-    sender = Sender()
-    commit = group(sender, max_batch=2)
-    sender.release.clear()
-    names = ["first", "a1", "a2", "b1", "a3", "a4"]
-    tasks = [await started(commit.submit((1 if name != "b1" else 2, name))) for name in names]
-    sender.release.set()
     await asyncio.gather(*tasks)
-    assert sender.batches == [["first"], ["a1", "a2"], ["b1", "a3"], ["a4"]]
-
-
-async def test_one_busy_key_shares_its_batches() -> None:
-    """Many requests of one key, all queued behind one in flight: one batch carries them all."""
-    sender = Sender()
-    commit = group(sender)
-    sender.release.clear()
-    tasks = [await started(commit.submit((7, f"r{n}"))) for n in range(30)]
-    sender.release.set()
-    assert await asyncio.gather(*tasks) == [f"done r{n}" for n in range(30)]
-    assert sender.batches == [["r0"], [f"r{n}" for n in range(1, 30)]]
+    assert sender.batches == [["x"], ["a1", "b1"], ["a2"], ["a3"]]
 
 
 async def test_a_batch_is_never_larger_than_max_batch() -> None:

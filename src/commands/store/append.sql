@@ -7,29 +7,19 @@
 -- CREATE OR REPLACE cannot change the argument list (a new list makes an overload): a change
 -- of arguments needs a versioned migration that drops the old signature (as 0008 did).
 --
--- It takes appends in ascending account order, an account's appends together and in the order
--- they arrived, each scoped to its account, and answers per append: its positions, a conflict (a
--- stale expected revision), a duplicate (its command id is already logged) or fenced (a move
--- holds the account's writes). A refused append writes nothing and leaves the others in place;
--- everything not refused commits together, in one transaction and one WAL flush. An account's
--- appends run one after another, each seeing what the ones before it wrote: a second append to a
--- stream must expect the revision the first left (else it is a conflict), and a second append
--- with a command id the first logged is a duplicate.
+-- It takes appends for distinct accounts, in ascending account order, each scoped to its
+-- account, and answers per append: its positions, a conflict (a stale expected revision), a
+-- duplicate (its command id is already logged) or fenced (a move holds the account's writes). A refused append writes nothing and leaves the
+-- others in place; everything not refused commits together, in one transaction and one WAL
+-- flush.
 --
 -- An append whose refusal can only be its first write (one stream, no command log: nearly
 -- every command) runs straight; any other runs in a subtransaction that undoes it if refused.
 -- A subtransaction costs about a third of an append.
 --
 -- Lock order stays global: accounts ascending (each account's write lock first); within an
--- account, streams by id (in code point order, as the store sorts them: COLLATE "C"), then
--- sequence counters by stream type. Every append takes its locks in that order, so batches and
--- single appends never deadlock one another. An account with several appends in the batch takes
--- all their locks before the first of them runs (the streams of all of them, by id, then their
--- counters): run one by one, the second's streams would come after the first's counters. A row
--- that does not exist yet is locked by inserting it empty (a stream at revision 0, a counter at
--- 0): a placeholder, deleted again once the account's appends are done if none of them wrote to
--- it (migration 0020 lets the tenant role delete empty rows only). Until then its key is locked
--- like a row: a concurrent append creating the same stream waits for this transaction.
+-- account, streams by id, then sequence counters by stream type. Every append takes its locks in that order, so batches and single
+-- appends never deadlock one another.
 --
 -- At most 60 appends per call: more subtransactions than a backend caches (64) would slow
 -- every snapshot on the server.
@@ -72,19 +62,14 @@ DECLARE
     v_last bigint;
     v_firsts bigint[];
     v_fence text;
-    v_group integer;  -- the first of the current account's appends
-    v_group_end integer;  -- its last
-    v_locked boolean := false;  -- the account's row locks were taken up front (several appends)
-    v_made_streams text[];  -- placeholders made for them
-    v_made_types text[];
 BEGIN
     IF v_appends > 60 THEN
         RAISE EXCEPTION 'at most 60 appends per batch, got %', v_appends
             USING ERRCODE = 'program_limit_exceeded';
     END IF;
     FOR i IN 2 .. v_appends LOOP
-        IF p_accounts[i] < p_accounts[i - 1] THEN
-            RAISE EXCEPTION 'a batch holds accounts in ascending order, each account''s appends together'
+        IF p_accounts[i] <= p_accounts[i - 1] THEN
+            RAISE EXCEPTION 'a batch holds distinct accounts in ascending order'
                 USING ERRCODE = 'invalid_parameter_value';
         END IF;
     END LOOP;
@@ -102,48 +87,10 @@ BEGIN
         v_firsts := '{}';
         refusal := NULL;
         detail := NULL;
-        IF i = 1 OR p_accounts[i] <> p_accounts[i - 1] THEN
-            -- The account's first append: scope to it, take its write lock.
-            PERFORM set_config('erp.account_id', p_accounts[i]::text, true);
-            -- The account's write lock, held to commit; a move that fenced the account here
-            -- refuses its appends (tenancy/fences.sql) before anything is written.
-            v_fence := erp_write_lock(p_accounts[i]);
-            v_group := i;
-            v_group_end := i;
-            WHILE v_group_end < v_appends AND p_accounts[v_group_end + 1] = p_accounts[i] LOOP
-                v_group_end := v_group_end + 1;
-            END LOOP;
-            v_locked := v_fence IS NULL AND v_group_end > i;
-            IF v_locked THEN
-                -- Several appends: every stream of them, by id, then every counter, by type,
-                -- locked now (existing rows) or made empty (placeholders), so that none of the
-                -- appends below takes a lock out of the global order.
-                WITH made AS (
-                    INSERT INTO streams AS s (account_id, stream_id, stream_type, revision)
-                    SELECT p_accounts[i], x.id, x.t, 0
-                    FROM (SELECT DISTINCT ON (y.id COLLATE "C") y.id, y.t
-                          FROM unnest(p_stream_ids[s0 + 1 : p_stream_ends[v_group_end]],
-                                      p_stream_types[s0 + 1 : p_stream_ends[v_group_end]])
-                               WITH ORDINALITY AS y(id, t, n)
-                          ORDER BY y.id COLLATE "C", y.n) AS x  -- a new stream's type: its first writer's
-                    ORDER BY x.id COLLATE "C"
-                    ON CONFLICT (account_id, stream_id) DO UPDATE SET revision = s.revision WHERE false
-                    RETURNING s.stream_id
-                )
-                SELECT coalesce(array_agg(made.stream_id), '{}') INTO v_made_streams FROM made;
-                WITH made AS (
-                    INSERT INTO stream_sequences AS s (account_id, stream_type, last_sequence, changed)
-                    SELECT p_accounts[i], x.t, 0, pg_current_xact_id()
-                    FROM (SELECT DISTINCT y.t
-                          FROM unnest(p_stream_types[s0 + 1 : p_stream_ends[v_group_end]]) AS y(t)) AS x
-                    ORDER BY x.t
-                    ON CONFLICT (account_id, stream_type)
-                    DO UPDATE SET last_sequence = s.last_sequence WHERE false
-                    RETURNING s.stream_type
-                )
-                SELECT coalesce(array_agg(made.stream_type), '{}') INTO v_made_types FROM made;
-            END IF;
-        END IF;
+        PERFORM set_config('erp.account_id', p_accounts[i]::text, true);
+        -- The account's write lock, held to commit; a move that fenced the account here refuses it
+        -- (tenancy/fences.sql) before anything is written.
+        v_fence := erp_write_lock(p_accounts[i]);
         IF v_fence IS NOT NULL THEN
             refusal := 'fenced';
             detail := v_fence;
@@ -151,7 +98,7 @@ BEGIN
             -- One stream and no command log: the stream check is the append's first write,
             -- so a refusal has written nothing and needs no subtransaction to undo it.
             j := s0 + 1;
-            IF p_expected[j] = 0 AND NOT v_locked THEN
+            IF p_expected[j] = 0 THEN
                 INSERT INTO streams (account_id, stream_id, stream_type, revision)
                 VALUES (p_accounts[i], p_stream_ids[j], p_stream_types[j], p_counts[j])
                 ON CONFLICT (account_id, stream_id) DO NOTHING;
@@ -192,19 +139,8 @@ BEGIN
             -- Several streams or a command log: a refusal may come after writes, which the
             -- subtransaction undoes without touching the other appends.
             BEGIN
-                IF p_command_names[i] IS NOT NULL AND i > v_group THEN
-                    IF p_command_ids[i] = ANY(p_command_ids[v_group : i - 1]) THEN
-                        -- An earlier append of this batch carried the same command id: if it was
-                        -- logged, this one is its duplicate, answered as a retry would be.
-                        IF EXISTS (SELECT FROM command_log c
-                                   WHERE c.account_id = p_accounts[i] AND c.command_id = p_command_ids[i]) THEN
-                            RAISE EXCEPTION 'command % is already logged', p_command_ids[i]
-                                USING ERRCODE = 'ER412';
-                        END IF;
-                    END IF;
-                END IF;
                 FOR j IN s0 + 1 .. p_stream_ends[i] LOOP
-                    IF p_expected[j] = 0 AND NOT v_locked THEN
+                    IF p_expected[j] = 0 THEN
                         INSERT INTO streams (account_id, stream_id, stream_type, revision)
                         VALUES (p_accounts[i], p_stream_ids[j], p_stream_types[j], p_counts[j])
                         ON CONFLICT (account_id, stream_id) DO NOTHING;
@@ -287,19 +223,6 @@ BEGIN
             END;
         END IF;
         RETURN NEXT;
-        IF v_locked AND i = v_group_end THEN
-            -- The account's last append: the placeholders nobody wrote to go (their appends were
-            -- refused), so a refused append leaves nothing behind.
-            IF cardinality(v_made_streams) > 0 THEN
-                DELETE FROM streams s
-                WHERE s.account_id = p_accounts[i] AND s.stream_id = ANY(v_made_streams) AND s.revision = 0;
-            END IF;
-            IF cardinality(v_made_types) > 0 THEN
-                DELETE FROM stream_sequences s
-                WHERE s.account_id = p_accounts[i] AND s.stream_type = ANY(v_made_types)
-                  AND s.last_sequence = 0;
-            END IF;
-        END IF;
         s0 := p_stream_ends[i];
         e0 := p_event_ends[i];
     END LOOP;

@@ -10,12 +10,8 @@ Guarantees (DESIGN.md, invariants 1-3 and 6):
   so transactions of one (account, stream type) commit in sequence order and a
   reader that has seen N never later finds an event <= N.
 * Everything in one `append` call commits or rolls back together. Group commit
-  may carry it in one transaction with other appends, of its own account and of
-  others; each append is still all or nothing, and a refused one does not
-  affect the others. An account's appends in one batch run in the order they
-  arrived, each seeing the ones before it (so a second append to a stream must
-  expect the revision the first left), and take consecutive SequenceNumbers
-  from the counter row they hold once.
+  may carry it in one transaction with other accounts' appends; each append is
+  still all or nothing, and a refused one does not affect the others.
 * Events are never updated or deleted (a trigger refuses it).
 
 The work happens in SQL functions, one round trip per call, each append scoped
@@ -284,17 +280,12 @@ class EventStore:
     async def append_batch(
         self, executor: Executor, requests: Sequence[AppendRequest]
     ) -> list[Outcome[AppendResult]]:
-        """Append in one statement and one transaction; each request's outcome in request order.
+        """Append for distinct accounts in one statement; each request's outcome in request order.
 
-        Requests of one account run in the order given, each seeing the ones before it: a
-        second append to a stream must expect the revision the first left, and a second with a
-        command id the first logged is `CommandAlreadyLogged`. A request refused for a stale
-        revision or a logged command id gets its exception as its outcome and writes nothing;
-        the others are unaffected. Any other error fails the whole statement, and nothing of it
-        is written.
+        A request refused for a stale revision or a logged command id gets its
+        exception as its outcome and writes nothing; the others are unaffected.
+        Any other error fails the whole statement, and nothing of it is written.
         """
-        # Accounts ascending (the global lock order); sorted() is stable, so each account's
-        # requests keep their order.
         order = sorted(range(len(requests)), key=lambda i: requests[i].account_id)
         ordered = [requests[i] for i in order]
         rows = await executor.fetch(APPEND_BATCH, *batch_arguments(ordered, self.feed.upcasters))
@@ -329,19 +320,8 @@ class EventStore:
                 if len(requests) == 1:
                     raise
             # The server refused the whole statement (so none of it was written), perhaps for one
-            # request's sake: send each alone, and each caller gets its own answer. An account's
-            # requests go one after another, in the order they came; accounts in parallel.
-            by_account: dict[UUID, list[int]] = {}
-            for n, request in enumerate(requests):
-                by_account.setdefault(request.account_id, []).append(n)
-            outcomes: list[Outcome[AppendResult]] = [RuntimeError("not sent")] * len(requests)
-
-            async def in_turn(indexes: list[int]) -> None:
-                for n in indexes:
-                    outcomes[n] = await self._alone(pool, requests[n])
-
-            await asyncio.gather(*(in_turn(indexes) for indexes in by_account.values()))
-            return outcomes
+            # request's sake: send each alone, and each caller gets its own answer.
+            return list(await asyncio.gather(*(self._alone(pool, request) for request in requests)))
 
     async def _alone(self, pool: asyncpg.Pool[Any], request: AppendRequest) -> Outcome[AppendResult]:
         try:
@@ -409,8 +389,7 @@ APPEND_BATCH = (
 def batch_arguments(
     requests: Sequence[AppendRequest], upcasters: Upcasters | None = None
 ) -> AppendBatchArguments:
-    """`erp_append_batch`'s arguments for requests in ascending account order (an account's
-    requests together, in the order they are to run).
+    """`erp_append_batch`'s arguments for requests of distinct accounts, in ascending account order.
 
     Each event is stored at the schema version `upcasters` give its name (1 without upcasters).
     """

@@ -6,12 +6,9 @@ queue and leave together as the lane's next batch. So a lone caller never
 waits for company, and under load many appends share one transaction and one
 WAL flush instead of paying for their own.
 
-A batch takes the lane's oldest waiting requests, in the order they came, up
-to `max_batch`, several of one key among them; a key always uses the same lane,
-so requests of one account are sent in the order they came and never ride in
-two batches in flight at once. `send` keeps each key's requests in that order
-(the event store's append runs an account's appends one after another in one
-transaction, each seeing the ones before it).
+A batch holds at most one request per key, and a key always uses the same
+lane: requests of one account are sent in the order they came, one at a time,
+and never contend with each other for locks.
 """
 
 from __future__ import annotations
@@ -64,11 +61,21 @@ class GroupCommit(Generic[R, T]):
         return await future
 
     def _next_batch(self, lane: int) -> list[tuple[R, asyncio.Future[T]]]:
-        """The oldest waiting requests, in the order they came, up to `max_batch`; the rest wait."""
-        queue = [(request, future) for request, future in self._queues[lane] if not future.done()]
-        # (a done future: its caller gave up before it was sent)
-        self._queues[lane] = queue[self._max_batch :]
-        return queue[: self._max_batch]
+        """The oldest waiting request of each key, up to `max_batch`; the rest keep their place."""
+        batch: list[tuple[R, asyncio.Future[T]]] = []
+        waiting: list[tuple[R, asyncio.Future[T]]] = []
+        keys: set[Hashable] = set()
+        for request, future in self._queues[lane]:
+            if future.done():
+                continue  # its caller gave up before it was sent
+            key = self._key(request)
+            if key in keys or len(batch) == self._max_batch:
+                waiting.append((request, future))
+            else:
+                keys.add(key)
+                batch.append((request, future))
+        self._queues[lane] = waiting
+        return batch
 
     async def _drain(self, lane: int) -> None:
         batch: list[tuple[R, asyncio.Future[T]]] = []

@@ -25,8 +25,8 @@ _REAL = "erp.real_query_string"
 
 def scrubbed(query: bytes) -> bytes:
     """`query` with every secret parameter's value replaced (unchanged when it has none)."""
-    if not any(name.encode() in query.lower() for name in SECRET_PARAMETERS):
-        return query
+    if b"%" not in query and not any(name.encode() in query.lower() for name in SECRET_PARAMETERS):
+        return query  # no secret's name, even percent-encoded
     pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
     return urlencode(
         [(name, REDACTED if name.lower() in SECRET_PARAMETERS else value) for name, value in pairs]

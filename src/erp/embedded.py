@@ -259,3 +259,6 @@ def _traversable(path: Path) -> None:
         mode = parent.stat().st_mode
         if not mode & stat.S_IXOTH:
             parent.chmod(mode | stat.S_IXOTH)
+            print(
+                f"made {parent} searchable by others (o+x), so the embedded Postgres's user reaches its data"
+            )

@@ -10,6 +10,7 @@ listing call finds them all; each one's progress is then asked of it as GET /pro
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from uuid import UUID
@@ -21,6 +22,8 @@ from tenancy.moves import AccountMoves
 from workflows.operations import ProjectionOperations
 from workflows.starters import rebuild_of, rebuild_progress
 from workflows.workflows import BuildProjectionWorkflow, MoveAccountWorkflow, RebuildProjectionWorkflow
+
+_log = logging.getLogger(__name__)
 
 KINDS = {
     BuildProjectionWorkflow.__name__: "Build",
@@ -81,9 +84,21 @@ class OperatorWorkflows:
         return [await self._seen(execution) for execution in executions]
 
     async def _seen(self, execution: WorkflowExecution) -> OperatorWorkflow:
+        """One workflow's row; only what the listing says of it when its progress cannot be read (an
+        id of another shape, a workflow that closed between the listing and the question, Temporal or
+        a database failing for it), so one workflow never takes the whole list down."""
         kind = KINDS[execution.workflow_type]
         status = execution.status.name.title() if execution.status else "Unknown"
         seen = OperatorWorkflow(kind, execution.id, status, execution.start_time, execution.close_time)
+        try:
+            return await self._progress(seen, kind, execution)
+        except Exception:  # any one workflow's failure: its row without progress
+            _log.warning("could not read the progress of %s", execution.id, exc_info=True)
+            return seen
+
+    async def _progress(
+        self, seen: OperatorWorkflow, kind: str, execution: WorkflowExecution
+    ) -> OperatorWorkflow:
         rest = execution.id.removeprefix(self._temporal.deployment.name + "-")
         if kind == "Build":
             return await self._build(seen, rest.removeprefix("build-"))

@@ -55,3 +55,8 @@ def test_tickets_are_redacted_from_what_telemetry_sees() -> None:
     assert scrubbed(b"a=1&Ticket=abc%2Fdef&Ticket=second") == b"a=1&Ticket=REDACTED&Ticket=REDACTED"
     query = b"CustomerName=Ada&Limit=10"
     assert scrubbed(query) is query
+
+
+def test_a_ticket_whose_name_is_percent_encoded_is_redacted_too() -> None:
+    # Litestar decodes parameter names, so `Tick%65t` opens a stream as `Ticket` does.
+    assert scrubbed(b"Tick%65t=abc&After=x") == b"Ticket=REDACTED&After=x"

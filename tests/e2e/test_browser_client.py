@@ -2,11 +2,9 @@
 a second local HTTP server places an order with `fetch` and follows its read model with
 `EventSource`, as a single-page app of a tenant would.
 
-DEPENDS ON issue #14's CORS and notification tickets, built on another branch and merged later:
-`ERP_CORS_ORIGINS` (the origins the API answers with CORS headers), `POST /notifications/tickets`
-(tenant key) -> `{"Ticket","ExpiresAt"}`, `GET /notifications?Ticket=...` (an EventSource cannot
-send an Authorization header) and SSE `id:` lines. Until that is in the tree the test skips, saying
-so; once the API reads ERP_CORS_ORIGINS it runs (and fails if the rest of the contract is missing).
+It uses `ERP_CORS_ORIGINS` (the origins the API answers with CORS headers), `POST
+/notifications/tickets` (tenant key) -> `{"Ticket","ExpiresAt"}`, `GET /notifications?Ticket=...`
+(an EventSource cannot send an Authorization header) and SSE `id:` lines.
 
 What it checks: from an allowed origin the preflighted `fetch` of PlaceOrder succeeds and the
 EventSource, opened with a ticket, receives the order's notification with an event id; from an
@@ -25,7 +23,7 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Iterator
-from dataclasses import fields, replace
+from dataclasses import replace
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -182,19 +180,11 @@ def static_site() -> Iterator[str]:
 
 
 def cors_settings(monkeypatch: pytest.MonkeyPatch, origin: str) -> dict[str, Any]:
-    """The Settings fields ERP_CORS_ORIGINS=`origin` sets, whatever they are named; skips the test
-    while the API does not read that variable (the feature is on its way from another branch)."""
-    monkeypatch.delenv("ERP_CORS_ORIGINS", raising=False)
-    without = Settings()
+    """The Settings that ERP_CORS_ORIGINS=`origin` makes (read from the environment, as a deployment
+    would); a setting that stops reading the variable fails the test rather than skipping it."""
     monkeypatch.setenv("ERP_CORS_ORIGINS", origin)
-    with_origin = Settings()
-    changes = {
-        f.name: getattr(with_origin, f.name)
-        for f in fields(Settings)
-        if getattr(with_origin, f.name) != getattr(without, f.name)
-    }
-    if not changes:
-        pytest.skip("depends on #14's ERP_CORS_ORIGINS and notification tickets, not merged here yet")
+    changes = {"cors_origins": Settings().cors_origins}
+    assert changes == {"cors_origins": origin}
     return changes
 
 
